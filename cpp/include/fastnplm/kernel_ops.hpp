@@ -1,0 +1,45 @@
+#pragma once
+// The backend interface for the Gaussian-kernel primitives. Algorithms (the Newton/CG
+// solver) are written once against it; each backend implements only these primitives.
+//
+// k(x, c) = exp(-gamma * ||x - c||^2), gamma = 1 / (2 sigma^2).
+// Every product that sums over the rows of x does so in a fixed order that depends
+// on the number of rows only, so results do not depend on the number of threads.
+#include <cstdint>
+#include <memory>
+
+#include "fastnplm/view.hpp"
+
+namespace fastnplm {
+
+class KernelOps {
+public:
+    virtual ~KernelOps() = default;
+
+    /// out[i * ld + j] = k(x_i, c_j): x is (n, d), c is (m, d), out is (n, m) with leading dim ld >= m.
+    virtual void kernel_block(MatrixView x, MatrixView c, double gamma, double* out,
+                              std::int64_t ld) const = 0;
+
+    /// out = K(x, c) v: v has m entries, out has n entries.
+    virtual void kernel_mv(MatrixView x, MatrixView c, double gamma, const double* v,
+                           double* out) const = 0;
+
+    /// out = K(x, c)^T u: u has n entries, out has m entries (overwritten).
+    virtual void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u,
+                            double* out) const = 0;
+
+    /// out = K(x, c)^T (w ∘ (K(x, c) v)), one kernel evaluation per pair: v, out have m entries, w has n.
+    virtual void kernel_fused(MatrixView x, MatrixView c, double gamma, const double* v,
+                              const double* w, double* out) const = 0;
+
+    /// Number of threads this backend runs on.
+    virtual int threads() const = 0;
+};
+
+/// The multithreaded, vectorised CPU backend; threads <= 0 means all available cores.
+std::unique_ptr<KernelOps> make_cpu_ops(int threads = 0);
+
+/// Number of threads the CPU backend uses when asked for `threads` (<= 0: all cores).
+int resolve_threads(int threads);
+
+}  // namespace fastnplm

@@ -1,0 +1,22 @@
+#pragma once
+// Dense M x M linear algebra for the Nystrom preconditioner, through LAPACK/BLAS.
+// Matrices are column-major, n x n, leading dimension n; "upper" means the factor U
+// with A = U^T U is kept in the upper triangle (LAPACK's uplo = 'U').
+namespace fastnplm::dense {
+
+/// Cholesky A = U^T U in place (upper triangle); returns LAPACK's info (0 on success).
+int cholesky_upper(double* a, int n);
+
+/// U <- U U^T in place for upper-triangular U (LAPACK dlauum).
+void lauum_upper(double* u, int n);
+
+/// Solves U x = b (trans = false) or U^T x = b (trans = true) in place, U upper, b of length n.
+void trsv_upper(const double* u, int n, bool trans, double* b);
+
+/// x <- U x (trans = false) or U^T x (trans = true) in place, U upper.
+void trmv_upper(const double* u, int n, bool trans, double* x);
+
+/// Name of the BLAS/LAPACK the core was linked with.
+const char* blas_name();
+
+}  // namespace fastnplm::dense

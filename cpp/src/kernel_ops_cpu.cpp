@@ -1,0 +1,236 @@
+// CPU backend of the Gaussian-kernel primitives.
+//
+// Layout: the centers are transposed once per call into a (d, m_pad) array so that the
+// inner loops run over centers with unit stride and vectorise; a kernel row k(x_i, .) is
+// built in a small per-thread buffer (m_pad doubles, in L1/L2) and used immediately for
+// the dot product with v and, in the fused product, for the rank-1 update of the output.
+// So each kernel value is evaluated exactly once per pass and the n x m matrix is never
+// stored.
+//
+// Determinism: reductions over rows use a fixed partition of the rows into groups that
+// depends on n only; each group accumulates into its own partial vector in row order
+// and the partials are added in group order. Any thread count gives identical bits.
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "fastnplm/kernel_ops.hpp"
+#include "vexp.hpp"
+
+// Hot loops are compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(FASTNPLM_NO_TARGET_CLONES)
+#define FASTNPLM_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FASTNPLM_HOT
+#endif
+
+namespace fastnplm {
+namespace {
+
+constexpr std::int64_t kMaxGroups = 64;
+constexpr std::int64_t kMinRowsPerGroup = 128;
+
+struct Centers {
+    std::vector<double> t;  // t[k * mp + j] = c_j[k]; padding columns are zero
+    std::int64_t m = 0, mp = 0, d = 0;
+};
+
+Centers transpose_centers(MatrixView c) {
+    Centers out;
+    out.m = c.rows;
+    out.d = c.cols;
+    out.mp = (c.rows + 7) / 8 * 8;
+    out.t.assign(static_cast<size_t>(out.mp * out.d), 0.0);
+    for (std::int64_t j = 0; j < c.rows; ++j)
+        for (std::int64_t k = 0; k < c.cols; ++k) out.t[k * out.mp + j] = c.row(j)[k];
+    return out;
+}
+
+// row[j] = exp(-gamma * ||x - c_j||^2) for j < mp.
+inline void kernel_row(const double* __restrict x, const Centers& c, double gamma,
+                       double* __restrict row) {
+    const std::int64_t mp = c.mp;
+    const double* __restrict ct = c.t.data();
+    const double x0 = x[0];
+#pragma omp simd
+    for (std::int64_t j = 0; j < mp; ++j) {
+        const double t = ct[j] - x0;
+        row[j] = t * t;
+    }
+    for (std::int64_t k = 1; k < c.d; ++k) {
+        const double xk = x[k];
+        const double* __restrict ck = ct + k * mp;
+#pragma omp simd
+        for (std::int64_t j = 0; j < mp; ++j) {
+            const double t = ck[j] - xk;
+            row[j] += t * t;
+        }
+    }
+#pragma omp simd
+    for (std::int64_t j = 0; j < mp; ++j) row[j] = detail::vexp_nonpos(-gamma * row[j]);
+}
+
+inline double dot(const double* __restrict a, const double* __restrict b, std::int64_t n) {
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (std::int64_t j = 0; j < n; ++j) s += a[j] * b[j];
+    return s;
+}
+
+inline void axpy(double* __restrict y, double a, const double* __restrict x, std::int64_t n) {
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) y[j] += a * x[j];
+}
+
+FASTNPLM_HOT void rows_block(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
+                             double gamma, double* out, std::int64_t ld, double* row) {
+    for (std::int64_t i = r0; i < r1; ++i) {
+        kernel_row(x.row(i), c, gamma, row);
+        std::copy(row, row + c.m, out + i * ld);
+    }
+}
+
+FASTNPLM_HOT void rows_mv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
+                          double gamma, const double* v, double* out, double* row) {
+    for (std::int64_t i = r0; i < r1; ++i) {
+        kernel_row(x.row(i), c, gamma, row);
+        out[i] = dot(row, v, c.mp);
+    }
+}
+
+FASTNPLM_HOT void rows_tmv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
+                           double gamma, const double* u, double* acc, double* row) {
+    for (std::int64_t i = r0; i < r1; ++i) {
+        if (u[i] == 0.0) continue;
+        kernel_row(x.row(i), c, gamma, row);
+        axpy(acc, u[i], row, c.mp);
+    }
+}
+
+FASTNPLM_HOT void rows_fused(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
+                             double gamma, const double* v, const double* w, double* acc,
+                             double* row) {
+    for (std::int64_t i = r0; i < r1; ++i) {
+        if (w[i] == 0.0) continue;
+        kernel_row(x.row(i), c, gamma, row);
+        const double u = w[i] * dot(row, v, c.mp);
+        axpy(acc, u, row, c.mp);
+    }
+}
+
+void check_shapes(MatrixView x, MatrixView c) {
+    if (x.cols != c.cols)
+        throw std::invalid_argument("kernel: points have " + std::to_string(x.cols) +
+                                    " features but centers have " + std::to_string(c.cols));
+    if (c.rows < 1 || c.cols < 1) throw std::invalid_argument("kernel: need at least one center and one feature");
+}
+
+class CpuKernelOps final : public KernelOps {
+public:
+    explicit CpuKernelOps(int threads) : threads_(resolve_threads(threads)) {}
+
+    int threads() const override { return threads_; }
+
+    void kernel_block(MatrixView x, MatrixView c, double gamma, double* out,
+                      std::int64_t ld) const override {
+        check_shapes(x, c);
+        const Centers ct = transpose_centers(c);
+        for_row_chunks(x.rows, [&](std::int64_t r0, std::int64_t r1, double* row) {
+            rows_block(x, r0, r1, ct, gamma, out, ld, row);
+        }, ct.mp);
+    }
+
+    void kernel_mv(MatrixView x, MatrixView c, double gamma, const double* v,
+                   double* out) const override {
+        check_shapes(x, c);
+        const Centers ct = transpose_centers(c);
+        std::vector<double> vp(ct.mp, 0.0);
+        std::copy(v, v + c.rows, vp.begin());
+        for_row_chunks(x.rows, [&](std::int64_t r0, std::int64_t r1, double* row) {
+            rows_mv(x, r0, r1, ct, gamma, vp.data(), out, row);
+        }, ct.mp);
+    }
+
+    void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u,
+                    double* out) const override {
+        check_shapes(x, c);
+        const Centers ct = transpose_centers(c);
+        reduce_groups(x.rows, ct, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
+            rows_tmv(x, r0, r1, ct, gamma, u, acc, row);
+        });
+    }
+
+    void kernel_fused(MatrixView x, MatrixView c, double gamma, const double* v, const double* w,
+                      double* out) const override {
+        check_shapes(x, c);
+        const Centers ct = transpose_centers(c);
+        std::vector<double> vp(ct.mp, 0.0);
+        std::copy(v, v + c.rows, vp.begin());
+        reduce_groups(x.rows, ct, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
+            rows_fused(x, r0, r1, ct, gamma, vp.data(), w, acc, row);
+        });
+    }
+
+private:
+    int threads_;
+
+    // Independent rows: any partition is deterministic. Chunks of 64 rows, dynamic schedule.
+    template <class F>
+    void for_row_chunks(std::int64_t n, F&& body, std::int64_t mp) const {
+        constexpr std::int64_t chunk = 64;
+        const std::int64_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel num_threads(threads_) if (nchunks > 1)
+        {
+            std::vector<double> row(mp);
+#pragma omp for schedule(dynamic, 1)
+            for (std::int64_t ch = 0; ch < nchunks; ++ch)
+                body(ch * chunk, std::min(n, (ch + 1) * chunk), row.data());
+        }
+    }
+
+    // Row reductions: a fixed partition into groups (a function of n only), partials
+    // summed in group order.
+    template <class F>
+    void reduce_groups(std::int64_t n, const Centers& ct, double* out, F&& body) const {
+        const std::int64_t groups =
+            std::max<std::int64_t>(1, std::min(kMaxGroups, (n + kMinRowsPerGroup - 1) / kMinRowsPerGroup));
+        const std::int64_t mp = ct.mp;
+        std::vector<double> partial(static_cast<size_t>(groups * mp), 0.0);
+#pragma omp parallel num_threads(threads_) if (groups > 1)
+        {
+            std::vector<double> row(mp);
+#pragma omp for schedule(dynamic, 1)
+            for (std::int64_t g = 0; g < groups; ++g) {
+                const std::int64_t r0 = n * g / groups, r1 = n * (g + 1) / groups;
+                body(r0, r1, partial.data() + g * mp, row.data());
+            }
+        }
+        std::fill(out, out + ct.m, 0.0);
+        for (std::int64_t g = 0; g < groups; ++g) {
+            const double* p = partial.data() + g * mp;
+            for (std::int64_t j = 0; j < ct.m; ++j) out[j] += p[j];
+        }
+    }
+};
+
+}  // namespace
+
+int resolve_threads(int threads) {
+#ifdef _OPENMP
+    return threads > 0 ? threads : omp_get_num_procs();
+#else
+    (void)threads;
+    return 1;
+#endif
+}
+
+std::unique_ptr<KernelOps> make_cpu_ops(int threads) {
+    return std::make_unique<CpuKernelOps>(threads);
+}
+
+}  // namespace fastnplm

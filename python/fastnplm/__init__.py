@@ -1,0 +1,40 @@
+"""fastnplm: the New Physics Learning Machine, fast.
+
+A signal-agnostic likelihood-ratio goodness-of-fit test between a reference sample and
+observed data (D'Agnolo & Wulzer 2019; kernel version: Letizia et al. 2022).
+"""
+from __future__ import annotations
+
+
+def _preload_openblas() -> None:
+    # The compiled core links libscipy_openblas.so from the scipy-openblas32 package. Its
+    # RPATH finds it in a normal install; loading it here first also covers editable and
+    # other layouts (the dynamic loader then reuses the loaded library by its soname).
+    import ctypes
+    import os
+
+    try:
+        import scipy_openblas32 as sob
+    except ImportError:  # a build against a system LAPACK needs nothing here
+        return
+    path = os.path.join(sob.get_lib_dir(), sob.get_library(fullname=True))
+    if os.path.exists(path):
+        ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+
+_preload_openblas()
+
+from . import _core  # noqa: E402
+from ._info import build_info, cuda_available, cuda_built  # noqa: E402
+from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuristic  # noqa: E402
+
+__version__ = _core.version
+__all__ = [
+    "ConvergenceWarning",
+    "KernelFitResult",
+    "KernelNPLM",
+    "build_info",
+    "cuda_available",
+    "cuda_built",
+    "sigma_heuristic",
+]

@@ -1,0 +1,231 @@
+"""Kernel NPLM: the estimator, its result, and the width heuristic.
+
+Model, objective and solver are those of ../shared/docs/method.md section 2 (Letizia et al.
+2022, with Falkon's logistic solver), so published (M, sigma, lambda) settings carry over.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _checks, _core
+
+log = logging.getLogger("fastnplm")
+
+SOLVERS = ("newton-step", "newton")
+DEFAULT_CG_TOL = float(np.sqrt(1e-7))  # Falkon's tolerance in the published NPLM fits
+DEFAULT_MAX_ITER = 1000
+DEFAULT_GRAD_TOL = 1e-10
+PC_EPSILON = 1e-13  # Falkon's float64 jitter: T = chol(K_MM + eps * M * I)
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit stopped before meeting its tolerance (see ``KernelFitResult.converged``)."""
+
+
+def sigma_heuristic(reference, quantile: float = 0.9, max_points: int = 2000, seed=0) -> float:
+    """Gaussian width from the pairwise distances of the reference sample.
+
+    Parameters
+    ----------
+    reference : array_like, (N_R, d) or (N_R,)
+        Reference events.
+    quantile : float
+        Quantile of the distances between distinct events (0.9: the 90th percentile, the
+        usual NPLM choice).
+    max_points : int
+        At most this many events, drawn without replacement with ``seed``, enter the
+        pairwise distances (their number grows as max_points**2 / 2).
+    seed : int or numpy.random.Generator
+
+    Returns
+    -------
+    float
+        The requested quantile of the Euclidean distances (numpy's linear interpolation).
+    """
+    x = _checks.as_events(reference, "reference")
+    q = _checks.positive_number(quantile, "quantile")
+    if q > 1:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    max_points = _checks.positive_int(max_points, "max_points")
+    if x.shape[0] < 2:
+        raise ValueError("sigma_heuristic needs at least 2 reference events")
+    if x.shape[0] > max_points:
+        rng = np.random.default_rng(seed)
+        x = x[np.sort(rng.choice(x.shape[0], size=max_points, replace=False))]
+    # Distances through the Gram matrix (a different route from scipy's pdist, which the
+    # tests compare with); clipped at 0 against roundoff.
+    sq = np.einsum("ij,ij->i", x, x)
+    iu = np.triu_indices(x.shape[0], k=1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T))[iu]
+    return float(np.quantile(np.sqrt(np.maximum(d2, 0.0)), q))
+
+
+@dataclass(repr=False)
+class KernelFitResult:
+    """Outcome of :meth:`KernelNPLM.fit`: the statistic, the fitted f, and diagnostics.
+
+    ``t`` is 2 [sum_D f - sum_R w (e^f - 1)] at the fitted f; ``alpha`` and ``centers``
+    define f(x) = sum_j alpha_j exp(-|x - c_j|^2 / (2 sigma^2)).
+    """
+
+    t: float
+    alpha: np.ndarray
+    centers: np.ndarray
+    sigma: float
+    lam: float
+    solver: str
+    penalties: tuple
+    converged: bool
+    cg_iterations: list
+    cg_residuals: list
+    newton_iterations: int
+    grad_norm: float
+    objective: float
+    seconds: float
+    n_reference: int
+    n_data: int
+    n_expected: float
+    threads: int
+    f_reference: np.ndarray = field(default=None)
+    f_data: np.ndarray = field(default=None)
+
+    def predict(self, x, threads=None) -> np.ndarray:
+        """f(x) at new events x, shape (n, d) or (n,) for one feature."""
+        x = _checks.as_events(x, "x", d=self.centers.shape[1])
+        return _core.kernel_mv(x, self.centers, self.sigma, self.alpha, _checks.threads_arg(threads))
+
+    def __repr__(self) -> str:
+        return (f"KernelFitResult(t={self.t:.6g}, M={self.alpha.shape[0]}, sigma={self.sigma:.6g}, "
+                f"lam={self.lam:.3g}, solver={self.solver!r}, converged={self.converged}, "
+                f"cg_iterations={self.cg_iterations}, seconds={self.seconds:.3g})")
+
+
+class KernelNPLM:
+    """Kernel NPLM estimator (Letizia et al. 2022) on the compiled core.
+
+    Parameters
+    ----------
+    M : int
+        Number of Nystrom centers, drawn uniformly without replacement from the pooled
+        sample (reference events first, then data) with ``seed``. Ignored when ``centers``
+        is given.
+    sigma : float or None
+        Gaussian width; None applies :func:`sigma_heuristic` to the reference (90th
+        percentile of pairwise distances, same seed).
+    lam : float
+        Ridge penalty lambda (Falkon's normalisation: J = mean loss + lam/2 alpha^T K_MM alpha).
+    solver : {"newton-step", "newton"}
+        "newton-step": one Newton step per penalty from f = 0, solved by preconditioned CG
+        stopped at ``cg_tol`` -- the estimator of the published analyses. "newton": damped
+        Newton to the minimiser of J (the penalised maximum-likelihood fit).
+    penalties : sequence of float or None
+        Penalty list for "newton-step", ending at ``lam`` (default ``[lam]``).
+    cg_tol : float or None
+        Absolute tolerance on the preconditioned CG residual norm (default sqrt(1e-7)).
+    max_iter : int or None
+        CG iterations per Newton step (default 1000).
+    grad_tol : float
+        "newton" only: stop when the gradient norm (in the preconditioned coordinates
+        beta = T alpha) falls below this (default 1e-10).
+    seed : int
+        Seed of the center draw and of the sigma heuristic's subsample.
+    centers : array_like (M, d) or None
+        Explicit centers instead of a random draw.
+    threads : int or None
+        CPU threads (None: all cores). Results do not depend on it.
+    """
+
+    def __init__(self, M=1000, sigma=None, lam=1e-6, solver="newton-step", penalties=None,
+                 cg_tol=None, max_iter=None, seed=0, centers=None, threads=None,
+                 grad_tol=DEFAULT_GRAD_TOL, max_newton=100):
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
+        self.solver = solver
+        self.lam = _checks.positive_number(lam, "lam", allow_zero=True)
+        self.sigma = None if sigma is None else _checks.positive_number(sigma, "sigma")
+        if penalties is None:
+            self.penalties = (self.lam,)
+        else:
+            pens = tuple(_checks.positive_number(p, "penalties entry", allow_zero=True) for p in penalties)
+            if not pens:
+                raise ValueError("penalties is empty")
+            if pens[-1] != self.lam:
+                raise ValueError(f"penalties must end at lam={self.lam!r}, got {pens}")
+            self.penalties = pens
+        self.cg_tol = DEFAULT_CG_TOL if cg_tol is None else _checks.positive_number(cg_tol, "cg_tol")
+        self.max_iter = DEFAULT_MAX_ITER if max_iter is None else _checks.positive_int(max_iter, "max_iter")
+        self.grad_tol = _checks.positive_number(grad_tol, "grad_tol")
+        self.max_newton = _checks.positive_int(max_newton, "max_newton")
+        self.threads = _checks.threads_arg(threads)
+        self.seed = seed
+        if centers is None:
+            self.M = _checks.positive_int(M, "M")
+            self.centers = None
+        else:
+            self.centers = _checks.as_events(centers, "centers")
+            self.M = self.centers.shape[0]
+
+    def fit(self, reference, data, reference_weights=None, n_expected=None) -> KernelFitResult:
+        """Fit f on reference vs data and return t with the fitted model.
+
+        Parameters
+        ----------
+        reference : array_like, (N_R, d) or (N_R,)
+            Reference sample (float32 or float64; converted to float64).
+        data : array_like, (N_D, d) or (N_D,)
+            Observed data.
+        reference_weights : float or array_like (N_R,) or None
+            Per-event weights summing to N(R); a scalar gives every event that weight.
+        n_expected : float or None
+            N(R) when no weights are given: every weight is N(R)/N_R (default N(R) = N_D).
+        """
+        start = time.perf_counter()
+        ref = _checks.as_events(reference, "reference")
+        dat = _checks.as_events(data, "data", d=ref.shape[1])
+        n_r, n_d = ref.shape[0], dat.shape[0]
+        w = _checks.reference_weights(reference_weights, n_expected, n_r, n_d)
+        centers, center_scale = self._centers(ref, dat, w)
+        sigma = self.sigma if self.sigma is not None else sigma_heuristic(ref, seed=self.seed)
+        out = _core.fit_kernel(ref, w, dat, centers, center_scale, sigma, list(self.penalties), self.solver,
+                               self.cg_tol, self.max_iter, self.grad_tol, self.max_newton, PC_EPSILON,
+                               self.threads)
+        res = KernelFitResult(
+            t=out["t"], alpha=out["alpha"], centers=centers, sigma=sigma, lam=self.lam, solver=self.solver,
+            penalties=self.penalties, converged=out["converged"], cg_iterations=out["cg_iterations"],
+            cg_residuals=out["cg_residuals"], newton_iterations=out["newton_iterations"],
+            grad_norm=out["grad_norm"], objective=out["objective"], seconds=time.perf_counter() - start,
+            n_reference=n_r, n_data=n_d, n_expected=float(w.sum()),
+            threads=self.threads or _core.default_threads(),
+            f_reference=out["f_reference"], f_data=out["f_data"])
+        if not res.converged:
+            what = (f"CG did not reach cg_tol={self.cg_tol:g} within max_iter={self.max_iter} "
+                    f"(iterations {res.cg_iterations}, residuals {res.cg_residuals})")
+            if self.solver == "newton":
+                what = (f"Newton stopped with gradient norm {res.grad_norm:.3g} > grad_tol={self.grad_tol:g} "
+                        f"after {res.newton_iterations} steps")
+            warnings.warn(f"KernelNPLM fit did not converge: {what}", ConvergenceWarning, stacklevel=2)
+        log.debug("kernel fit: %r", res)
+        return res
+
+    def _centers(self, ref, dat, w):
+        """Centers and their preconditioner class weights (1 for data, w_e for reference)."""
+        n_r, n_d = ref.shape[0], dat.shape[0]
+        if self.centers is not None:
+            if self.centers.shape[1] != ref.shape[1]:
+                raise ValueError(f"centers have {self.centers.shape[1]} features but the reference has {ref.shape[1]}")
+            return self.centers, None  # unknown classes: the core uses the pooled mean weight
+        if self.M > n_r + n_d:
+            raise ValueError(f"M={self.M} is larger than the pooled sample ({n_r} reference + {n_d} data events)")
+        rng = np.random.default_rng(self.seed)
+        idx = np.sort(rng.choice(n_r + n_d, size=self.M, replace=False))
+        from_ref = idx < n_r
+        centers = np.empty((self.M, ref.shape[1]))
+        centers[from_ref] = ref[idx[from_ref]]
+        centers[~from_ref] = dat[idx[~from_ref] - n_r]
+        scale = np.where(from_ref, w[np.minimum(idx, n_r - 1)], 1.0)
+        return centers, scale

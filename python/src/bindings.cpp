@@ -1,0 +1,165 @@
+// pybind11 bindings: convert arrays, release the GIL, call the core. No algorithms here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fastnplm/kernel_nplm.hpp"
+#include "fastnplm/kernel_ops.hpp"
+
+namespace py = pybind11;
+using namespace fastnplm;
+
+namespace {
+
+// forcecast + c_style: a float64 C-contiguous array passes through without a copy; the
+// Python layer converts explicitly beforehand so any copy is visible there.
+using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+MatrixView matrix(const Array& a, const char* name) {
+    if (a.ndim() != 2)
+        throw std::invalid_argument(std::string(name) + " must be a 2-D array (events, features), got " +
+                                    std::to_string(a.ndim()) + "-D");
+    return MatrixView(a.data(), a.shape(0), a.shape(1));
+}
+
+const double* vector(const Array& a, py::ssize_t n, const char* name) {
+    if (a.ndim() != 1 || a.shape(0) != n)
+        throw std::invalid_argument(std::string(name) + " must be a 1-D array of length " + std::to_string(n));
+    return a.data();
+}
+
+// Hands a std::vector to numpy without copying: the array owns it through a capsule.
+py::array_t<double> to_numpy(std::vector<double>&& v) {
+    auto* heap = new std::vector<double>(std::move(v));
+    py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<double>*>(p); });
+    return py::array_t<double>(static_cast<py::ssize_t>(heap->size()), heap->data(), owner);
+}
+
+Solver parse_solver(const std::string& s) {
+    if (s == "newton-step") return Solver::NewtonStep;
+    if (s == "newton") return Solver::Newton;
+    throw std::invalid_argument("unknown solver '" + s + "': expected 'newton-step' or 'newton'");
+}
+
+py::dict fit_kernel(const Array& reference, const Array& weights, const Array& data, const Array& centers,
+                    const std::optional<Array>& center_scale, double sigma, std::vector<double> penalties,
+                    const std::string& solver, double cg_tol, int max_iter, double grad_tol, int max_newton,
+                    double pc_epsilon, int threads) {
+    const MatrixView r = matrix(reference, "reference"), d = matrix(data, "data"), c = matrix(centers, "centers");
+    const double* w = vector(weights, r.rows, "reference_weights");
+    const double* cs = center_scale ? vector(*center_scale, c.rows, "center_scale") : nullptr;
+    KernelFitOptions o;
+    o.sigma = sigma;
+    o.penalties = std::move(penalties);
+    o.solver = parse_solver(solver);
+    o.cg_tol = cg_tol;
+    o.max_iter = max_iter;
+    o.grad_tol = grad_tol;
+    o.max_newton = max_newton;
+    o.pc_epsilon = pc_epsilon;
+    o.threads = threads;
+    KernelFitResult res;
+    {
+        // Safe: the arrays above are owned by this frame and read-only for the call.
+        py::gil_scoped_release release;
+        res = fit_kernel_nplm(r, w, d, c, cs, o);
+    }
+    py::dict out;
+    out["alpha"] = to_numpy(std::move(res.alpha));
+    out["t"] = res.t;
+    out["objective"] = res.objective;
+    out["converged"] = res.converged;
+    out["cg_iterations"] = res.cg_iterations;
+    out["cg_residuals"] = res.cg_residuals;
+    out["newton_iterations"] = res.newton_iterations;
+    out["grad_norm"] = res.grad_norm;
+    out["f_reference"] = to_numpy(std::move(res.f_reference));
+    out["f_data"] = to_numpy(std::move(res.f_data));
+    return out;
+}
+
+double gamma_of(double sigma) {
+    if (!(sigma > 0) || !std::isfinite(sigma)) throw std::invalid_argument("sigma must be finite and > 0");
+    return 1.0 / (2.0 * sigma * sigma);
+}
+
+py::array_t<double> kernel_matrix(const Array& x, const Array& c, double sigma, int threads) {
+    const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
+    const double g = gamma_of(sigma);
+    py::array_t<double> out({xv.rows, cv.rows});
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        make_cpu_ops(threads)->kernel_block(xv, cv, g, o, cv.rows);
+    }
+    return out;
+}
+
+py::array_t<double> kernel_mv(const Array& x, const Array& c, double sigma, const Array& v, int threads) {
+    const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
+    const double* vp = vector(v, cv.rows, "v");
+    const double g = gamma_of(sigma);
+    py::array_t<double> out(xv.rows);
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        make_cpu_ops(threads)->kernel_mv(xv, cv, g, vp, o);
+    }
+    return out;
+}
+
+py::array_t<double> kernel_tmv(const Array& x, const Array& c, double sigma, const Array& u, int threads) {
+    const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
+    const double* up = vector(u, xv.rows, "u");
+    const double g = gamma_of(sigma);
+    py::array_t<double> out(cv.rows);
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        make_cpu_ops(threads)->kernel_tmv(xv, cv, g, up, o);
+    }
+    return out;
+}
+
+py::array_t<double> kernel_fused(const Array& x, const Array& c, double sigma, const Array& v, const Array& w,
+                                 int threads) {
+    const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
+    const double* vp = vector(v, cv.rows, "v");
+    const double* wp = vector(w, xv.rows, "w");
+    const double g = gamma_of(sigma);
+    py::array_t<double> out(cv.rows);
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        make_cpu_ops(threads)->kernel_fused(xv, cv, g, vp, wp, o);
+    }
+    return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "fastnplm compiled core (CPU backend)";
+    m.def("fit_kernel", &fit_kernel, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("centers"),
+          py::arg("center_scale"), py::arg("sigma"), py::arg("penalties"), py::arg("solver"), py::arg("cg_tol"),
+          py::arg("max_iter"), py::arg("grad_tol"), py::arg("max_newton"), py::arg("pc_epsilon"),
+          py::arg("threads"), "Kernel NPLM fit; returns a dict of results.");
+    m.def("kernel_matrix", &kernel_matrix, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("threads") = 0,
+          "Dense Gaussian kernel block K(x, centers).");
+    m.def("kernel_mv", &kernel_mv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),
+          py::arg("threads") = 0, "K(x, centers) @ v without storing K.");
+    m.def("kernel_tmv", &kernel_tmv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("u"),
+          py::arg("threads") = 0, "K(x, centers).T @ u without storing K.");
+    m.def("kernel_fused", &kernel_fused, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),
+          py::arg("w"), py::arg("threads") = 0, "K.T @ (w * (K @ v)), one kernel evaluation per pair.");
+    m.def("blas_name", &blas_name, "The LAPACK/BLAS the core was built with.");
+    m.def("default_threads", [] { return resolve_threads(0); }, "Threads used when threads=None.");
+    m.attr("version") = FASTNPLM_VERSION;
+}
