@@ -1,0 +1,132 @@
+// The solver against a dense exact Newton step computed here by Gaussian elimination.
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "check.hpp"
+#include "fastnplm/kernel_nplm.hpp"
+
+using fastnplm::MatrixView;
+
+namespace {
+
+struct Problem {
+    int nr = 500, nd = 120, d = 2, m = 20;
+    std::vector<double> ref, dat, ctr, w;
+    Problem() {
+        std::mt19937_64 g(11);
+        std::normal_distribution<double> N;
+        ref.resize(nr * d);
+        dat.resize(nd * d);
+        for (auto& e : ref) e = N(g);
+        for (auto& e : dat) e = 0.8 * N(g) + 0.3;
+        ctr.assign(ref.begin(), ref.begin() + m * d);
+        w.assign(nr, double(nd) / nr);
+    }
+};
+
+std::vector<double> solve(std::vector<double> a, std::vector<double> b) {  // Gaussian elimination, pivoting
+    const int n = static_cast<int>(b.size());
+    for (int k = 0; k < n; ++k) {
+        int p = k;
+        for (int i = k + 1; i < n; ++i)
+            if (std::fabs(a[i * n + k]) > std::fabs(a[p * n + k])) p = i;
+        for (int j = 0; j < n; ++j) std::swap(a[k * n + j], a[p * n + j]);
+        std::swap(b[k], b[p]);
+        for (int i = k + 1; i < n; ++i) {
+            const double f = a[i * n + k] / a[k * n + k];
+            for (int j = k; j < n; ++j) a[i * n + j] -= f * a[k * n + j];
+            b[i] -= f * b[k];
+        }
+    }
+    std::vector<double> x(n);
+    for (int i = n - 1; i >= 0; --i) {
+        double s = b[i];
+        for (int j = i + 1; j < n; ++j) s -= a[i * n + j] * x[j];
+        x[i] = s / a[i * n + i];
+    }
+    return x;
+}
+
+}  // namespace
+
+TEST(newton_step_matches_dense_solution) {
+    Problem p;
+    const double sigma = 0.9, lam = 1e-3, eps = 1e-13, gamma = 1 / (2 * sigma * sigma);
+    const int n = p.nr + p.nd, m = p.m;
+    // H = (1/n) K^T D K + lam (K_MM + eps m I), g = (1/n) K^T l'(0); l' = w/2 (ref), -1/2 (data); l'' = w/4, 1/4.
+    std::vector<double> H(m * m, 0.0), g(m, 0.0);
+    auto k = [&](const double* x, const double* c) {
+        double s = 0;
+        for (int q = 0; q < p.d; ++q) s += (x[q] - c[q]) * (x[q] - c[q]);
+        return std::exp(-gamma * s);
+    };
+    for (int i = 0; i < n; ++i) {
+        const bool is_ref = i < p.nr;
+        const double* x = is_ref ? &p.ref[i * p.d] : &p.dat[(i - p.nr) * p.d];
+        const double d1 = is_ref ? p.w[i] / 2 : -0.5, d2 = is_ref ? p.w[i] / 4 : 0.25;
+        std::vector<double> row(m);
+        for (int j = 0; j < m; ++j) row[j] = k(x, &p.ctr[j * p.d]);
+        for (int a = 0; a < m; ++a) {
+            g[a] += row[a] * d1 / n;
+            for (int b = 0; b < m; ++b) H[a * m + b] += row[a] * d2 * row[b] / n;
+        }
+    }
+    for (int a = 0; a < m; ++a) {
+        for (int b = 0; b < m; ++b) H[a * m + b] += lam * k(&p.ctr[a * p.d], &p.ctr[b * p.d]);
+        H[a * m + a] += lam * eps * m;
+        g[a] = -g[a];
+    }
+    const std::vector<double> alpha = solve(H, g);
+
+    fastnplm::KernelFitOptions o;
+    o.sigma = sigma;
+    o.penalties = {lam};
+    o.cg_tol = 1e-13;
+    o.max_iter = 10000;
+    o.threads = 2;
+    const auto res = fastnplm::fit_kernel_nplm(MatrixView(p.ref.data(), p.nr, p.d), p.w.data(),
+                                               MatrixView(p.dat.data(), p.nd, p.d),
+                                               MatrixView(p.ctr.data(), m, p.d), nullptr, o);
+    CHECK(res.converged);
+    double amax = 0;
+    for (double a : alpha) amax = std::max(amax, std::fabs(a));
+    for (int j = 0; j < m; ++j) CHECK_CLOSE(res.alpha[j], alpha[j], 1e-7, 1e-8 * amax);
+    // t from the dense alpha
+    double t = 0;
+    for (int i = 0; i < n; ++i) {
+        const bool is_ref = i < p.nr;
+        const double* x = is_ref ? &p.ref[i * p.d] : &p.dat[(i - p.nr) * p.d];
+        double f = 0;
+        for (int j = 0; j < m; ++j) f += alpha[j] * k(x, &p.ctr[j * p.d]);
+        t += is_ref ? -p.w[i] * std::expm1(f) : f;
+    }
+    CHECK_CLOSE(res.t, 2 * t, 1e-7, 1e-10);
+}
+
+TEST(t_of_constant_f_is_closed_form) {
+    // f = c everywhere: t = 2 [N_D c - N(R) (e^c - 1)]
+    const int nr = 1000, nd = 77;
+    std::vector<double> fr(nr, 0.3), fd(nd, 0.3), w(nr, 0.05);
+    CHECK_CLOSE(fastnplm::nplm_t(fr.data(), w.data(), nr, fd.data(), nd), 2 * (nd * 0.3 - 50.0 * std::expm1(0.3)),
+                1e-14, 0);
+}
+
+TEST(bad_input_throws_invalid_argument) {
+    Problem p;
+    const MatrixView r(p.ref.data(), p.nr, p.d), d(p.dat.data(), p.nd, p.d), c(p.ctr.data(), p.m, p.d);
+    fastnplm::KernelFitOptions o;
+    o.sigma = -1;
+    CHECK_THROWS(fastnplm::fit_kernel_nplm(r, p.w.data(), d, c, nullptr, o), std::invalid_argument);
+    o.sigma = 1;
+    o.penalties = {-1.0};
+    CHECK_THROWS(fastnplm::fit_kernel_nplm(r, p.w.data(), d, c, nullptr, o), std::invalid_argument);
+    o.penalties = {1e-3};
+    CHECK_THROWS(fastnplm::fit_kernel_nplm(r, p.w.data(), MatrixView(p.dat.data(), p.nd, 1), c, nullptr, o),
+                 std::invalid_argument);
+    std::vector<double> bad_w(p.w);
+    bad_w[3] = 0.0;
+    CHECK_THROWS(fastnplm::fit_kernel_nplm(r, bad_w.data(), d, c, nullptr, o), std::invalid_argument);
+    CHECK_THROWS(fastnplm::fit_kernel_nplm(r, p.w.data(), MatrixView(p.dat.data(), 0, p.d), c, nullptr, o),
+                 std::invalid_argument);
+}

@@ -1,0 +1,97 @@
+// Backend primitives against naive loops with std::exp.
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "check.hpp"
+#include "fastnplm/kernel_ops.hpp"
+#include "vexp.hpp"
+
+using fastnplm::MatrixView;
+
+namespace {
+
+std::vector<double> normal(std::size_t n, unsigned seed) {
+    std::mt19937_64 g(seed);
+    std::normal_distribution<double> N;
+    std::vector<double> v(n);
+    for (auto& e : v) e = N(g);
+    return v;
+}
+
+double naive_k(const double* x, const double* c, int d, double gamma) {
+    double s = 0;
+    for (int k = 0; k < d; ++k) s += (x[k] - c[k]) * (x[k] - c[k]);
+    return std::exp(-gamma * s);
+}
+
+}  // namespace
+
+TEST(vexp_matches_std_exp) {
+    double worst = 0;
+    for (int i = 0; i <= 200000; ++i) {
+        const double x = -708.0 * i / 200000.0;
+        const double rel = std::fabs(fastnplm::detail::vexp_nonpos(x) - std::exp(x)) / std::exp(x);
+        worst = std::max(worst, rel);
+    }
+    CHECK(worst < 1e-15);
+    CHECK(fastnplm::detail::vexp_nonpos(0.0) == 1.0);
+    CHECK(fastnplm::detail::vexp_nonpos(-1e6) <= 3.4e-308);  // clamped, never NaN or negative
+}
+
+TEST(primitives_match_naive_loops) {
+    // n, m not multiples of any block or SIMD width
+    const int n = 1037, m = 29, d = 3;
+    const double gamma = 0.37;
+    auto x = normal(n * d, 1), c = normal(m * d, 2), v = normal(m, 3), w = normal(n, 4);
+    std::vector<double> K(n * m);
+    for (int i = 0; i < n; ++i)
+        for (int j = 0; j < m; ++j) K[i * m + j] = naive_k(&x[i * d], &c[j * d], d, gamma);
+    auto ops = fastnplm::make_cpu_ops(2);
+    const MatrixView xv(x.data(), n, d), cv(c.data(), m, d);
+
+    std::vector<double> blk(n * (m + 3));
+    ops->kernel_block(xv, cv, gamma, blk.data(), m + 3);
+    for (int i = 0; i < n; ++i)
+        for (int j = 0; j < m; ++j) CHECK_CLOSE(blk[i * (m + 3) + j], K[i * m + j], 1e-14, 1e-300);
+
+    std::vector<double> kv(n), ktw(m), fused(m);
+    ops->kernel_mv(xv, cv, gamma, v.data(), kv.data());
+    ops->kernel_tmv(xv, cv, gamma, w.data(), ktw.data());
+    ops->kernel_fused(xv, cv, gamma, v.data(), w.data(), fused.data());
+    for (int i = 0; i < n; ++i) {
+        double s = 0;
+        for (int j = 0; j < m; ++j) s += K[i * m + j] * v[j];
+        CHECK_CLOSE(kv[i], s, 1e-12, 1e-13);
+    }
+    for (int j = 0; j < m; ++j) {
+        double s = 0, f = 0;
+        for (int i = 0; i < n; ++i) {
+            double kvi = 0;
+            for (int l = 0; l < m; ++l) kvi += K[i * m + l] * v[l];
+            s += K[i * m + j] * w[i];
+            f += K[i * m + j] * w[i] * kvi;
+        }
+        CHECK_CLOSE(ktw[j], s, 1e-12, 1e-12);
+        CHECK_CLOSE(fused[j], f, 1e-12, 1e-12);
+    }
+}
+
+TEST(reductions_are_identical_for_any_thread_count) {
+    const int n = 20011, m = 45, d = 2;
+    auto x = normal(n * d, 5), c = normal(m * d, 6), v = normal(m, 7), w = normal(n, 8);
+    const MatrixView xv(x.data(), n, d), cv(c.data(), m, d);
+    std::vector<double> ref(m), out(m);
+    fastnplm::make_cpu_ops(1)->kernel_fused(xv, cv, 0.5, v.data(), w.data(), ref.data());
+    for (int threads : {2, 3, 7}) {
+        fastnplm::make_cpu_ops(threads)->kernel_fused(xv, cv, 0.5, v.data(), w.data(), out.data());
+        for (int j = 0; j < m; ++j) CHECK(out[j] == ref[j]);  // bitwise
+    }
+}
+
+TEST(mismatched_dimensions_throw) {
+    std::vector<double> x(10), c(9), out(10);
+    auto ops = fastnplm::make_cpu_ops(1);
+    CHECK_THROWS(ops->kernel_mv(MatrixView(x.data(), 5, 2), MatrixView(c.data(), 3, 3), 1.0, c.data(), out.data()),
+                 std::invalid_argument);
+}
