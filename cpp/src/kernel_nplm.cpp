@@ -134,6 +134,15 @@ public:
         d_dat_.resize(dat_.rows);
         for (std::int64_t i = 0; i < ref_.rows; ++i) d_ref_[i] = w_[i] * sigmoid_prime(f_ref[i]) / n_;
         for (std::int64_t i = 0; i < dat_.rows; ++i) d_dat_[i] = sigmoid_prime(f_dat[i]) / n_;
+        if (m_ <= o_.dense_hessian_max_m) {  // opt-in: form the M x M Hessian once per step
+            G_.assign(static_cast<size_t>(m_) * m_, 0.0);
+            std::vector<double> tmp(G_.size());
+            ops_.kernel_gram(ref_, ctr_, gamma_, d_ref_.data(), G_.data());
+            ops_.kernel_gram(dat_, ctr_, gamma_, d_dat_.data(), tmp.data());
+            for (size_t k = 0; k < G_.size(); ++k) G_[k] += tmp[k];
+        } else {
+            G_.clear();
+        }
     }
 
     // A = chol(T diag(l''(f_c)) T^T / n + lam I) with f_c = T^T beta (Falkon's 1/n, not 1/M).
@@ -165,10 +174,19 @@ public:
         dense::trsv_upper(A_.data(), m_, false, sa.data());
         std::vector<double> v(sa);
         dense::trsv_upper(T_.data(), m_, false, v.data());
-        std::vector<double> h(m_), tmp(m_);
-        ops_.kernel_fused(ref_, ctr_, gamma_, v.data(), d_ref_.data(), h.data());
-        ops_.kernel_fused(dat_, ctr_, gamma_, v.data(), d_dat_.data(), tmp.data());
-        for (int j = 0; j < m_; ++j) h[j] += tmp[j];
+        std::vector<double> h(m_, 0.0), tmp(m_);
+        if (!G_.empty()) {
+            for (int a = 0; a < m_; ++a) {
+                const double* g = G_.data() + static_cast<size_t>(a) * m_;
+                double s = 0.0;
+                for (int b = 0; b < m_; ++b) s += g[b] * v[b];
+                h[a] = s;
+            }
+        } else {
+            ops_.kernel_fused(ref_, ctr_, gamma_, v.data(), d_ref_.data(), h.data());
+            ops_.kernel_fused(dat_, ctr_, gamma_, v.data(), d_dat_.data(), tmp.data());
+            for (int j = 0; j < m_; ++j) h[j] += tmp[j];
+        }
         dense::trsv_upper(T_.data(), m_, true, h.data());
         for (int j = 0; j < m_; ++j) h[j] += lam * sa[j];
         dense::trsv_upper(A_.data(), m_, true, h.data());
@@ -199,7 +217,7 @@ private:
     const KernelOps& ops_;
     int m_;
     double n_, gamma_;
-    std::vector<double> cscale_, T_, A_, d_ref_, d_dat_;
+    std::vector<double> cscale_, T_, A_, d_ref_, d_dat_, G_;  // G_: dense (1/n) K^T D K, or empty
 };
 
 struct CgOutcome {

@@ -123,6 +123,22 @@ FASTNPLM_HOT void rows_fused(MatrixView x, std::int64_t r0, std::int64_t r1, con
     }
 }
 
+// acc (m x mp, upper triangle by rows) += w_i k_i k_i^T over the rows.
+FASTNPLM_HOT void rows_gram(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
+                            const double* w, double* acc, double* row) {
+    const std::int64_t mp = c.mp;
+    for (std::int64_t i = r0; i < r1; ++i) {
+        if (w[i] == 0.0) continue;
+        kernel_row(x.row(i), c, gamma, row);
+        for (std::int64_t a = 0; a < c.m; ++a) {
+            const double s = w[i] * row[a];
+            double* __restrict out = acc + a * mp;
+#pragma omp simd
+            for (std::int64_t b = a; b < mp; ++b) out[b] += s * row[b];
+        }
+    }
+}
+
 void check_shapes(MatrixView x, MatrixView c) {
     if (x.cols != c.cols)
         throw std::invalid_argument("kernel: points have " + std::to_string(x.cols) +
@@ -174,6 +190,30 @@ public:
         reduce_groups(x.rows, ct, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
             rows_fused(x, r0, r1, ct, gamma, vp.data(), w, acc, row);
         });
+    }
+
+    void kernel_gram(MatrixView x, MatrixView c, double gamma, const double* w, double* out) const override {
+        check_shapes(x, c);
+        const Centers ct = transpose_centers(c);
+        const std::int64_t m = ct.m, mp = ct.mp;
+        // m x mp partials per group: fewer groups than the vector reductions to bound memory.
+        const std::int64_t groups = std::max<std::int64_t>(1, std::min<std::int64_t>(16, (x.rows + 1023) / 1024));
+        std::vector<double> partial(static_cast<size_t>(groups * m * mp), 0.0);
+#pragma omp parallel num_threads(threads_) if (groups > 1)
+        {
+            std::vector<double> row(mp);
+#pragma omp for schedule(dynamic, 1)
+            for (std::int64_t g = 0; g < groups; ++g)
+                rows_gram(x, x.rows * g / groups, x.rows * (g + 1) / groups, ct, gamma, w,
+                          partial.data() + g * m * mp, row.data());
+        }
+        for (std::int64_t a = 0; a < m; ++a)  // upper triangle, mirrored: exactly symmetric
+            for (std::int64_t b = a; b < m; ++b) {
+                double s = 0.0;
+                for (std::int64_t g = 0; g < groups; ++g) s += partial[(g * m + a) * mp + b];
+                out[a * m + b] = s;
+                out[b * m + a] = s;
+            }
     }
 
 private:

@@ -51,7 +51,7 @@ Solver parse_solver(const std::string& s) {
 py::dict fit_kernel(const Array& reference, const Array& weights, const Array& data, const Array& centers,
                     const std::optional<Array>& center_scale, double sigma, std::vector<double> penalties,
                     const std::string& solver, double cg_tol, int max_iter, double grad_tol, int max_newton,
-                    double pc_epsilon, int threads) {
+                    double pc_epsilon, int threads, int dense_hessian_max_m) {
     const MatrixView r = matrix(reference, "reference"), d = matrix(data, "data"), c = matrix(centers, "centers");
     const double* w = vector(weights, r.rows, "reference_weights");
     const double* cs = center_scale ? vector(*center_scale, c.rows, "center_scale") : nullptr;
@@ -65,6 +65,7 @@ py::dict fit_kernel(const Array& reference, const Array& weights, const Array& d
     o.max_newton = max_newton;
     o.pc_epsilon = pc_epsilon;
     o.threads = threads;
+    o.dense_hessian_max_m = dense_hessian_max_m;
     KernelFitResult res;
     {
         // Safe: the arrays above are owned by this frame and read-only for the call.
@@ -128,6 +129,19 @@ py::array_t<double> kernel_tmv(const Array& x, const Array& c, double sigma, con
     return out;
 }
 
+py::array_t<double> kernel_gram(const Array& x, const Array& c, double sigma, const Array& w, int threads) {
+    const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
+    const double* wp = vector(w, xv.rows, "w");
+    const double g = gamma_of(sigma);
+    py::array_t<double> out({cv.rows, cv.rows});
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        make_cpu_ops(threads)->kernel_gram(xv, cv, g, wp, o);
+    }
+    return out;
+}
+
 py::array_t<double> kernel_fused(const Array& x, const Array& c, double sigma, const Array& v, const Array& w,
                                  int threads) {
     const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
@@ -150,7 +164,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("fit_kernel", &fit_kernel, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("centers"),
           py::arg("center_scale"), py::arg("sigma"), py::arg("penalties"), py::arg("solver"), py::arg("cg_tol"),
           py::arg("max_iter"), py::arg("grad_tol"), py::arg("max_newton"), py::arg("pc_epsilon"),
-          py::arg("threads"), "Kernel NPLM fit; returns a dict of results.");
+          py::arg("threads"), py::arg("dense_hessian_max_m"), "Kernel NPLM fit; returns a dict of results.");
     m.def("kernel_matrix", &kernel_matrix, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("threads") = 0,
           "Dense Gaussian kernel block K(x, centers).");
     m.def("kernel_mv", &kernel_mv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),
@@ -159,6 +173,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("threads") = 0, "K(x, centers).T @ u without storing K.");
     m.def("kernel_fused", &kernel_fused, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),
           py::arg("w"), py::arg("threads") = 0, "K.T @ (w * (K @ v)), one kernel evaluation per pair.");
+    m.def("kernel_gram", &kernel_gram, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("w"),
+          py::arg("threads") = 0, "K.T @ diag(w) @ K (M x M), one kernel evaluation per pair.");
     m.def("blas_name", &blas_name, "The LAPACK/BLAS the core was built with.");
     m.def("default_threads", [] { return resolve_threads(0); }, "Threads used when threads=None.");
     m.attr("version") = FASTNPLM_VERSION;

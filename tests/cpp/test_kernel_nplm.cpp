@@ -79,19 +79,23 @@ TEST(newton_step_matches_dense_solution) {
     }
     const std::vector<double> alpha = solve(H, g);
 
-    fastnplm::KernelFitOptions o;
-    o.sigma = sigma;
-    o.penalties = {lam};
-    o.cg_tol = 1e-13;
-    o.max_iter = 10000;
-    o.threads = 2;
-    const auto res = fastnplm::fit_kernel_nplm(MatrixView(p.ref.data(), p.nr, p.d), p.w.data(),
-                                               MatrixView(p.dat.data(), p.nd, p.d),
-                                               MatrixView(p.ctr.data(), m, p.d), nullptr, o);
-    CHECK(res.converged);
     double amax = 0;
     for (double a : alpha) amax = std::max(amax, std::fabs(a));
-    for (int j = 0; j < m; ++j) CHECK_CLOSE(res.alpha[j], alpha[j], 1e-7, 1e-8 * amax);
+    fastnplm::KernelFitResult res;
+    for (int dense_max : {0, 1000}) {  // streamed Hessian products, then the dense M x M Hessian
+        fastnplm::KernelFitOptions o;
+        o.sigma = sigma;
+        o.penalties = {lam};
+        o.cg_tol = 1e-13;
+        o.max_iter = 10000;
+        o.threads = 2;
+        o.dense_hessian_max_m = dense_max;
+        res = fastnplm::fit_kernel_nplm(MatrixView(p.ref.data(), p.nr, p.d), p.w.data(),
+                                        MatrixView(p.dat.data(), p.nd, p.d), MatrixView(p.ctr.data(), m, p.d),
+                                        nullptr, o);
+        CHECK(res.converged);
+        for (int j = 0; j < m; ++j) CHECK_CLOSE(res.alpha[j], alpha[j], 1e-7, 1e-8 * amax);
+    }
     // t from the dense alpha
     double t = 0;
     for (int i = 0; i < n; ++i) {

@@ -95,3 +95,19 @@ TEST(mismatched_dimensions_throw) {
     CHECK_THROWS(ops->kernel_mv(MatrixView(x.data(), 5, 2), MatrixView(c.data(), 3, 3), 1.0, c.data(), out.data()),
                  std::invalid_argument);
 }
+
+TEST(gram_matches_naive_and_is_thread_invariant) {
+    const int n = 3001, m = 13, d = 2;
+    auto x = normal(n * d, 21), c = normal(m * d, 22), w = normal(n, 23);
+    const MatrixView xv(x.data(), n, d), cv(c.data(), m, d);
+    std::vector<double> G(m * m), G3(m * m);
+    fastnplm::make_cpu_ops(2)->kernel_gram(xv, cv, 0.6, w.data(), G.data());
+    fastnplm::make_cpu_ops(3)->kernel_gram(xv, cv, 0.6, w.data(), G3.data());
+    for (int a = 0; a < m; ++a)
+        for (int b = 0; b < m; ++b) {
+            double s = 0;
+            for (int i = 0; i < n; ++i) s += naive_k(&x[i * d], &c[a * d], d, 0.6) * w[i] * naive_k(&x[i * d], &c[b * d], d, 0.6);
+            CHECK_CLOSE(G[a * m + b], s, 1e-11, 1e-11);
+            CHECK(G3[a * m + b] == G[a * m + b]);
+        }
+}

@@ -148,3 +148,17 @@ def test_wrong_types_raise_type_error():
 def test_core_errors_cross_as_value_error():
     with pytest.raises(ValueError, match="1-D array of length"):
         fastnplm._core.kernel_mv(REF, REF[:5], 1.0, np.ones(4))
+
+
+def test_dense_hessian_gives_the_same_step():
+    # Same Newton step; the dense M x M product loses digits with cond(K_MM) (here ~1e9),
+    # measured 1.6e-6 relative in t, hence the 1e-5 tolerance.
+    ref, dat = _problem(11)
+    kw = dict(M=40, sigma=1.5, lam=1e-4, cg_tol=1e-12)
+    a = fastnplm.KernelNPLM(hessian="stream", **kw).fit(ref, dat)
+    b = fastnplm.KernelNPLM(hessian="dense", **kw).fit(ref, dat)
+    assert b.t == pytest.approx(a.t, rel=1e-5)
+    np.testing.assert_allclose(b.predict(dat), a.predict(dat), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fastnplm._core.kernel_gram(ref[:500], a.centers, 1.5, np.ones(500)),
+                               fastnplm._core.kernel_matrix(ref[:500], a.centers, 1.5).T
+                               @ fastnplm._core.kernel_matrix(ref[:500], a.centers, 1.5), rtol=1e-12)

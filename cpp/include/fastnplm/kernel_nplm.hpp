@@ -29,6 +29,10 @@ struct KernelFitOptions {
     int max_newton = 100;                    ///< Newton solver: maximum Newton iterations
     double pc_epsilon = 1e-13;               ///< jitter: T = chol(K_MM + pc_epsilon * M * I)
     int threads = 0;                         ///< <= 0: all cores
+    /// Hessian products: with M <= this, one pass forms (1/n) K^T diag(l'') K (M x M) and CG
+    /// iterations cost O(M^2) instead of a pass over the data each. Same step, other rounding:
+    /// less accurate when K_MM is ill-conditioned. 0 (default) always streams.
+    int dense_hessian_max_m = 0;
 };
 
 struct KernelFitResult {

@@ -32,6 +32,10 @@ public:
     virtual void kernel_fused(MatrixView x, MatrixView c, double gamma, const double* v,
                               const double* w, double* out) const = 0;
 
+    /// out (m x m, symmetric, row- = column-major) = K(x, c)^T diag(w) K(x, c): w has n entries.
+    virtual void kernel_gram(MatrixView x, MatrixView c, double gamma, const double* w,
+                             double* out) const = 0;
+
     /// Number of threads this backend runs on.
     virtual int threads() const = 0;
 };
