@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 import scipy
 import scipy.linalg
+import scipy.spatial.distance
 import sklearn
 from sklearn.kernel_approximation import Nystroem
 from sklearn.linear_model import LogisticRegression
@@ -98,6 +99,14 @@ def machine(threads):
         info["threadpools"] = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "filepath")}
                                for p in threadpool_info()]
     return info
+
+
+def openblas_version(path_part):
+    """Version of the loaded OpenBLAS whose path contains path_part (threadpoolctl), else None."""
+    for p in threadpool_info() if threadpool_info else []:
+        if p.get("internal_api") == "openblas" and path_part in (p.get("filepath") or ""):
+            return p.get("version")
+    return None
 
 
 def make_data(d, n_r, n_d, rng):
@@ -194,8 +203,11 @@ def cholesky(Ms, threads, seed):
     has_core = hasattr(_core, "cholesky_upper")
     out = {"matrix": "Gaussian kernel of M N(0, I_5) points, sigma heuristic, + 1e-6 I", "runs": [],
            "core_binding": "cholesky_upper" if has_core else None,
-           "note": None if has_core else ("fastnplm exposes no Cholesky binding; the core calls the same LAPACK "
-                                          f"dpotrf from {_core.blas_name()}, so only scipy is timed")}
+           "lapack_libraries": {"fastnplm_core": f"{_core.blas_name()} {openblas_version('scipy_openblas32')}",
+                                "scipy": f"scipy's bundled OpenBLAS {openblas_version('scipy.libs')}"},
+           "note": None if has_core else ("fastnplm exposes no Cholesky binding, so only scipy is timed; the core "
+                                          "calls the same LAPACK routine (dpotrf) from scipy-openblas32, while "
+                                          "scipy.linalg uses its own bundled OpenBLAS build (versions above)")}
     for M in Ms:
         p = rng.standard_normal((M, 5))
         s = fastnplm.sigma_heuristic(p)

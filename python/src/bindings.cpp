@@ -91,70 +91,62 @@ double gamma_of(double sigma) {
     return 1.0 / (2.0 * sigma * sigma);
 }
 
-py::array_t<double> kernel_matrix(const Array& x, const Array& c, double sigma, int threads) {
+// Runs one backend primitive on (x, centers) into a fresh output array, GIL released.
+template <class F>
+py::array_t<double> run_primitive(const Array& x, const Array& c, double sigma, int threads,
+                                  std::vector<py::ssize_t> shape, F&& call) {
     const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
     const double g = gamma_of(sigma);
-    py::array_t<double> out({xv.rows, cv.rows});
+    py::array_t<double> out(shape);
     double* o = out.mutable_data();
     {
-        py::gil_scoped_release release;
-        make_cpu_ops(threads)->kernel_block(xv, cv, g, o, cv.rows);
+        py::gil_scoped_release release;  // safe: inputs are owned by the caller's frame
+        call(*make_cpu_ops(threads), xv, cv, g, o);
     }
     return out;
+}
+
+py::ssize_t rows(const Array& a) { return a.ndim() > 0 ? a.shape(0) : 0; }
+
+py::array_t<double> kernel_matrix(const Array& x, const Array& c, double sigma, int threads) {
+    return run_primitive(x, c, sigma, threads, {rows(x), rows(c)},
+                         [](const KernelOps& ops, MatrixView xv, MatrixView cv, double g, double* o) {
+                             ops.kernel_block(xv, cv, g, o, cv.rows);
+                         });
 }
 
 py::array_t<double> kernel_mv(const Array& x, const Array& c, double sigma, const Array& v, int threads) {
-    const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
-    const double* vp = vector(v, cv.rows, "v");
-    const double g = gamma_of(sigma);
-    py::array_t<double> out(xv.rows);
-    double* o = out.mutable_data();
-    {
-        py::gil_scoped_release release;
-        make_cpu_ops(threads)->kernel_mv(xv, cv, g, vp, o);
-    }
-    return out;
+    const double* vp = vector(v, rows(c), "v");
+    return run_primitive(x, c, sigma, threads, {rows(x)},
+                         [vp](const KernelOps& ops, MatrixView xv, MatrixView cv, double g, double* o) {
+                             ops.kernel_mv(xv, cv, g, vp, o);
+                         });
 }
 
 py::array_t<double> kernel_tmv(const Array& x, const Array& c, double sigma, const Array& u, int threads) {
-    const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
-    const double* up = vector(u, xv.rows, "u");
-    const double g = gamma_of(sigma);
-    py::array_t<double> out(cv.rows);
-    double* o = out.mutable_data();
-    {
-        py::gil_scoped_release release;
-        make_cpu_ops(threads)->kernel_tmv(xv, cv, g, up, o);
-    }
-    return out;
-}
-
-py::array_t<double> kernel_gram(const Array& x, const Array& c, double sigma, const Array& w, int threads) {
-    const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
-    const double* wp = vector(w, xv.rows, "w");
-    const double g = gamma_of(sigma);
-    py::array_t<double> out({cv.rows, cv.rows});
-    double* o = out.mutable_data();
-    {
-        py::gil_scoped_release release;
-        make_cpu_ops(threads)->kernel_gram(xv, cv, g, wp, o);
-    }
-    return out;
+    const double* up = vector(u, rows(x), "u");
+    return run_primitive(x, c, sigma, threads, {rows(c)},
+                         [up](const KernelOps& ops, MatrixView xv, MatrixView cv, double g, double* o) {
+                             ops.kernel_tmv(xv, cv, g, up, o);
+                         });
 }
 
 py::array_t<double> kernel_fused(const Array& x, const Array& c, double sigma, const Array& v, const Array& w,
                                  int threads) {
-    const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
-    const double* vp = vector(v, cv.rows, "v");
-    const double* wp = vector(w, xv.rows, "w");
-    const double g = gamma_of(sigma);
-    py::array_t<double> out(cv.rows);
-    double* o = out.mutable_data();
-    {
-        py::gil_scoped_release release;
-        make_cpu_ops(threads)->kernel_fused(xv, cv, g, vp, wp, o);
-    }
-    return out;
+    const double* vp = vector(v, rows(c), "v");
+    const double* wp = vector(w, rows(x), "w");
+    return run_primitive(x, c, sigma, threads, {rows(c)},
+                         [vp, wp](const KernelOps& ops, MatrixView xv, MatrixView cv, double g, double* o) {
+                             ops.kernel_fused(xv, cv, g, vp, wp, o);
+                         });
+}
+
+py::array_t<double> kernel_gram(const Array& x, const Array& c, double sigma, const Array& w, int threads) {
+    const double* wp = vector(w, rows(x), "w");
+    return run_primitive(x, c, sigma, threads, {rows(c), rows(c)},
+                         [wp](const KernelOps& ops, MatrixView xv, MatrixView cv, double g, double* o) {
+                             ops.kernel_gram(xv, cv, g, wp, o);
+                         });
 }
 
 }  // namespace
