@@ -87,7 +87,8 @@ public:
         : ref_(ref), w_(w), dat_(dat), ctr_(ctr), o_(o), ops_(ops),
           m_(static_cast<int>(ctr.rows)),
           n_(static_cast<double>(ref.rows + dat.rows)),
-          gamma_(1.0 / (2.0 * o.sigma * o.sigma)) {
+          gamma_(1.0 / (2.0 * o.sigma * o.sigma)),
+          dense_(ctr.rows <= o.dense_hessian_max_m) {
         double wsum = 0.0;
         for (std::int64_t i = 0; i < ref.rows; ++i) wsum += w[i];
         cscale_.assign(m_, (static_cast<double>(dat.rows) + wsum) / n_);
@@ -113,12 +114,20 @@ public:
         return s.value() / n_;
     }
 
-    // g_beta = T^-T (1/n) K^T l'(f) + lam beta.
-    std::vector<double> gradient(const std::vector<double>& f_ref, const std::vector<double>& f_dat,
-                                 const std::vector<double>& beta, double lam) const {
-        std::vector<double> u_ref(ref_.rows), u_dat(dat_.rows);
+    // l'(f)/n on both samples.
+    void first_derivatives(const std::vector<double>& f_ref, const std::vector<double>& f_dat,
+                           std::vector<double>& u_ref, std::vector<double>& u_dat) const {
+        u_ref.resize(ref_.rows);
+        u_dat.resize(dat_.rows);
         for (std::int64_t i = 0; i < ref_.rows; ++i) u_ref[i] = w_[i] * sigmoid(f_ref[i]) / n_;
         for (std::int64_t i = 0; i < dat_.rows; ++i) u_dat[i] = -sigmoid(-f_dat[i]) / n_;
+    }
+
+    // g_beta = T^-T (1/n) K^T l'(f) + lam beta, streamed.
+    std::vector<double> gradient(const std::vector<double>& f_ref, const std::vector<double>& f_dat,
+                                 const std::vector<double>& beta, double lam) const {
+        std::vector<double> u_ref, u_dat;
+        first_derivatives(f_ref, f_dat, u_ref, u_dat);
         std::vector<double> g(m_), tmp(m_);
         ops_.kernel_tmv(ref_, ctr_, gamma_, u_ref.data(), g.data());
         ops_.kernel_tmv(dat_, ctr_, gamma_, u_dat.data(), tmp.data());
@@ -128,21 +137,25 @@ public:
         return g;
     }
 
-    // Second derivatives l''(f)/n on both samples, the Hessian weights of the fused product.
-    void hessian_weights(const std::vector<double>& f_ref, const std::vector<double>& f_dat) {
+    // Gradient g_beta at the current f, and the Hessian data of this Newton step: the
+    // weights l''(f)/n for the streamed product, or, in dense mode, W = B^T diag(l''/n) B
+    // with the Nystrom features B = K T^{-1} (one pass, which also yields g_beta).
+    std::vector<double> prepare_step(const std::vector<double>& f_ref, const std::vector<double>& f_dat,
+                                     const std::vector<double>& beta, double lam) {
         d_ref_.resize(ref_.rows);
         d_dat_.resize(dat_.rows);
         for (std::int64_t i = 0; i < ref_.rows; ++i) d_ref_[i] = w_[i] * sigmoid_prime(f_ref[i]) / n_;
         for (std::int64_t i = 0; i < dat_.rows; ++i) d_dat_[i] = sigmoid_prime(f_dat[i]) / n_;
-        if (m_ <= o_.dense_hessian_max_m) {  // opt-in: form the M x M Hessian once per step
-            G_.assign(static_cast<size_t>(m_) * m_, 0.0);
-            std::vector<double> tmp(G_.size());
-            ops_.kernel_gram(ref_, ctr_, gamma_, d_ref_.data(), G_.data());
-            ops_.kernel_gram(dat_, ctr_, gamma_, d_dat_.data(), tmp.data());
-            for (size_t k = 0; k < G_.size(); ++k) G_[k] += tmp[k];
-        } else {
-            G_.clear();
-        }
+        if (!dense_) return gradient(f_ref, f_dat, beta, lam);
+        std::vector<double> u_ref, u_dat;
+        first_derivatives(f_ref, f_dat, u_ref, u_dat);
+        W_.assign(static_cast<size_t>(m_) * m_, 0.0);
+        std::vector<double> g(m_), w2(W_.size()), g2(m_);
+        ops_.feature_gram(ref_, ctr_, gamma_, T_.data(), d_ref_.data(), u_ref.data(), W_.data(), g.data());
+        ops_.feature_gram(dat_, ctr_, gamma_, T_.data(), d_dat_.data(), u_dat.data(), w2.data(), g2.data());
+        for (size_t k = 0; k < W_.size(); ++k) W_[k] += w2[k];
+        for (int j = 0; j < m_; ++j) g[j] += g2[j] + lam * beta[j];
+        return g;
     }
 
     // A = chol(T diag(l''(f_c)) T^T / n + lam I) with f_c = T^T beta (Falkon's 1/n, not 1/M).
@@ -172,22 +185,22 @@ public:
     std::vector<double> hessian_product(const std::vector<double>& s, double lam) const {
         std::vector<double> sa(s);
         dense::trsv_upper(A_.data(), m_, false, sa.data());
-        std::vector<double> v(sa);
-        dense::trsv_upper(T_.data(), m_, false, v.data());
-        std::vector<double> h(m_, 0.0), tmp(m_);
-        if (!G_.empty()) {
+        std::vector<double> h(m_, 0.0);
+        if (dense_) {  // T^-T H T^-1 = W, formed once per step
             for (int a = 0; a < m_; ++a) {
-                const double* g = G_.data() + static_cast<size_t>(a) * m_;
-                double s = 0.0;
-                for (int b = 0; b < m_; ++b) s += g[b] * v[b];
-                h[a] = s;
+                const double* row = W_.data() + static_cast<size_t>(a) * m_;
+                double acc = 0.0;
+                for (int b = 0; b < m_; ++b) acc += row[b] * sa[b];
+                h[a] = acc;
             }
-        } else {
+        } else {  // streamed: T^-T K^T (l'' * (K T^-1 sa)), one pass over the data
+            std::vector<double> v(sa), tmp(m_);
+            dense::trsv_upper(T_.data(), m_, false, v.data());
             ops_.kernel_fused(ref_, ctr_, gamma_, v.data(), d_ref_.data(), h.data());
             ops_.kernel_fused(dat_, ctr_, gamma_, v.data(), d_dat_.data(), tmp.data());
             for (int j = 0; j < m_; ++j) h[j] += tmp[j];
+            dense::trsv_upper(T_.data(), m_, true, h.data());
         }
-        dense::trsv_upper(T_.data(), m_, true, h.data());
         for (int j = 0; j < m_; ++j) h[j] += lam * sa[j];
         dense::trsv_upper(A_.data(), m_, true, h.data());
         return h;
@@ -217,7 +230,8 @@ private:
     const KernelOps& ops_;
     int m_;
     double n_, gamma_;
-    std::vector<double> cscale_, T_, A_, d_ref_, d_dat_, G_;  // G_: dense (1/n) K^T D K, or empty
+    bool dense_;
+    std::vector<double> cscale_, T_, A_, d_ref_, d_dat_, W_;  // W_: dense mode's T^-T H_data T^-1
 };
 
 struct CgOutcome {
@@ -301,8 +315,7 @@ KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_we
     if (o.solver == Solver::NewtonStep) {
         for (double lam : o.penalties) {
             p.precondition(beta, lam);
-            p.hessian_weights(f_ref, f_dat);
-            std::vector<double> g = p.gradient(f_ref, f_dat, beta, lam);
+            std::vector<double> g = p.prepare_step(f_ref, f_dat, beta, lam);
             p.solve_A(g, true);
             CgOutcome cg = conjugate_gradient(p, g, lam, o.cg_tol, o.max_iter);
             p.solve_A(cg.x, false);
@@ -319,14 +332,13 @@ KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_we
         const double lam = lam_final;
         bool done = false;
         for (int it = 0; it < o.max_newton; ++it) {
-            const std::vector<double> g = p.gradient(f_ref, f_dat, beta, lam);
+            const std::vector<double> g = p.prepare_step(f_ref, f_dat, beta, lam);
             res.grad_norm = norm(g);
             if (res.grad_norm < o.grad_tol) {
                 done = true;
                 break;
             }
             p.precondition(beta, lam);
-            p.hessian_weights(f_ref, f_dat);
             std::vector<double> gp(g);
             p.solve_A(gp, true);
             const double gpn = norm(gp);

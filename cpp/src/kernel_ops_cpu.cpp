@@ -123,18 +123,56 @@ FASTNPLM_HOT void rows_fused(MatrixView x, std::int64_t r0, std::int64_t r1, con
     }
 }
 
-// acc (m x mp, upper triangle by rows) += w_i k_i k_i^T over the rows.
-FASTNPLM_HOT void rows_gram(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
-                            const double* w, double* acc, double* row) {
-    const std::int64_t mp = c.mp;
-    for (std::int64_t i = r0; i < r1; ++i) {
-        if (w[i] == 0.0) continue;
-        kernel_row(x.row(i), c, gamma, row);
-        for (std::int64_t a = 0; a < c.m; ++a) {
-            const double s = w[i] * row[a];
-            double* __restrict out = acc + a * mp;
+constexpr std::int64_t kPanel = 32;  // events per panel of the feature pass
+
+// Feature pass over rows [r0, r1): panels of kPanel events, stored transposed (p[j * kPanel + r]
+// = feature j of event r) so every sweep below runs over events with unit stride:
+//   p = K T^{-1}   (forward substitution, column j of T at t + j * m)
+//   accw(a, b) += sum_r w_r p_a[r] p_b[r] (b <= a),  accg(a) += sum_r u_r p_a[r]
+// Rows past r1 in the last panel are zero and carry w = u = 0.
+FASTNPLM_HOT void rows_feature_gram(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
+                                    double gamma, const double* t, const double* w, const double* u,
+                                    double* accw, double* accg, double* row, double* p, double* q) {
+    const std::int64_t m = c.m;
+    for (std::int64_t base = r0; base < r1; base += kPanel) {
+        const std::int64_t len = std::min(kPanel, r1 - base);
+        for (std::int64_t r = 0; r < kPanel; ++r) {
+            if (r < len) {
+                kernel_row(x.row(base + r), c, gamma, row);
+                for (std::int64_t j = 0; j < m; ++j) p[j * kPanel + r] = row[j];
+            } else {
+                for (std::int64_t j = 0; j < m; ++j) p[j * kPanel + r] = 0.0;
+            }
+        }
+        for (std::int64_t j = 0; j < m; ++j) {
+            double* __restrict pj = p + j * kPanel;
+            const double* tj = t + j * m;
+            for (std::int64_t i = 0; i < j; ++i) {
+                const double* __restrict pi = p + i * kPanel;
+                const double tij = tj[i];
 #pragma omp simd
-            for (std::int64_t b = a; b < mp; ++b) out[b] += s * row[b];
+                for (std::int64_t r = 0; r < kPanel; ++r) pj[r] -= tij * pi[r];
+            }
+            const double inv = 1.0 / tj[j];
+#pragma omp simd
+            for (std::int64_t r = 0; r < kPanel; ++r) pj[r] *= inv;
+        }
+        double wr[kPanel], ur[kPanel];
+        for (std::int64_t r = 0; r < kPanel; ++r) {
+            wr[r] = r < len ? w[base + r] : 0.0;
+            ur[r] = r < len ? u[base + r] : 0.0;
+        }
+        for (std::int64_t a = 0; a < m; ++a) {
+            const double* __restrict pa = p + a * kPanel;
+            double* __restrict qa = q + a * kPanel;
+            double g = 0.0;
+#pragma omp simd reduction(+ : g)
+            for (std::int64_t r = 0; r < kPanel; ++r) {
+                qa[r] = wr[r] * pa[r];
+                g += ur[r] * pa[r];
+            }
+            accg[a] += g;
+            for (std::int64_t b = 0; b <= a; ++b) accw[a * m + b] += dot(qa, p + b * kPanel, kPanel);
         }
     }
 }
@@ -192,28 +230,34 @@ public:
         });
     }
 
-    void kernel_gram(MatrixView x, MatrixView c, double gamma, const double* w, double* out) const override {
+    void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t, const double* w,
+                      const double* u, double* out_w, double* out_g) const override {
         check_shapes(x, c);
         const Centers ct = transpose_centers(c);
-        const std::int64_t m = ct.m, mp = ct.mp;
-        // m x mp partials per group: fewer groups than the vector reductions to bound memory.
+        const std::int64_t m = ct.m, mm = m * m;
+        // (m*m + m)-sized partials per group: fewer groups than the vector reductions to bound memory.
         const std::int64_t groups = std::max<std::int64_t>(1, std::min<std::int64_t>(16, (x.rows + 1023) / 1024));
-        std::vector<double> partial(static_cast<size_t>(groups * m * mp), 0.0);
+        std::vector<double> partial(static_cast<size_t>(groups * (mm + m)), 0.0);
 #pragma omp parallel num_threads(threads_) if (groups > 1)
         {
-            std::vector<double> row(mp);
+            std::vector<double> row(ct.mp), p(m * kPanel), q(m * kPanel);
 #pragma omp for schedule(dynamic, 1)
-            for (std::int64_t g = 0; g < groups; ++g)
-                rows_gram(x, x.rows * g / groups, x.rows * (g + 1) / groups, ct, gamma, w,
-                          partial.data() + g * m * mp, row.data());
-        }
-        for (std::int64_t a = 0; a < m; ++a)  // upper triangle, mirrored: exactly symmetric
-            for (std::int64_t b = a; b < m; ++b) {
-                double s = 0.0;
-                for (std::int64_t g = 0; g < groups; ++g) s += partial[(g * m + a) * mp + b];
-                out[a * m + b] = s;
-                out[b * m + a] = s;
+            for (std::int64_t g = 0; g < groups; ++g) {
+                double* acc = partial.data() + g * (mm + m);
+                rows_feature_gram(x, x.rows * g / groups, x.rows * (g + 1) / groups, ct, gamma, t, w, u, acc,
+                                  acc + mm, row.data(), p.data(), q.data());
             }
+        }
+        std::fill(out_g, out_g + m, 0.0);
+        for (std::int64_t a = 0; a < m; ++a)  // lower triangle accumulated, mirrored: exactly symmetric
+            for (std::int64_t b = 0; b <= a; ++b) {
+                double s = 0.0;
+                for (std::int64_t g = 0; g < groups; ++g) s += partial[g * (mm + m) + a * m + b];
+                out_w[a * m + b] = s;
+                out_w[b * m + a] = s;
+            }
+        for (std::int64_t g = 0; g < groups; ++g)
+            for (std::int64_t a = 0; a < m; ++a) out_g[a] += partial[g * (mm + m) + mm + a];
     }
 
 private:

@@ -17,8 +17,11 @@ from . import _checks, _core
 log = logging.getLogger("fastnplm")
 
 SOLVERS = ("newton-step", "newton")
-# the core's dense_hessian_max_m: the largest M for which the Hessian is formed densely
-HESSIAN_MODES = {"stream": 0, "dense": 2**31 - 1}
+# the core's dense_hessian_max_m: the largest M for which the Hessian is formed densely.
+# "auto": the dense step costs ~ n M^2 flops once, the streamed one ~ iterations x n M kernel
+# evaluations; with the ~10-20 CG iterations of the default tolerance they break even near
+# M = 250 on the bench machine (bench/kernel_fit.py), so auto takes dense up to M = 200.
+HESSIAN_MODES = {"auto": 200, "stream": 0, "dense": 2**31 - 1}
 DEFAULT_CG_TOL = float(np.sqrt(1e-7))  # Falkon's tolerance in the published NPLM fits
 DEFAULT_MAX_ITER = 1000
 DEFAULT_GRAD_TOL = 1e-10
@@ -140,18 +143,19 @@ class KernelNPLM:
         Explicit centers instead of a random draw.
     threads : int or None
         CPU threads (None: all cores). Results do not depend on it.
-    hessian : {"stream", "dense"}
-        How CG applies the Hessian. "stream" (default): one pass over the data per CG
-        iteration, K^T (l'' * (K v)) (O(n M) time, O(n + M^2) memory). "dense": one pass
-        forms the M x M matrix (1/n) K^T diag(l'') K, then iterations cost O(M^2) -- about
-        3x faster at M = 50. Mathematically the same step, but when K_MM is ill-conditioned
-        (large alpha that cancels in f) the dense product loses digits: measured t shifts of
-        a few 1e-6 relative at cg_tol = 1e-12 on a 60-center problem, so it is opt-in.
+    hessian : {"auto", "stream", "dense"}
+        How CG applies the Hessian; the Newton step is the same, only the cost and the
+        rounding differ. "stream": one pass over the data per CG iteration,
+        T^-T K^T (l'' * (K T^-1 v)) (O(n M) time per iteration, O(n + M^2) memory), as Falkon
+        does. "dense": one pass per Newton step forms the data Hessian in the preconditioned
+        coordinates, B^T diag(l''/n) B with the Nystrom features B = K T^-1 (O(n M^2)), and
+        the iterations cost O(M^2); it is also the more accurate of the two when K_MM is
+        ill-conditioned. "auto" (default): dense for M <= 200, streamed above.
     """
 
     def __init__(self, M=1000, sigma=None, lam=1e-6, solver="newton-step", penalties=None,
                  cg_tol=None, max_iter=None, seed=0, centers=None, threads=None,
-                 grad_tol=DEFAULT_GRAD_TOL, max_newton=100, hessian="stream"):
+                 grad_tol=DEFAULT_GRAD_TOL, max_newton=100, hessian="auto"):
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
         self.solver = solver

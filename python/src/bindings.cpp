@@ -141,12 +141,21 @@ py::array_t<double> kernel_fused(const Array& x, const Array& c, double sigma, c
                          });
 }
 
-py::array_t<double> kernel_gram(const Array& x, const Array& c, double sigma, const Array& w, int threads) {
+py::tuple feature_gram(const Array& x, const Array& c, double sigma, const Array& t_upper, const Array& w,
+                       const Array& u, int threads) {
+    const py::ssize_t m = rows(c);
+    if (t_upper.ndim() != 2 || t_upper.shape(0) != m || t_upper.shape(1) != m)
+        throw std::invalid_argument("t_upper must be an (M, M) array");
+    const double* tp = t_upper.data();  // C order: read as column-major it is T^T, so callers pass T^T
     const double* wp = vector(w, rows(x), "w");
-    return run_primitive(x, c, sigma, threads, {rows(c), rows(c)},
-                         [wp](const KernelOps& ops, MatrixView xv, MatrixView cv, double g, double* o) {
-                             ops.kernel_gram(xv, cv, g, wp, o);
-                         });
+    const double* up = vector(u, rows(x), "u");
+    py::array_t<double> g(m);
+    double* gp = g.mutable_data();
+    py::array_t<double> wout = run_primitive(
+        x, c, sigma, threads, {m, m}, [=](const KernelOps& ops, MatrixView xv, MatrixView cv, double gm, double* o) {
+            ops.feature_gram(xv, cv, gm, tp, wp, up, o, gp);
+        });
+    return py::make_tuple(wout, g);
 }
 
 }  // namespace
@@ -165,8 +174,9 @@ PYBIND11_MODULE(_core, m) {
           py::arg("threads") = 0, "K(x, centers).T @ u without storing K.");
     m.def("kernel_fused", &kernel_fused, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),
           py::arg("w"), py::arg("threads") = 0, "K.T @ (w * (K @ v)), one kernel evaluation per pair.");
-    m.def("kernel_gram", &kernel_gram, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("w"),
-          py::arg("threads") = 0, "K.T @ diag(w) @ K (M x M), one kernel evaluation per pair.");
+    m.def("feature_gram", &feature_gram, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("t_upper_T"),
+          py::arg("w"), py::arg("u"), py::arg("threads") = 0,
+          "With B = K(x, centers) @ inv(T), T upper (pass T.T in C order): (B.T @ diag(w) @ B, B.T @ u).");
     m.def("blas_name", &blas_name, "The LAPACK/BLAS the core was built with.");
     m.def("default_threads", [] { return resolve_threads(0); }, "Threads used when threads=None.");
     m.attr("version") = FASTNPLM_VERSION;

@@ -96,18 +96,37 @@ TEST(mismatched_dimensions_throw) {
                  std::invalid_argument);
 }
 
-TEST(gram_matches_naive_and_is_thread_invariant) {
+TEST(feature_gram_matches_naive_and_is_thread_invariant) {
+    // n spans several panels and a ragged last one
     const int n = 3001, m = 13, d = 2;
-    auto x = normal(n * d, 21), c = normal(m * d, 22), w = normal(n, 23);
+    auto x = normal(n * d, 21), c = normal(m * d, 22), w = normal(n, 23), u = normal(n, 24);
+    // an upper-triangular T, column-major, with a safe diagonal
+    std::vector<double> t(m * m, 0.0);
+    auto r = normal(m * m, 25);
+    for (int j = 0; j < m; ++j)
+        for (int i = 0; i <= j; ++i) t[i + j * m] = i == j ? 1.5 + 0.1 * r[i + j * m] : 0.3 * r[i + j * m];
     const MatrixView xv(x.data(), n, d), cv(c.data(), m, d);
-    std::vector<double> G(m * m), G3(m * m);
-    fastnplm::make_cpu_ops(2)->kernel_gram(xv, cv, 0.6, w.data(), G.data());
-    fastnplm::make_cpu_ops(3)->kernel_gram(xv, cv, 0.6, w.data(), G3.data());
-    for (int a = 0; a < m; ++a)
+    std::vector<double> W(m * m), g(m), W3(m * m), g3(m);
+    fastnplm::make_cpu_ops(2)->feature_gram(xv, cv, 0.6, t.data(), w.data(), u.data(), W.data(), g.data());
+    fastnplm::make_cpu_ops(3)->feature_gram(xv, cv, 0.6, t.data(), w.data(), u.data(), W3.data(), g3.data());
+    // naive: b_i solves b_i T = k_i (forward substitution over columns of T)
+    std::vector<double> B(n * m);
+    for (int i = 0; i < n; ++i)
+        for (int j = 0; j < m; ++j) {
+            double s = naive_k(&x[i * d], &c[j * d], d, 0.6);
+            for (int l = 0; l < j; ++l) s -= B[i * m + l] * t[l + j * m];
+            B[i * m + j] = s / t[j + j * m];
+        }
+    for (int a = 0; a < m; ++a) {
+        double ga = 0;
+        for (int i = 0; i < n; ++i) ga += B[i * m + a] * u[i];
+        CHECK_CLOSE(g[a], ga, 1e-11, 1e-11);
+        CHECK(g3[a] == g[a]);
         for (int b = 0; b < m; ++b) {
             double s = 0;
-            for (int i = 0; i < n; ++i) s += naive_k(&x[i * d], &c[a * d], d, 0.6) * w[i] * naive_k(&x[i * d], &c[b * d], d, 0.6);
-            CHECK_CLOSE(G[a * m + b], s, 1e-11, 1e-11);
-            CHECK(G3[a * m + b] == G[a * m + b]);
+            for (int i = 0; i < n; ++i) s += B[i * m + a] * w[i] * B[i * m + b];
+            CHECK_CLOSE(W[a * m + b], s, 1e-11, 1e-11);
+            CHECK(W3[a * m + b] == W[a * m + b]);
         }
+    }
 }

@@ -227,9 +227,10 @@ def test_oracle_minimiser_is_stationary(p1, p3):
 
 # --------------------------------------------------------------------------- 1. exact Newton step
 @pytest.mark.parametrize("name", ["p1", "p3", "p3_big"])
-def test_newton_step_tight_cg_matches_exact_step(name, request):
+@pytest.mark.parametrize("hessian", ["stream", "dense"])
+def test_newton_step_tight_cg_matches_exact_step(name, hessian, request):
     p = request.getfixturevalue(name)
-    res = p.fit(solver="newton-step", **TIGHT)
+    res = p.fit(solver="newton-step", hessian=hessian, **TIGHT)
     alpha = O.newton_step_exact(p.reference, p.data, p.centers, p.sigma, [p.lam])
     t = O.nplm_t(p.reference, p.data, p.centers, p.sigma, alpha)
     assert_result_metadata(res, p)
@@ -243,7 +244,8 @@ def test_newton_step_tight_cg_matches_exact_step(name, request):
 
 # --------------------------------------------------------------------------- 2. penalty list
 @pytest.mark.parametrize("name", ["p1", "p3"])
-def test_penalty_list_matches_sequence_of_exact_steps(name, request):
+@pytest.mark.parametrize("hessian", ["stream", "dense"])
+def test_penalty_list_matches_sequence_of_exact_steps(name, hessian, request):
     p = request.getfixturevalue(name)
     penalties = [1e-2, 1e-3, p.lam]
     alpha, path = O.newton_step_exact(p.reference, p.data, p.centers, p.sigma, penalties,
@@ -251,7 +253,7 @@ def test_penalty_list_matches_sequence_of_exact_steps(name, request):
     one = O.newton_step_exact(p.reference, p.data, p.centers, p.sigma, [p.lam])
     # premise: three steps are distinguishable from one step at lam
     assert np.abs(alpha - one).max() > 1e-3 * np.abs(alpha).max()
-    res = p.fit(solver="newton-step", penalties=penalties, **TIGHT)
+    res = p.fit(solver="newton-step", penalties=penalties, hessian=hessian, **TIGHT)
     assert_result_metadata(res, p)
     assert float(res.lam) == pytest.approx(p.lam, rel=1e-12)
     assert_alpha_close(res.alpha, alpha, p.name + " penalties")
@@ -261,11 +263,12 @@ def test_penalty_list_matches_sequence_of_exact_steps(name, request):
 
 # --------------------------------------------------------------------------- 3. full minimiser
 @pytest.mark.parametrize("name", ["p1", "p3", "p3_big"])
-def test_newton_solver_matches_scipy_minimiser(name, request):
+@pytest.mark.parametrize("hessian", ["stream", "dense"])
+def test_newton_solver_matches_scipy_minimiser(name, hessian, request):
     p = request.getfixturevalue(name)
     alpha = O.minimise_J(p.reference, p.data, p.centers, p.sigma, p.lam)
     t = O.nplm_t(p.reference, p.data, p.centers, p.sigma, alpha)
-    res = p.fit(solver="newton", **TIGHT)
+    res = p.fit(solver="newton", hessian=hessian, **TIGHT)
     assert_result_metadata(res, p)
     assert bool(res.converged), f"{p.name}: solver='newton' reports not converged"
     assert_alpha_close(res.alpha, alpha, p.name + " newton")

@@ -29,9 +29,10 @@ struct KernelFitOptions {
     int max_newton = 100;                    ///< Newton solver: maximum Newton iterations
     double pc_epsilon = 1e-13;               ///< jitter: T = chol(K_MM + pc_epsilon * M * I)
     int threads = 0;                         ///< <= 0: all cores
-    /// Hessian products: with M <= this, one pass forms (1/n) K^T diag(l'') K (M x M) and CG
-    /// iterations cost O(M^2) instead of a pass over the data each. Same step, other rounding:
-    /// less accurate when K_MM is ill-conditioned. 0 (default) always streams.
+    /// Hessian products: with M <= this, each Newton step makes one pass that forms the data
+    /// Hessian in the preconditioned coordinates, W = B^T diag(l''/n) B with the Nystrom
+    /// features B = K T^{-1} (and the gradient with it); CG iterations then cost O(M^2)
+    /// instead of a pass over the data each. Same step, other rounding. 0: always stream.
     int dense_hessian_max_m = 0;
 };
 

@@ -32,9 +32,11 @@ public:
     virtual void kernel_fused(MatrixView x, MatrixView c, double gamma, const double* v,
                               const double* w, double* out) const = 0;
 
-    /// out (m x m, symmetric, row- = column-major) = K(x, c)^T diag(w) K(x, c): w has n entries.
-    virtual void kernel_gram(MatrixView x, MatrixView c, double gamma, const double* w,
-                             double* out) const = 0;
+    /// Nystrom-feature products in one pass: with B = K(x, c) T^{-1} (t_upper: the m x m upper
+    /// Cholesky factor of K_MM, column-major), out_w (m x m) = B^T diag(w) B and out_g (m) = B^T u;
+    /// w, u have n entries.
+    virtual void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t_upper,
+                              const double* w, const double* u, double* out_w, double* out_g) const = 0;
 
     /// Number of threads this backend runs on.
     virtual int threads() const = 0;
