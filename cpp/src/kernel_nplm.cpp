@@ -18,10 +18,16 @@
 namespace fastnplm {
 namespace {
 
-double sigmoid(double f) { return f >= 0 ? 1.0 / (1.0 + std::exp(-f)) : std::exp(f) / (1.0 + std::exp(f)); }
+// f == 0 short-cuts: the first Newton step starts from f = 0 on every event, where these
+// per-event transcendentals were a fifth of a 50-center fit.
+double sigmoid(double f) {
+    if (f == 0.0) return 0.5;
+    return f >= 0 ? 1.0 / (1.0 + std::exp(-f)) : std::exp(f) / (1.0 + std::exp(f));
+}
 
 // sigma(f) sigma(-f), stable for large |f|.
 double sigmoid_prime(double f) {
+    if (f == 0.0) return 0.25;
     const double e = std::exp(-std::fabs(f));
     return e / ((1.0 + e) * (1.0 + e));
 }
@@ -62,13 +68,13 @@ void validate(MatrixView reference, const double* weights, MatrixView data, Matr
     require(centers.rows > 0, "need at least one center");
     require(centers.rows <= std::numeric_limits<int>::max(), "too many centers");
     require(weights != nullptr, "reference weights are required");
-    for (std::int64_t i = 0; i < reference.rows; ++i)
-        require(std::isfinite(weights[i]) && weights[i] > 0,
-                "reference weights must be finite and positive (index " + std::to_string(i) + ")");
+    for (std::int64_t i = 0; i < reference.rows; ++i)  // message built only on failure
+        if (!(std::isfinite(weights[i]) && weights[i] > 0))
+            require(false, "reference weights must be finite and positive (index " + std::to_string(i) + ")");
     if (center_scale)
         for (std::int64_t j = 0; j < centers.rows; ++j)
-            require(std::isfinite(center_scale[j]) && center_scale[j] > 0,
-                    "center scales must be finite and positive");
+            if (!(std::isfinite(center_scale[j]) && center_scale[j] > 0))
+                require(false, "center scales must be finite and positive (index " + std::to_string(j) + ")");
     require(std::isfinite(o.sigma) && o.sigma > 0, "sigma must be finite and > 0");
     require(!o.penalties.empty(), "penalty list is empty");
     for (double p : o.penalties) require(std::isfinite(p) && p >= 0, "penalties must be finite and >= 0");
