@@ -1,0 +1,43 @@
+"""The console entry point: fit on .npy files, the demo, and errors as messages."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnplm
+from fastnplm.cli import main
+
+
+def test_fit_json_matches_python_api(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    ref, dat = rng.normal(size=(3000, 2)), rng.normal(0.2, 1.0, size=(300, 2))
+    np.save(tmp_path / "R.npy", ref)
+    np.save(tmp_path / "D.npy", dat)
+    rc = main(["fit", "--reference", str(tmp_path / "R.npy"), "--data", str(tmp_path / "D.npy"),
+               "--M", "40", "--sigma", "1.2", "--lam", "1e-5", "--seed", "3", "--threads", "1", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = fastnplm.KernelNPLM(M=40, sigma=1.2, lam=1e-5, seed=3).fit(ref, dat)
+    assert out["t"] == pytest.approx(expected.t, rel=1e-12)
+    assert out["M"] == 40 and out["n_reference"] == 3000 and out["n_data"] == 300 and out["converged"]
+
+
+def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys):
+    np.save(tmp_path / "R.npy", np.ones((10, 2)))
+    np.save(tmp_path / "D.npy", np.ones((5, 3)))
+    rc = main(["fit", "--reference", str(tmp_path / "R.npy"), "--data", str(tmp_path / "D.npy"), "--M", "3"])
+    assert rc == 2
+    assert "data has 3 features but the reference has 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="cannot read data file"):
+        main(["fit", "--reference", str(tmp_path / "R.npy"), "--data", str(tmp_path / "missing.npy")])
+
+
+def test_demo_console_script_runs():
+    proc = subprocess.run([sys.executable, "-m", "fastnplm.cli", "demo", "--M", "100", "--sigma", "0.3", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["n_reference"] == 200000 and out["n_expected"] == pytest.approx(2000, rel=1e-12) and out["converged"]
+    assert out["t"] > 0 and np.isfinite(out["t"])
