@@ -24,7 +24,7 @@ SOLVERS = ("newton-step", "newton")
 HESSIAN_MODES = {"auto": 200, "stream": 0, "dense": 2**31 - 1}
 DEFAULT_CG_TOL = float(np.sqrt(1e-7))  # Falkon's tolerance in the published NPLM fits
 DEFAULT_MAX_ITER = 1000
-DEFAULT_GRAD_TOL = 1e-10
+DEFAULT_GRAD_TOL = 1e-12
 PC_EPSILON = 1e-13  # Falkon's float64 jitter: T = chol(K_MM + eps * M * I)
 
 
@@ -136,7 +136,7 @@ class KernelNPLM:
         CG iterations per Newton step (default 1000).
     grad_tol : float
         "newton" only: stop when the gradient norm (in the preconditioned coordinates
-        beta = T alpha) falls below this (default 1e-10).
+        beta = T alpha) falls below this (default 1e-12).
     seed : int
         Seed of the center draw and of the sigma heuristic's subsample.
     centers : array_like (M, d) or None

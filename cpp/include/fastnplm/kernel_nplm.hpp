@@ -25,7 +25,7 @@ struct KernelFitOptions {
     Solver solver = Solver::NewtonStep;
     double cg_tol = 3.1622776601683794e-4;   ///< absolute tolerance on the preconditioned residual norm
     int max_iter = 1000;                     ///< CG iterations per Newton step
-    double grad_tol = 1e-10;                 ///< Newton solver: stop when ||dJ/dbeta|| falls below
+    double grad_tol = 1e-12;                 ///< Newton solver: stop when ||dJ/dbeta|| falls below
     int max_newton = 100;                    ///< Newton solver: maximum Newton iterations
     double pc_epsilon = 1e-13;               ///< jitter: T = chol(K_MM + pc_epsilon * M * I)
     int threads = 0;                         ///< <= 0: all cores
