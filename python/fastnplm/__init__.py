@@ -25,16 +25,20 @@ def _preload_openblas() -> None:
 _preload_openblas()
 
 from . import _core  # noqa: E402
+from .calibration import Calibration, calibrate, power  # noqa: E402
 from ._info import build_info, cuda_available, cuda_built  # noqa: E402
 from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuristic  # noqa: E402
 
 __version__ = _core.version
 __all__ = [
+    "Calibration",
     "ConvergenceWarning",
     "KernelFitResult",
     "KernelNPLM",
     "build_info",
+    "calibrate",
     "cuda_available",
     "cuda_built",
+    "power",
     "sigma_heuristic",
 ]

@@ -1,0 +1,137 @@
+"""Toy calibration (plain path): seeds, resumable store, p-values and their statistics."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import fastnplm
+from fastnplm.calibration import toy_rng
+
+N_EXP = 100.0
+
+
+@pytest.fixture(scope="module")
+def samples():
+    rng = np.random.default_rng(0)
+    return rng.exponential(size=(2000, 1)), rng.exponential(size=(20000, 1))  # reference, disjoint pool
+
+
+def _model():
+    return fastnplm.KernelNPLM(M=20, sigma=0.5, lam=1e-5)
+
+
+def test_toys_depend_on_seed_and_index_only(samples):
+    ref, pool = samples
+    a = fastnplm.calibrate(_model(), ref, pool, toys=6, n_expected=N_EXP, seed=4)
+    b = fastnplm.calibrate(_model(), ref, pool, toys=12, n_expected=N_EXP, seed=4)
+    c = fastnplm.calibrate(_model(), ref, pool, toys=6, n_expected=N_EXP, seed=5)
+    assert np.array_equal(a.t, b.t[:6]) and np.array_equal(a.n_events, b.n_events[:6])
+    assert not np.array_equal(a.t, c.t)
+    # toy 3 is exactly a plain fit of the events toy_rng(4, 3) draws
+    rng = toy_rng(4, 3)
+    n = rng.poisson(N_EXP)
+    data = pool[rng.choice(len(pool), n, replace=False)]
+    assert a.t[3, 0] == _model().fit(ref, data, n_expected=N_EXP).t
+
+
+def test_several_widths_use_the_same_toy_data(samples):
+    ref, pool = samples
+    cal = fastnplm.calibrate(_model(), ref, pool, toys=4, n_expected=N_EXP, sigmas=[0.3, 1.0], seed=1)
+    one = fastnplm.calibrate(fastnplm.KernelNPLM(M=20, sigma=1.0, lam=1e-5), ref, pool, toys=4,
+                             n_expected=N_EXP, seed=1)
+    assert cal.t.shape == (4, 2) and np.array_equal(cal.t[:, 1], one.t[:, 0])
+
+
+def test_store_resumes_to_the_uninterrupted_result(samples, tmp_path):
+    ref, pool = samples
+    full = fastnplm.calibrate(_model(), ref, pool, toys=8, n_expected=N_EXP, seed=2)
+    store = tmp_path / "toys.fnplm"
+    fastnplm.calibrate(_model(), ref, pool, toys=3, n_expected=N_EXP, seed=2, store=store)
+    with open(store, "ab") as fh:  # a record torn by a kill in mid-write
+        fh.write(b'{"k": 3, "seed": 2, "n": 9')
+    resumed = fastnplm.calibrate(_model(), ref, pool, toys=8, n_expected=N_EXP, seed=2, store=store)
+    assert np.array_equal(resumed.t, full.t) and np.array_equal(resumed.n_events, full.n_events)
+    ks = [json.loads(line)["k"] for line in store.read_text().splitlines()[1:] if line.strip().endswith("}")]
+    assert sorted(ks) == list(range(8))  # each toy once, the torn record dropped
+    with pytest.raises(ValueError, match="other settings"):
+        fastnplm.calibrate(_model(), ref, pool, toys=8, n_expected=N_EXP, seed=3, store=store)
+
+
+def test_killed_calibration_resumes_identically(samples, tmp_path):
+    ref, pool = samples
+    np.save(tmp_path / "ref.npy", ref)
+    np.save(tmp_path / "pool.npy", pool)
+    store = tmp_path / "toys.fnplm"
+    script = (f"import numpy as np, fastnplm\n"
+              f"fastnplm.calibrate(fastnplm.KernelNPLM(M=20, sigma=0.5, lam=1e-5), np.load(r'{tmp_path / 'ref.npy'}'),"
+              f" np.load(r'{tmp_path / 'pool.npy'}'), toys=400, n_expected={N_EXP}, seed=7, store=r'{store}')\n")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:  # kill it once some toys are on disk
+        import time
+        deadline = time.time() + 60
+        while time.time() < deadline and (not store.exists() or store.read_text().count("\n") < 6):
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    n_before = store.read_text().count("\n")
+    assert 6 <= n_before < 401, "the subprocess should have been killed midway"
+    resumed = fastnplm.calibrate(_model(), ref, pool, toys=30, n_expected=N_EXP, seed=7, store=store)
+    fresh = fastnplm.calibrate(_model(), ref, pool, toys=30, n_expected=N_EXP, seed=7)
+    assert np.array_equal(resumed.t, fresh.t)
+
+
+def test_p_value_statistics_on_a_hand_made_table():
+    t = np.arange(1.0, 100.0)  # 99 toys: 1..99
+    cal = fastnplm.Calibration(t=t[:, None], sigmas=(1.0,), n_events=np.ones(99), converged=np.ones((99, 1), bool),
+                               seed=0)
+    r = cal.p_value(90.0)
+    assert r["exceeded"] == 10 and r["p"] == pytest.approx(11 / 100)
+    lo, hi = r["interval"]  # Clopper-Pearson, 68.27 %
+    assert lo == pytest.approx(stats.beta.ppf(0.15865, 10, 90), rel=1e-6)
+    assert hi == pytest.approx(stats.beta.ppf(1 - 0.15865, 11, 89), rel=1e-6)
+    assert cal.z(90.0) == pytest.approx(stats.norm.isf(0.11))
+    far = cal.p_value(1000.0)
+    assert far["exceeded"] == 0 and far["bound"] == pytest.approx(0.01) and "extrapolation" in far["chi2_extrapolation"]["note"]
+    pw = fastnplm.power([95.0, 99.5, 10.0, 200.0], cal, z=2.0)  # Z >= 2 needs p <= 0.0228: only t above every toy
+    assert pw["power"] == 0.5 and pw["error"] == pytest.approx(0.25)
+
+
+def test_chi2_fit_recovers_the_degrees_of_freedom():
+    rng = np.random.default_rng(3)
+    t = rng.chisquare(7.0, size=4000)
+    cal = fastnplm.Calibration(t=t[:, None], sigmas=(1.0,), n_events=np.ones(4000), converged=np.ones((4000, 1), bool),
+                               seed=0)
+    fit = cal.chi2_fit()
+    # ML dof of 4000 chi2_7 draws: standard error ~ 0.1; 5 sigma tolerance
+    assert fit["dof"] == pytest.approx(7.0, abs=0.5) and fit["ks_pvalue"] > 1e-3
+
+
+@pytest.mark.slow
+def test_null_p_values_are_uniform(samples):
+    # 200 reference-distributed datasets against 300 toys: their p-values must be uniform.
+    # KS at the 1e-3 level (fixed seeds): a false failure has probability 1e-3.
+    ref, pool = samples
+    cal = fastnplm.calibrate(_model(), ref, pool[:10000], toys=300, n_expected=N_EXP, seed=11)
+    other = pool[10000:]  # disjoint from the toys' part of the pool
+    rng = np.random.default_rng(12)
+    ps = []
+    for _ in range(200):
+        data = other[rng.choice(len(other), rng.poisson(N_EXP), replace=False)]
+        ps.append(cal.p_value(_model().fit(ref, data, n_expected=N_EXP).t)["p"])
+    assert stats.kstest(ps, "uniform").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"n_expected": None}, ValueError, "n_expected"),
+    ({"toys": 0}, ValueError, "toys must be >= 1"),
+    ({"executor": object()}, ValueError, "executor"),
+    ({"sigmas": [0.5, -1]}, ValueError, "sigmas entry"),
+])
+def test_bad_calibration_settings(samples, kwargs, exc, match):
+    ref, pool = samples
+    with pytest.raises(exc, match=match):
+        fastnplm.calibrate(_model(), ref, pool, **{"toys": 2, "n_expected": N_EXP, **kwargs})
