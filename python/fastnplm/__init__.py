@@ -25,7 +25,7 @@ def _preload_openblas() -> None:
 _preload_openblas()
 
 from . import _core  # noqa: E402
-from .calibration import Calibration, calibrate, power  # noqa: E402
+from .calibration import Calibration, aggregate, calibrate, load_calibration, power  # noqa: E402
 from ._info import build_info, cuda_available, cuda_built  # noqa: E402
 from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuristic  # noqa: E402
 
@@ -35,10 +35,12 @@ __all__ = [
     "ConvergenceWarning",
     "KernelFitResult",
     "KernelNPLM",
+    "aggregate",
     "build_info",
     "calibrate",
     "cuda_available",
     "cuda_built",
+    "load_calibration",
     "power",
     "sigma_heuristic",
 ]

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from . import _checks
 from .kernel import KernelNPLM, sigma_heuristic
@@ -103,6 +103,60 @@ class Calibration:
         return {"dof": dof, "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue)}
 
 
+AGGREGATIONS = ("min-p", "prod-p", "avg-p", "softmax-t")
+
+
+def _aggregate_stat(p, zt, method, temperature):
+    """Aggregated statistic, larger = more tension; p and zt are (..., widths)."""
+    if method == "min-p":
+        return -p.min(axis=-1)
+    if method == "prod-p":  # Fisher
+        return -np.log(p).sum(axis=-1)
+    if method == "avg-p":
+        return -p.mean(axis=-1)
+    return temperature * special.logsumexp(zt / temperature, axis=-1)  # soft-max of standardised t
+
+
+def aggregate(cal: Calibration, t_obs, temperature: float = 1.0) -> dict:
+    """Multiple testing across widths (Grosso, Letizia et al. 2024): per-width p and Z, and the
+    min-p, prod-p (Fisher), avg-p and soft-max-of-standardised-t tests, each calibrated on the
+    same toys: a toy's per-width p-values are computed against the other toys.
+
+    Parameters
+    ----------
+    cal : Calibration with one column per width
+    t_obs : sequence of float, one t per width (the observed data fitted at each width)
+    temperature : float, of the soft-max (small: the max of the standardised t; large: their mean)
+    """
+    t_obs = np.asarray(t_obs, dtype=float).ravel()
+    b, s = cal.t.shape
+    if t_obs.size != s:
+        raise ValueError(f"t_obs has {t_obs.size} values but the calibration has {s} widths")
+    if b < 2:
+        raise ValueError("aggregation needs at least 2 toys")
+    temperature = _checks.positive_number(temperature, "temperature")
+    t = cal.t
+    # per-width p of each toy against the other b - 1 toys, and of the observation against all b
+    # 1 + #{j != i: t_j >= t_i} = #{j: t_j >= t_i}, counted on the sorted column
+    p_toys = np.empty_like(t)
+    for c in range(s):
+        col = np.sort(t[:, c])
+        p_toys[:, c] = (b - np.searchsorted(col, t[:, c], side="left")) / b
+    p_obs = (1.0 + (t >= t_obs[None, :]).sum(axis=0)) / (b + 1)
+    mean, std = t.mean(axis=0), t.std(axis=0, ddof=1)
+    std = np.where(std > 0, std, 1.0)
+    z_toys, z_obs = (t - mean) / std, (t_obs - mean) / std
+    out = {"per_width": [{"sigma": sg, "t": float(to), "p": float(po), "z": float(stats.norm.isf(po))}
+                         for sg, to, po in zip(cal.sigmas, t_obs, p_obs)]}
+    for method in AGGREGATIONS:
+        a_toys = _aggregate_stat(p_toys, z_toys, method, temperature)
+        a_obs = float(_aggregate_stat(p_obs, z_obs, method, temperature))
+        p = (1.0 + np.count_nonzero(a_toys >= a_obs)) / (b + 1)
+        out[method] = {"statistic": a_obs, "p": p, "z": float(stats.norm.isf(p))}
+    out["softmax-t"]["temperature"] = temperature
+    return out
+
+
 def power(t_signal, cal: Calibration, z: float = 2.0, sigma_index=None) -> dict:
     """Fraction of signal toys whose Z reaches ``z``, with its binomial standard error, and
     the median Z of the signal toys."""
@@ -126,6 +180,27 @@ def _fingerprint(model: KernelNPLM, reference, pool, n_expected, sigmas, seed) -
     keys = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian")
     return {"version": STORE_VERSION, "model": {k: getattr(model, k) for k in keys}, "sigmas": list(sigmas),
             "n_expected": float(n_expected), "seed": int(seed), "data_sha256": h.hexdigest()}
+
+
+def load_calibration(path) -> Calibration:
+    """The calibration recorded in a store file (its finished toys, in toy order)."""
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    if not first.strip():
+        raise ValueError(f"{path!r} is not a fastnplm calibration store (empty)")
+    try:
+        header = json.loads(first)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path!r} is not a fastnplm calibration store: {err}") from None
+    if not isinstance(header, dict) or header.get("version") != STORE_VERSION:
+        raise ValueError(f"{path!r} is not a fastnplm calibration store (version {STORE_VERSION})")
+    recs = _read_store(path, header)
+    if not recs:
+        raise ValueError(f"{path!r} holds no finished toys")
+    ks = sorted(recs)
+    return Calibration(t=np.array([recs[k]["t"] for k in ks], dtype=float), sigmas=tuple(header["sigmas"]),
+                       n_events=np.array([recs[k]["n"] for k in ks]),
+                       converged=np.array([recs[k]["converged"] for k in ks]), seed=header["seed"], settings=header)
 
 
 def _read_store(path, header):

@@ -135,3 +135,67 @@ def test_bad_calibration_settings(samples, kwargs, exc, match):
     ref, pool = samples
     with pytest.raises(exc, match=match):
         fastnplm.calibrate(_model(), ref, pool, **{"toys": 2, "n_expected": N_EXP, **kwargs})
+
+
+def _cal(t):
+    t = np.asarray(t, float)
+    return fastnplm.Calibration(t=t, sigmas=tuple(range(t.shape[1])), n_events=np.ones(len(t)),
+                                converged=np.ones(t.shape, bool), seed=0)
+
+
+def test_aggregation_on_a_hand_made_table():
+    # 4 toys, 2 widths. Leave-one-out toy p-values: column 0 (1,2,3,4) -> (1, .75, .5, .25);
+    # column 1 (4,3,2,1) -> (.25, .5, .75, 1). Observation t = (3.5, 0.5): p = (2/5, 5/5).
+    cal = _cal([[1, 4], [2, 3], [3, 2], [4, 1]])
+    out = fastnplm.aggregate(cal, [3.5, 0.5])
+    assert [w["p"] for w in out["per_width"]] == [pytest.approx(0.4), pytest.approx(1.0)]
+    # min-p: toys' min p = .25, .5, .5, .25 -> statistics -.25, -.5, -.5, -.25; observed -0.4:
+    # two toys reach it -> p = (1 + 2) / 5
+    assert out["min-p"]["statistic"] == pytest.approx(-0.4) and out["min-p"]["p"] == pytest.approx(3 / 5)
+    # Fisher: toys -log(p0 p1) = -log(.25), -log(.375), -log(.375), -log(.25); observed -log(.4)
+    assert out["prod-p"]["statistic"] == pytest.approx(-np.log(0.4))
+    assert out["prod-p"]["p"] == pytest.approx((1 + 4) / 5)
+    # avg-p: toys all 0.625 -> -0.625; observed -0.7 -> p = 5/5
+    assert out["avg-p"]["p"] == pytest.approx(1.0)
+    # soft-max at a tiny temperature is the max of the standardised t
+    z0 = (3.5 - 2.5) / np.std([1, 2, 3, 4], ddof=1)
+    cold = fastnplm.aggregate(cal, [3.5, 0.5], temperature=1e-3)
+    assert cold["softmax-t"]["statistic"] == pytest.approx(z0, rel=1e-6)
+
+
+def test_aggregation_of_identical_widths_reduces_to_one_width():
+    rng = np.random.default_rng(4)
+    t = rng.chisquare(5, size=200)
+    cal2, cal1 = _cal(np.c_[t, t]), _cal(t[:, None])
+    for t_obs in (3.0, 9.0, 15.0):
+        out = fastnplm.aggregate(cal2, [t_obs, t_obs])
+        p1 = cal1.p_value(t_obs)["p"]
+        for method in ("min-p", "prod-p", "avg-p", "softmax-t"):
+            assert out[method]["p"] == pytest.approx(p1), method
+
+
+def test_aggregated_p_values_are_uniform_under_the_null():
+    # toys and 'observations' from the same 3-width distribution (correlated columns):
+    # each aggregated p must be uniform; KS at the 1e-3 level, fixed seed.
+    rng = np.random.default_rng(5)
+
+    def draw(n):
+        base = rng.chisquare(4, size=(n, 1))
+        return base + rng.chisquare(2, size=(n, 3))
+
+    cal = _cal(draw(400))
+    obs = draw(300)
+    for method in ("min-p", "prod-p", "avg-p", "softmax-t"):
+        ps = [fastnplm.aggregate(cal, o)[method]["p"] for o in obs]
+        assert stats.kstest(ps, "uniform").pvalue > 1e-3, method
+
+
+def test_store_loads_as_a_calibration(samples, tmp_path):
+    ref, pool = samples
+    store = tmp_path / "c.fnplm"
+    cal = fastnplm.calibrate(_model(), ref, pool, toys=5, n_expected=N_EXP, sigmas=[0.4, 0.8], seed=6, store=store)
+    back = fastnplm.load_calibration(store)
+    assert np.array_equal(back.t, cal.t) and back.sigmas == (0.4, 0.8) and back.settings["model"]["M"] == 20
+    (tmp_path / "junk").write_text("hello\n")
+    with pytest.raises(ValueError, match="not a fastnplm calibration store"):
+        fastnplm.load_calibration(tmp_path / "junk")
