@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from .calibration import aggregate, calibrate, load_calibration
 from .datasets import exp_bump
 from .kernel import KernelNPLM
 
@@ -54,7 +55,31 @@ def main(argv=None) -> int:
     _add_model_args(fit)
     demo = sub.add_parser("demo", help="the bundled problem: Exp(1) reference, 2000 expected events + a 10-event bump at 6.4")
     _add_model_args(demo)
+    cal = sub.add_parser("calibrate", help="toys under the reference hypothesis, recorded in a resumable store")
+    cal.add_argument("--reference", required=True)
+    cal.add_argument("--pool", required=True, help=".npy of reference-distributed events disjoint from the reference")
+    cal.add_argument("--n-expected", type=float, required=True, help="N(R): expected events per toy")
+    cal.add_argument("--toys", type=int, default=300)
+    cal.add_argument("--sigmas", default=None, help="comma-separated widths (default: --sigma or the heuristic)")
+    cal.add_argument("--store", default=None, help="append-only toy record; re-running resumes")
+    cal.add_argument("--toy-seed", type=int, default=0, help="seed of the toys (default 0)")
+    _add_model_args(cal)
+    tst = sub.add_parser("test", help="t, p and Z of data against a calibration store, per width and aggregated")
+    tst.add_argument("--reference", required=True)
+    tst.add_argument("--data", required=True)
+    tst.add_argument("--calibration", required=True, help="store written by 'fastnplm calibrate'")
+    tst.add_argument("--temperature", type=float, default=1.0, help="of the soft-max aggregation (default 1)")
+    tst.add_argument("--threads", type=int, default=None)
+    tst.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        if args.command == "calibrate":
+            return _calibrate(args)
+        if args.command == "test":
+            return _test(args)
+    except (ValueError, TypeError) as err:
+        print(f"fastnplm: error: {err}", file=sys.stderr)
+        return 2
 
     model_kwargs = dict(M=args.M, sigma=args.sigma, lam=args.lam, solver=args.solver, seed=args.seed, threads=args.threads)
     try:
@@ -71,6 +96,40 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as err:
         print(f"fastnplm: error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _print(out, as_json):
+    print(json.dumps(out, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+
+
+def _calibrate(args) -> int:
+    ref, pool = _load(args.reference, "reference"), _load(args.pool, "pool")
+    sigmas = None if args.sigmas is None else [float(s) for s in args.sigmas.split(",") if s.strip()]
+    model = KernelNPLM(M=args.M, sigma=args.sigma, lam=args.lam, solver=args.solver, seed=args.seed,
+                       threads=args.threads)
+    cal = calibrate(model, ref, pool, toys=args.toys, n_expected=args.n_expected, sigmas=sigmas,
+                    seed=args.toy_seed, store=args.store)
+    out = {"toys": cal.toys, "sigmas": list(cal.sigmas), "store": args.store,
+           "t_mean": cal.t.mean(axis=0).tolist(), "t_std": cal.t.std(axis=0, ddof=1).tolist() if cal.toys > 1 else None,
+           "chi2_dof": [cal.chi2_fit(i)["dof"] for i in range(len(cal.sigmas))] if (cal.t > 0).all() else None,
+           "all_converged": bool(cal.converged.all())}
+    _print(out, args.json)
+    return 0
+
+
+def _test(args) -> int:
+    cal = load_calibration(args.calibration)
+    m = cal.settings["model"]
+    ref, dat = _load(args.reference, "reference"), _load(args.data, "data")
+    t_obs = []
+    for sigma in cal.sigmas:
+        model = KernelNPLM(M=m["M"], sigma=sigma, lam=m["lam"], solver=m["solver"], penalties=m["penalties"],
+                           cg_tol=m["cg_tol"], max_iter=m["max_iter"], grad_tol=m["grad_tol"],
+                           max_newton=m["max_newton"], seed=m["seed"], hessian=m["hessian"], threads=args.threads)
+        t_obs.append(model.fit(ref, dat, n_expected=cal.settings["n_expected"]).t)
+    out = {"toys": cal.toys, **aggregate(cal, t_obs, temperature=args.temperature)}
+    _print(out, args.json)
     return 0
 
 

@@ -41,3 +41,26 @@ def test_demo_console_script_runs():
     out = json.loads(proc.stdout)
     assert out["n_reference"] == 200000 and out["n_expected"] == pytest.approx(2000, rel=1e-12) and out["converged"]
     assert out["t"] > 0 and np.isfinite(out["t"])
+
+
+def test_calibrate_then_test(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    ref, pool = rng.exponential(size=(2000, 1)), rng.exponential(size=(20000, 1))
+    dat = rng.exponential(size=(100, 1))
+    for name, arr in (("R", ref), ("P", pool), ("D", dat)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    store = str(tmp_path / "toys.fnplm")
+    common = ["--reference", str(tmp_path / "R.npy")]
+    assert main(["calibrate", *common, "--pool", str(tmp_path / "P.npy"), "--n-expected", "100", "--toys", "12",
+                 "--sigmas", "0.3,0.8", "--M", "20", "--lam", "1e-5", "--store", store, "--json"]) == 0
+    cal_out = json.loads(capsys.readouterr().out)
+    assert cal_out["toys"] == 12 and cal_out["sigmas"] == [0.3, 0.8]
+    assert main(["test", *common, "--data", str(tmp_path / "D.npy"), "--calibration", store, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # the CLI's numbers are the library's: refit at each width and aggregate on the stored toys
+    cal = fastnplm.load_calibration(store)
+    t_obs = [fastnplm.KernelNPLM(M=20, sigma=s, lam=1e-5).fit(ref, dat, n_expected=100).t for s in (0.3, 0.8)]
+    expected = fastnplm.aggregate(cal, t_obs)
+    assert [w["t"] for w in out["per_width"]] == pytest.approx(t_obs, rel=1e-12)
+    for method in ("min-p", "prod-p", "avg-p", "softmax-t"):
+        assert out[method]["p"] == pytest.approx(expected[method]["p"])
