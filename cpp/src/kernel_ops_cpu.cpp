@@ -126,70 +126,85 @@ FASTNPLM_HOT void rows_block(MatrixView x, std::int64_t r0, std::int64_t r1, con
     }
 }
 
-FASTNPLM_HOT void rows_mv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
-                          double gamma, const double* v, double* out, double* row) {
-    const std::int64_t mp = c.mp;
-    double* __restrict row0 = row;
-    double* __restrict row1 = row + mp;
+#if defined(__GNUC__)
+#define FASTNPLM_INLINE __attribute__((always_inline))
+#else
+#define FASTNPLM_INLINE
+#endif
+
+// Rows [r0, r1) two at a time: pair(i, row_i, row_i+1) after kernel_row2, then single(i, row_i)
+// for an odd last row. Callers pass FASTNPLM_INLINE lambdas, so the bodies are compiled into
+// each target clone of the caller.
+template <class Pair, class Single>
+FASTNPLM_INLINE inline void for_row_pairs(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
+                                          double gamma, double* row, Pair&& pair, Single&& single) {
+    double* row0 = row;
+    double* row1 = row + c.mp;
     std::int64_t i = r0;
     for (; i + 1 < r1; i += 2) {
         kernel_row2(x.row(i), x.row(i + 1), c, gamma, row0, row1);
-        double s0 = 0.0, s1 = 0.0;
-#pragma omp simd reduction(+ : s0, s1)
-        for (std::int64_t j = 0; j < mp; ++j) {
-            s0 += row0[j] * v[j];
-            s1 += row1[j] * v[j];
-        }
-        out[i] = s0;
-        out[i + 1] = s1;
+        pair(i, row0, row1);
     }
     if (i < r1) {
         kernel_row(x.row(i), c, gamma, row0);
-        out[i] = dot(row0, v, mp);
+        single(i, row0);
     }
+}
+
+// (a0 . v, a1 . v) in one sweep.
+inline void dot2(const double* __restrict a0, const double* __restrict a1, const double* __restrict v,
+                 std::int64_t n, double& s0, double& s1) {
+    double t0 = 0.0, t1 = 0.0;
+#pragma omp simd reduction(+ : t0, t1)
+    for (std::int64_t j = 0; j < n; ++j) {
+        t0 += a0[j] * v[j];
+        t1 += a1[j] * v[j];
+    }
+    s0 = t0;
+    s1 = t1;
+}
+
+// acc += u0 a0 + u1 a1.
+inline void axpy2(double* __restrict acc, double u0, const double* __restrict a0, double u1,
+                  const double* __restrict a1, std::int64_t n) {
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) acc[j] += u0 * a0[j] + u1 * a1[j];
+}
+
+FASTNPLM_HOT void rows_mv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
+                          double gamma, const double* v, double* out, double* row) {
+    const std::int64_t mp = c.mp;
+    for_row_pairs(
+        x, r0, r1, c, gamma, row,
+        [&](std::int64_t i, const double* a0, const double* a1) FASTNPLM_INLINE {
+            dot2(a0, a1, v, mp, out[i], out[i + 1]);
+        },
+        [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { out[i] = dot(a0, v, mp); });
 }
 
 FASTNPLM_HOT void rows_tmv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
                            double gamma, const double* u, double* acc, double* row) {
     const std::int64_t mp = c.mp;
-    double* __restrict row0 = row;
-    double* __restrict row1 = row + mp;
-    std::int64_t i = r0;
-    for (; i + 1 < r1; i += 2) {
-        kernel_row2(x.row(i), x.row(i + 1), c, gamma, row0, row1);
-        const double u0 = u[i], u1 = u[i + 1];
-#pragma omp simd
-        for (std::int64_t j = 0; j < mp; ++j) acc[j] += u0 * row0[j] + u1 * row1[j];
-    }
-    if (i < r1) {
-        kernel_row(x.row(i), c, gamma, row0);
-        axpy(acc, u[i], row0, mp);
-    }
+    for_row_pairs(
+        x, r0, r1, c, gamma, row,
+        [&](std::int64_t i, const double* a0, const double* a1) FASTNPLM_INLINE {
+            axpy2(acc, u[i], a0, u[i + 1], a1, mp);
+        },
+        [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { axpy(acc, u[i], a0, mp); });
 }
 
 FASTNPLM_HOT void rows_fused(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
                              double gamma, const double* v, const double* w, double* acc,
                              double* row) {
     const std::int64_t mp = c.mp;
-    double* __restrict row0 = row;
-    double* __restrict row1 = row + mp;
-    std::int64_t i = r0;
-    for (; i + 1 < r1; i += 2) {
-        kernel_row2(x.row(i), x.row(i + 1), c, gamma, row0, row1);
-        double s0 = 0.0, s1 = 0.0;
-#pragma omp simd reduction(+ : s0, s1)
-        for (std::int64_t j = 0; j < mp; ++j) {
-            s0 += row0[j] * v[j];
-            s1 += row1[j] * v[j];
-        }
-        const double u0 = w[i] * s0, u1 = w[i + 1] * s1;
-#pragma omp simd
-        for (std::int64_t j = 0; j < mp; ++j) acc[j] += u0 * row0[j] + u1 * row1[j];
-    }
-    if (i < r1) {
-        kernel_row(x.row(i), c, gamma, row0);
-        axpy(acc, w[i] * dot(row0, v, mp), row0, mp);
-    }
+    for_row_pairs(
+        x, r0, r1, c, gamma, row,
+        [&](std::int64_t i, const double* a0, const double* a1) FASTNPLM_INLINE {
+            double s0, s1;
+            dot2(a0, a1, v, mp, s0, s1);
+            axpy2(acc, w[i] * s0, a0, w[i + 1] * s1, a1, mp);
+        },
+        [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { axpy(acc, w[i] * dot(a0, v, mp), a0, mp); });
 }
 
 constexpr std::int64_t kPanel = 32;  // events per panel of the feature pass
