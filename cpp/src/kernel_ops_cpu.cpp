@@ -182,6 +182,22 @@ FASTNPLM_HOT void rows_mv(MatrixView x, std::int64_t r0, std::int64_t r1, const 
         [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { out[i] = dot(a0, v, mp); });
 }
 
+// out (rows x b) = K V: for each row, out_i = sum_j k_ij V_j, vectorised over the b columns.
+FASTNPLM_HOT void rows_mm(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
+                          const double* v, std::int64_t b, double* out, double* row) {
+    for (std::int64_t i = r0; i < r1; ++i) {
+        kernel_row(x.row(i), c, gamma, row);
+        double* __restrict o = out + i * b;
+        std::fill(o, o + b, 0.0);
+        for (std::int64_t j = 0; j < c.m; ++j) {
+            const double kj = row[j];
+            const double* __restrict vj = v + j * b;
+#pragma omp simd
+            for (std::int64_t q = 0; q < b; ++q) o[q] += kj * vj[q];
+        }
+    }
+}
+
 FASTNPLM_HOT void rows_tmv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
                            double gamma, const double* u, double* acc, double* row) {
     const std::int64_t mp = c.mp;
@@ -295,6 +311,16 @@ public:
         std::copy(v, v + c.rows, vp.begin());
         for_row_chunks(x.rows, [&](std::int64_t r0, std::int64_t r1, double* row) {
             rows_mv(x, r0, r1, ct, gamma, vp.data(), out, row);
+        }, ct.mp);
+    }
+
+    void kernel_mm(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
+                   double* out) const override {
+        check_shapes(x, c);
+        if (b < 1) throw std::invalid_argument("kernel_mm: need at least one right-hand side");
+        const Centers ct = transpose_centers(c);
+        for_row_chunks(x.rows, [&](std::int64_t r0, std::int64_t r1, double* row) {
+            rows_mm(x, r0, r1, ct, gamma, v, b, out, row);
         }, ct.mp);
     }
 

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from . import _checks
+from . import _toys_fast
 from .kernel import KernelNPLM, sigma_heuristic
 
 log = logging.getLogger("fastnplm")
@@ -177,7 +178,10 @@ def _fingerprint(model: KernelNPLM, reference, pool, n_expected, sigmas, seed) -
             h.update(repr(arr).encode())
         else:
             h.update(np.ascontiguousarray(arr).tobytes())
-    keys = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian")
+    if model.centers is not None:
+        h.update(np.ascontiguousarray(model.centers).tobytes())
+    keys = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian",
+            "center_pool")
     return {"version": STORE_VERSION, "model": {k: getattr(model, k) for k in keys}, "sigmas": list(sigmas),
             "n_expected": float(n_expected), "seed": int(seed), "data_sha256": h.hexdigest()}
 
@@ -228,8 +232,21 @@ def _read_store(path, header):
     return records
 
 
+def _draw_toy(seed, k, n_exp, pool_arr, pool, d):
+    """Toy k's events: Poisson(N(R)) of them, from the pool without replacement or the generator."""
+    rng = toy_rng(seed, k)
+    n = int(rng.poisson(n_exp))
+    if n == 0:
+        return np.empty((0, d))
+    if pool_arr is not None:
+        if n > pool_arr.shape[0]:
+            raise ValueError(f"toy {k} needs {n} events but the pool has {pool_arr.shape[0]}")
+        return pool_arr[rng.choice(pool_arr.shape[0], size=n, replace=False)]
+    return _checks.as_events(pool(rng, n), "pool(rng, n)", d=d)
+
+
 def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=None, sigmas=None, seed=0,
-              store=None, executor=None, progress=None) -> Calibration:
+              store=None, executor=None, progress=None, fast=None, batch: int = 32) -> Calibration:
     """Null distribution of t from toys.
 
     Parameters
@@ -255,6 +272,14 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         re-running the same call resumes, and ends identical to an uninterrupted run.
     executor, progress
         Not supported yet (dask executors and progress bars come with the calibration issue).
+    fast : bool or None
+        The shared-reference path (see ``fastnplm._toys_fast``): the reference's part of the
+        Newton step is computed once per width and toys are batched. It applies to a
+        single-penalty "newton-step" model in dense Hessian mode with centers drawn from the
+        reference (``center_pool="reference"``) or given; fit the observed data with the same
+        model. None: use it whenever it applies; False: one plain ``fit`` per toy.
+    batch : int
+        Toys per batch of the fast path (f on the reference for a batch is one pass).
     """
     if executor is not None:
         raise ValueError("executor= is not supported yet: toys run in this process")
@@ -264,6 +289,7 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         raise ValueError("a reference generator is not supported yet: pass the reference sample")
     ref = _checks.as_events(reference, "reference")
     toys = _checks.positive_int(toys, "toys")
+    batch = _checks.positive_int(batch, "batch")
     if n_expected is None:
         raise ValueError("n_expected (N(R), the expected number of events) is required for toys")
     n_exp = _checks.positive_number(n_expected, "n_expected")
@@ -289,31 +315,37 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
     models = [KernelNPLM(M=model.M, sigma=s, lam=model.lam, solver=model.solver, penalties=model.penalties,
                          cg_tol=model.cg_tol, max_iter=model.max_iter, seed=model.seed, centers=model.centers,
                          threads=model.threads or None, grad_tol=model.grad_tol, max_newton=model.max_newton,
-                         hessian=model.hessian) for s in sigmas]
+                         hessian=model.hessian, center_pool=model.center_pool) for s in sigmas]
+    use_fast = fast if fast is not None else _toys_fast.applicable(models)
+    if use_fast and not _toys_fast.applicable(models):
+        raise ValueError("fast=True needs a single-penalty newton-step model in dense Hessian mode "
+                         "(hessian='dense', or 'auto' with M <= 200) with centers from the reference "
+                         "(center_pool='reference') or given")
+    weights = np.full(ref.shape[0], n_exp / ref.shape[0])
+    shared = [_toys_fast.SharedReference(m, ref, weights) for m in models] if use_fast else None
+    todo = [k for k in range(toys) if k not in done]
     try:
-        for k in range(toys):
-            if k in done:
-                continue
-            rng = toy_rng(seed, k)
-            n = int(rng.poisson(n_exp))
-            if n == 0:
-                data = np.empty((0, ref.shape[1]))
-            elif pool_arr is not None:
-                if n > pool_arr.shape[0]:
-                    raise ValueError(f"toy {k} needs {n} events but the pool has {pool_arr.shape[0]}")
-                data = pool_arr[rng.choice(pool_arr.shape[0], size=n, replace=False)]
-            else:
-                data = _checks.as_events(pool(rng, n), "pool(rng, n)", d=ref.shape[1])
-            if n == 0:  # no events: f = 0 is the fit, t = 0
-                ts, conv = [0.0] * len(sigmas), [True] * len(sigmas)
-            else:
-                fits = [m.fit(ref, data, n_expected=n_exp) for m in models]
-                ts, conv = [r.t for r in fits], [bool(r.converged) for r in fits]
-            done[k] = {"k": k, "seed": int(seed), "n": n, "t": ts, "converged": conv}
-            if fh is not None:
-                fh.write((json.dumps(done[k]) + "\n").encode())
-                fh.flush()
-                os.fsync(fh.fileno())
+        for start in range(0, len(todo), batch):
+            block = todo[start:start + batch]
+            drawn = {k: _draw_toy(seed, k, n_exp, pool_arr, pool, ref.shape[1]) for k in block}
+            ts = {k: [0.0] * len(sigmas) for k in block}  # a toy with no events: f = 0, t = 0
+            conv = {k: [True] * len(sigmas) for k in block}
+            busy = [k for k in block if drawn[k].shape[0] > 0]
+            for j, m in enumerate(models):
+                if use_fast and busy:
+                    steps = [shared[j].alpha(drawn[k]) for k in busy]
+                    for k, t, st in zip(busy, shared[j].t_batch([s[0] for s in steps], [s[1] for s in steps]), steps):
+                        ts[k][j], conv[k][j] = float(t), bool(st[3])
+                else:
+                    for k in busy:
+                        r = m.fit(ref, drawn[k], n_expected=n_exp)
+                        ts[k][j], conv[k][j] = r.t, bool(r.converged)
+            for k in block:
+                done[k] = {"k": k, "seed": int(seed), "n": int(drawn[k].shape[0]), "t": ts[k], "converged": conv[k]}
+                if fh is not None:
+                    fh.write((json.dumps(done[k]) + "\n").encode())
+                    fh.flush()
+                    os.fsync(fh.fileno())
     finally:
         if fh is not None:
             fh.close()

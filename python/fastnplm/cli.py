@@ -63,6 +63,9 @@ def main(argv=None) -> int:
     cal.add_argument("--sigmas", default=None, help="comma-separated widths (default: --sigma or the heuristic)")
     cal.add_argument("--store", default=None, help="append-only toy record; re-running resumes")
     cal.add_argument("--toy-seed", type=int, default=0, help="seed of the toys (default 0)")
+    cal.add_argument("--hessian", choices=["auto", "stream", "dense"], default="auto")
+    cal.add_argument("--center-pool", choices=["pooled", "reference"], default="pooled",
+                     help="'reference' enables the shared-reference fast toy path; 'fastnplm test' uses the same")
     _add_model_args(cal)
     tst = sub.add_parser("test", help="t, p and Z of data against a calibration store, per width and aggregated")
     tst.add_argument("--reference", required=True)
@@ -107,7 +110,7 @@ def _calibrate(args) -> int:
     ref, pool = _load(args.reference, "reference"), _load(args.pool, "pool")
     sigmas = None if args.sigmas is None else [float(s) for s in args.sigmas.split(",") if s.strip()]
     model = KernelNPLM(M=args.M, sigma=args.sigma, lam=args.lam, solver=args.solver, seed=args.seed,
-                       threads=args.threads)
+                       threads=args.threads, hessian=args.hessian, center_pool=args.center_pool)
     cal = calibrate(model, ref, pool, toys=args.toys, n_expected=args.n_expected, sigmas=sigmas,
                     seed=args.toy_seed, store=args.store)
     out = {"toys": cal.toys, "sigmas": list(cal.sigmas), "store": args.store,
@@ -126,7 +129,8 @@ def _test(args) -> int:
     for sigma in cal.sigmas:
         model = KernelNPLM(M=m["M"], sigma=sigma, lam=m["lam"], solver=m["solver"], penalties=m["penalties"],
                            cg_tol=m["cg_tol"], max_iter=m["max_iter"], grad_tol=m["grad_tol"],
-                           max_newton=m["max_newton"], seed=m["seed"], hessian=m["hessian"], threads=args.threads)
+                           max_newton=m["max_newton"], seed=m["seed"], hessian=m["hessian"],
+                           center_pool=m["center_pool"], threads=args.threads)
         t_obs.append(model.fit(ref, dat, n_expected=cal.settings["n_expected"]).t)
     out = {"toys": cal.toys, **aggregate(cal, t_obs, temperature=args.temperature)}
     _print(out, args.json)

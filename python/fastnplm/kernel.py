@@ -28,6 +28,11 @@ DEFAULT_GRAD_TOL = 1e-12
 PC_EPSILON = 1e-13  # Falkon's float64 jitter: T = chol(K_MM + eps * M * I)
 
 
+def reference_center_indices(n_reference: int, M: int, seed) -> np.ndarray:
+    """Indices of the centers drawn from the reference alone (``center_pool="reference"``)."""
+    return np.sort(np.random.default_rng(seed).choice(n_reference, size=M, replace=False))
+
+
 class ConvergenceWarning(UserWarning):
     """A fit stopped before meeting its tolerance (see ``KernelFitResult.converged``)."""
 
@@ -151,17 +156,25 @@ class KernelNPLM:
         coordinates, B^T diag(l''/n) B with the Nystrom features B = K T^-1 (O(n M^2)), and
         the iterations cost O(M^2); it is also the more accurate of the two when K_MM is
         ill-conditioned. "auto" (default): dense for M <= 200, streamed above.
+    center_pool : {"pooled", "reference"}
+        Where random centers come from: the pooled sample (default, as published) or the
+        reference only. With "reference" the centers do not depend on the data, which lets
+        :func:`fastnplm.calibrate` share the reference's work across toys; observed data
+        must then be fitted with the same setting (the calibration is of that estimator).
     """
 
     def __init__(self, M=1000, sigma=None, lam=1e-6, solver="newton-step", penalties=None,
                  cg_tol=None, max_iter=None, seed=0, centers=None, threads=None,
-                 grad_tol=DEFAULT_GRAD_TOL, max_newton=100, hessian="auto"):
+                 grad_tol=DEFAULT_GRAD_TOL, max_newton=100, hessian="auto", center_pool="pooled"):
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
         self.solver = solver
         if hessian not in HESSIAN_MODES:
             raise ValueError(f"unknown hessian mode {hessian!r}: expected one of {tuple(HESSIAN_MODES)}")
         self.hessian = hessian
+        if center_pool not in ("pooled", "reference"):
+            raise ValueError(f"unknown center_pool {center_pool!r}: expected 'pooled' or 'reference'")
+        self.center_pool = center_pool
         self.lam = _checks.positive_number(lam, "lam", allow_zero=True)
         self.sigma = None if sigma is None else _checks.positive_number(sigma, "sigma")
         if penalties is None:
@@ -235,6 +248,11 @@ class KernelNPLM:
             if self.centers.shape[1] != ref.shape[1]:
                 raise ValueError(f"centers have {self.centers.shape[1]} features but the reference has {ref.shape[1]}")
             return self.centers, None  # unknown classes: the core uses the pooled mean weight
+        if self.center_pool == "reference":
+            if self.M > n_r:
+                raise ValueError(f"M={self.M} is larger than the reference sample ({n_r} events)")
+            idx = reference_center_indices(n_r, self.M, self.seed)
+            return ref[idx], w[idx]
         if self.M > n_r + n_d:
             raise ValueError(f"M={self.M} is larger than the pooled sample ({n_r} reference + {n_d} data events)")
         rng = np.random.default_rng(self.seed)

@@ -123,6 +123,17 @@ py::array_t<double> kernel_mv(const Array& x, const Array& c, double sigma, cons
                          });
 }
 
+py::array_t<double> kernel_mm(const Array& x, const Array& c, double sigma, const Array& v, int threads) {
+    if (v.ndim() != 2 || v.shape(0) != rows(c))
+        throw std::invalid_argument("V must be a 2-D array with one row per center");
+    const double* vp = v.data();
+    const py::ssize_t b = v.shape(1);
+    return run_primitive(x, c, sigma, threads, {rows(x), b},
+                         [vp, b](const KernelOps& ops, MatrixView xv, MatrixView cv, double g, double* o) {
+                             ops.kernel_mm(xv, cv, g, vp, b, o);
+                         });
+}
+
 py::array_t<double> kernel_tmv(const Array& x, const Array& c, double sigma, const Array& u, int threads) {
     const double* up = vector(u, rows(x), "u");
     return run_primitive(x, c, sigma, threads, {rows(c)},
@@ -170,6 +181,8 @@ PYBIND11_MODULE(_core, m) {
           "Dense Gaussian kernel block K(x, centers).");
     m.def("kernel_mv", &kernel_mv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),
           py::arg("threads") = 0, "K(x, centers) @ v without storing K.");
+    m.def("kernel_mm", &kernel_mm, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("V"),
+          py::arg("threads") = 0, "K(x, centers) @ V for several right-hand sides without storing K.");
     m.def("kernel_tmv", &kernel_tmv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("u"),
           py::arg("threads") = 0, "K(x, centers).T @ u without storing K.");
     m.def("kernel_fused", &kernel_fused, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),

@@ -199,3 +199,53 @@ def test_store_loads_as_a_calibration(samples, tmp_path):
     (tmp_path / "junk").write_text("hello\n")
     with pytest.raises(ValueError, match="not a fastnplm calibration store"):
         fastnplm.load_calibration(tmp_path / "junk")
+
+
+def _fast_model(**kw):
+    return fastnplm.KernelNPLM(**{"M": 10, "sigma": 0.1, "lam": 1e-4, "center_pool": "reference", **kw})
+
+
+@pytest.mark.parametrize("cg_tol", [1e-13, None])
+def test_fast_path_is_the_plain_estimator_toy_by_toy(samples, cg_tol):
+    # Well-conditioned K_MM (cond ~4e3): the two paths agree to roundoff, whether CG is run to
+    # the exact step (tight cg_tol) or stopped early at the default (same iterates).
+    ref, pool = samples
+    m = _fast_model(cg_tol=cg_tol, max_iter=10000)
+    fast = fastnplm.calibrate(m, ref, pool, toys=12, n_expected=N_EXP, seed=1, fast=True)
+    plain = fastnplm.calibrate(m, ref, pool, toys=12, n_expected=N_EXP, seed=1, fast=False)
+    np.testing.assert_allclose(fast.t, plain.t, rtol=1e-10)
+    assert fast.converged.all() and np.array_equal(fast.n_events, plain.n_events)
+
+
+def test_fast_path_on_an_ill_conditioned_problem(samples):
+    # cond(K_MM) ~ 1e9 here: agreement is limited by roundoff amplified by the conditioning
+    # (measured 3e-8 relative), so 1e-6.
+    ref, pool = samples
+    m = _fast_model(M=20, sigma=0.5, lam=1e-5, cg_tol=1e-13, max_iter=10000)
+    fast = fastnplm.calibrate(m, ref, pool, toys=8, n_expected=N_EXP, seed=2, fast=True)
+    plain = fastnplm.calibrate(m, ref, pool, toys=8, n_expected=N_EXP, seed=2, fast=False)
+    np.testing.assert_allclose(fast.t, plain.t, rtol=1e-6)
+
+
+def test_fast_path_with_given_centers_and_several_widths(samples):
+    ref, pool = samples
+    centers = np.linspace(0.05, 3.0, 8)[:, None]
+    m = fastnplm.KernelNPLM(centers=centers, sigma=0.1, lam=1e-4, cg_tol=1e-13, max_iter=10000)
+    fast = fastnplm.calibrate(m, ref, pool, toys=6, n_expected=N_EXP, sigmas=[0.1, 0.15], seed=3, fast=True)
+    plain = fastnplm.calibrate(m, ref, pool, toys=6, n_expected=N_EXP, sigmas=[0.1, 0.15], seed=3, fast=False)
+    np.testing.assert_allclose(fast.t, plain.t, rtol=1e-9)
+
+
+def test_fast_path_does_not_depend_on_batching_or_threads(samples):
+    ref, pool = samples
+    a = fastnplm.calibrate(_fast_model(threads=1), ref, pool, toys=10, n_expected=N_EXP, seed=4, batch=3)
+    b = fastnplm.calibrate(_fast_model(threads=2), ref, pool, toys=10, n_expected=N_EXP, seed=4, batch=32)
+    assert np.array_equal(a.t, b.t)
+
+
+def test_fast_path_refuses_models_it_does_not_compute(samples):
+    ref, pool = samples
+    with pytest.raises(ValueError, match="fast=True needs"):
+        fastnplm.calibrate(fastnplm.KernelNPLM(M=10, sigma=0.1), ref, pool, toys=2, n_expected=N_EXP, fast=True)
+    with pytest.raises(ValueError, match="fast=True needs"):
+        fastnplm.calibrate(_fast_model(solver="newton"), ref, pool, toys=2, n_expected=N_EXP, fast=True)

@@ -182,3 +182,13 @@ def test_event_order_invariance_in_both_hessian_modes(hessian):
     a = model.fit(ref, dat)
     b = model.fit(ref[rng.permutation(len(ref))], dat[rng.permutation(len(dat))])
     assert b.t == pytest.approx(a.t, rel=1e-9)
+
+
+def test_reference_center_pool_draws_from_the_reference_only():
+    ref, dat = _problem(14)
+    a = fastnplm.KernelNPLM(M=30, sigma=1.0, center_pool="reference", seed=2).fit(ref, dat)
+    b = fastnplm.KernelNPLM(M=30, sigma=1.0, center_pool="reference", seed=2).fit(ref, dat[:100])
+    assert np.array_equal(a.centers, b.centers)  # independent of the data
+    assert all((ref == c).all(axis=1).any() for c in a.centers)
+    with pytest.raises(ValueError, match="unknown center_pool"):
+        fastnplm.KernelNPLM(center_pool="data")

@@ -24,6 +24,10 @@ public:
     virtual void kernel_mv(MatrixView x, MatrixView c, double gamma, const double* v,
                            double* out) const = 0;
 
+    /// out = K(x, c) V for b right-hand sides at once: V is (m, b) row-major, out is (n, b) row-major.
+    virtual void kernel_mm(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
+                           double* out) const = 0;
+
     /// out = K(x, c)^T u: u has n entries, out has m entries (overwritten).
     virtual void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u,
                             double* out) const = 0;
