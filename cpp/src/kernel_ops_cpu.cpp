@@ -12,6 +12,7 @@
 // depends on n only; each group accumulates into its own partial vector in row order
 // and the partials are added in group order. Any thread count gives identical bits.
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <vector>
 
@@ -182,12 +183,12 @@ FASTNPLM_HOT void rows_mv(MatrixView x, std::int64_t r0, std::int64_t r1, const 
         [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { out[i] = dot(a0, v, mp); });
 }
 
-// out (rows x b) = K V: for each row, out_i = sum_j k_ij V_j, vectorised over the b columns.
-FASTNPLM_HOT void rows_mm(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
-                          const double* v, std::int64_t b, double* out, double* row) {
+// acc (b) += w_i expm1((K V)_i) over the rows; o is a b-long scratch row.
+FASTNPLM_HOT void rows_mm_expm1(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
+                                const double* v, std::int64_t b, const double* w, double* acc, double* row,
+                                double* o) {
     for (std::int64_t i = r0; i < r1; ++i) {
         kernel_row(x.row(i), c, gamma, row);
-        double* __restrict o = out + i * b;
         std::fill(o, o + b, 0.0);
         for (std::int64_t j = 0; j < c.m; ++j) {
             const double kj = row[j];
@@ -195,6 +196,7 @@ FASTNPLM_HOT void rows_mm(MatrixView x, std::int64_t r0, std::int64_t r1, const 
 #pragma omp simd
             for (std::int64_t q = 0; q < b; ++q) o[q] += kj * vj[q];
         }
+        for (std::int64_t q = 0; q < b; ++q) acc[q] += w[i] * std::expm1(o[q]);
     }
 }
 
@@ -314,21 +316,21 @@ public:
         }, ct.mp);
     }
 
-    void kernel_mm(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
-                   double* out) const override {
+    void kernel_mm_expm1_sum(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
+                             const double* w, double* out) const override {
         check_shapes(x, c);
-        if (b < 1) throw std::invalid_argument("kernel_mm: need at least one right-hand side");
+        if (b < 1) throw std::invalid_argument("kernel_mm_expm1_sum: need at least one right-hand side");
         const Centers ct = transpose_centers(c);
-        for_row_chunks(x.rows, [&](std::int64_t r0, std::int64_t r1, double* row) {
-            rows_mm(x, r0, r1, ct, gamma, v, b, out, row);
-        }, ct.mp);
+        reduce_groups(x.rows, b, b, ct.mp + b, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
+            rows_mm_expm1(x, r0, r1, ct, gamma, v, b, w, acc, row, row + ct.mp);
+        });
     }
 
     void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u,
                     double* out) const override {
         check_shapes(x, c);
         const Centers ct = transpose_centers(c);
-        reduce_groups(x.rows, ct, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
+        reduce_groups(x.rows, ct.mp, ct.m, 2 * ct.mp, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
             rows_tmv(x, r0, r1, ct, gamma, u, acc, row);
         });
     }
@@ -339,7 +341,7 @@ public:
         const Centers ct = transpose_centers(c);
         std::vector<double> vp(ct.mp, 0.0);
         std::copy(v, v + c.rows, vp.begin());
-        reduce_groups(x.rows, ct, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
+        reduce_groups(x.rows, ct.mp, ct.m, 2 * ct.mp, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
             rows_fused(x, r0, r1, ct, gamma, vp.data(), w, acc, row);
         });
     }
@@ -391,27 +393,28 @@ private:
         }
     }
 
-    // Row reductions: a fixed partition into groups (a function of n only), partials
-    // summed in group order.
+    // Row reductions: a fixed partition into groups (a function of n only), each group's
+    // partial (width entries) accumulated in row order, partials summed in group order;
+    // out gets the first out_size entries. row_size: the per-thread scratch of the body.
     template <class F>
-    void reduce_groups(std::int64_t n, const Centers& ct, double* out, F&& body) const {
+    void reduce_groups(std::int64_t n, std::int64_t width, std::int64_t out_size, std::int64_t row_size, double* out,
+                       F&& body) const {
         const std::int64_t groups =
             std::max<std::int64_t>(1, std::min(kMaxGroups, (n + kMinRowsPerGroup - 1) / kMinRowsPerGroup));
-        const std::int64_t mp = ct.mp;
-        std::vector<double> partial(static_cast<size_t>(groups * mp), 0.0);
+        std::vector<double> partial(static_cast<size_t>(groups * width), 0.0);
 #pragma omp parallel num_threads(threads_) if (groups > 1)
         {
-            std::vector<double> row(2 * mp);  // room for two kernel rows
+            std::vector<double> row(row_size);
 #pragma omp for schedule(dynamic, 1)
             for (std::int64_t g = 0; g < groups; ++g) {
                 const std::int64_t r0 = n * g / groups, r1 = n * (g + 1) / groups;
-                body(r0, r1, partial.data() + g * mp, row.data());
+                body(r0, r1, partial.data() + g * width, row.data());
             }
         }
-        std::fill(out, out + ct.m, 0.0);
+        std::fill(out, out + out_size, 0.0);
         for (std::int64_t g = 0; g < groups; ++g) {
-            const double* p = partial.data() + g * mp;
-            for (std::int64_t j = 0; j < ct.m; ++j) out[j] += p[j];
+            const double* p = partial.data() + g * width;
+            for (std::int64_t j = 0; j < out_size; ++j) out[j] += p[j];
         }
     }
 };

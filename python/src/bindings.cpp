@@ -123,14 +123,16 @@ py::array_t<double> kernel_mv(const Array& x, const Array& c, double sigma, cons
                          });
 }
 
-py::array_t<double> kernel_mm(const Array& x, const Array& c, double sigma, const Array& v, int threads) {
+py::array_t<double> kernel_mm_expm1_sum(const Array& x, const Array& c, double sigma, const Array& v,
+                                        const Array& w, int threads) {
     if (v.ndim() != 2 || v.shape(0) != rows(c))
         throw std::invalid_argument("V must be a 2-D array with one row per center");
     const double* vp = v.data();
+    const double* wp = vector(w, rows(x), "w");
     const py::ssize_t b = v.shape(1);
-    return run_primitive(x, c, sigma, threads, {rows(x), b},
-                         [vp, b](const KernelOps& ops, MatrixView xv, MatrixView cv, double g, double* o) {
-                             ops.kernel_mm(xv, cv, g, vp, b, o);
+    return run_primitive(x, c, sigma, threads, {b},
+                         [vp, wp, b](const KernelOps& ops, MatrixView xv, MatrixView cv, double g, double* o) {
+                             ops.kernel_mm_expm1_sum(xv, cv, g, vp, b, wp, o);
                          });
 }
 
@@ -181,8 +183,9 @@ PYBIND11_MODULE(_core, m) {
           "Dense Gaussian kernel block K(x, centers).");
     m.def("kernel_mv", &kernel_mv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),
           py::arg("threads") = 0, "K(x, centers) @ v without storing K.");
-    m.def("kernel_mm", &kernel_mm, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("V"),
-          py::arg("threads") = 0, "K(x, centers) @ V for several right-hand sides without storing K.");
+    m.def("kernel_mm_expm1_sum", &kernel_mm_expm1_sum, py::arg("x"), py::arg("centers"), py::arg("sigma"),
+          py::arg("V"), py::arg("w"), py::arg("threads") = 0,
+          "sum_i w_i expm1((K(x, centers) @ V)[i]) per column of V, without storing the products.");
     m.def("kernel_tmv", &kernel_tmv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("u"),
           py::arg("threads") = 0, "K(x, centers).T @ u without storing K.");
     m.def("kernel_fused", &kernel_fused, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),

@@ -24,9 +24,10 @@ public:
     virtual void kernel_mv(MatrixView x, MatrixView c, double gamma, const double* v,
                            double* out) const = 0;
 
-    /// out = K(x, c) V for b right-hand sides at once: V is (m, b) row-major, out is (n, b) row-major.
-    virtual void kernel_mm(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
-                           double* out) const = 0;
+    /// out_q = sum_i w_i (exp((K(x, c) V)_iq) - 1) for b columns of V (m, b) row-major: the
+    /// reference term of t for b fits at once, without storing the (n, b) products.
+    virtual void kernel_mm_expm1_sum(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
+                                     const double* w, double* out) const = 0;
 
     /// out = K(x, c)^T u: u has n entries, out has m entries (overwritten).
     virtual void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u,
