@@ -294,8 +294,6 @@ class CpuKernelOps final : public KernelOps {
 public:
     explicit CpuKernelOps(int threads) : threads_(resolve_threads(threads)) {}
 
-    int threads() const override { return threads_; }
-
     void kernel_block(MatrixView x, MatrixView c, double gamma, double* out,
                       std::int64_t ld) const override {
         check_shapes(x, c);

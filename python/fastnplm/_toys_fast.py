@@ -50,7 +50,6 @@ class SharedReference:
         k = _core.kernel_matrix(self.centers, self.centers, self.sigma, model.threads)
         self.L = np.linalg.cholesky(k + PC_EPSILON * m * np.eye(m))  # T = L^T (upper)
         self.T = np.ascontiguousarray(self.L.T)
-        self.TTt = self.T @ self.T.T
         self.W_R, self.g_R = _core.feature_gram(ref, self.centers, self.sigma, self.L, w / 4, w / 2, model.threads)
         self.w_sum = float(w.sum())
 

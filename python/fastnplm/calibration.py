@@ -5,8 +5,10 @@ reference, N ~ Poisson(N(R)) events each, fitted exactly as observed data are. T
 randomness is a function of (seed, k) only, so results do not depend on how many toys ran
 before, in what order, or how the run was split and resumed.
 
-This module is the plain path (one ``fit`` per toy and width); the shared-reference fast
-path, dask executors and multiple-testing aggregation of the calibration issue build on it.
+Two paths compute the same estimator: one plain ``fit`` per toy and width, and the
+shared-reference fast path of ``_toys_fast`` (used when the model allows it). Statistics:
+``Calibration`` (p-value, Z, chi2 fit), ``power`` and ``aggregate`` (multiple testing across
+widths). Dask executors and progress bars are not written yet.
 """
 from __future__ import annotations
 
@@ -283,6 +285,8 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
     """
     if executor is not None:
         raise ValueError("executor= is not supported yet: toys run in this process")
+    if progress:
+        raise ValueError("progress= is not supported yet")
     if not isinstance(model, KernelNPLM):
         raise TypeError(f"model must be a fastnplm.KernelNPLM, got {type(model).__name__}")
     if callable(reference):

@@ -129,6 +129,7 @@ def test_null_p_values_are_uniform(samples):
     ({"n_expected": None}, ValueError, "n_expected"),
     ({"toys": 0}, ValueError, "toys must be >= 1"),
     ({"executor": object()}, ValueError, "executor"),
+    ({"progress": True}, ValueError, "progress"),
     ({"sigmas": [0.5, -1]}, ValueError, "sigmas entry"),
 ])
 def test_bad_calibration_settings(samples, kwargs, exc, match):

@@ -43,8 +43,6 @@ public:
     virtual void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t_upper,
                               const double* w, const double* u, double* out_w, double* out_g) const = 0;
 
-    /// Number of threads this backend runs on.
-    virtual int threads() const = 0;
 };
 
 /// The multithreaded, vectorised CPU backend; threads <= 0 means all available cores.
