@@ -183,21 +183,34 @@ FASTNPLM_HOT void rows_mv(MatrixView x, std::int64_t r0, std::int64_t r1, const 
         [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { out[i] = dot(a0, v, mp); });
 }
 
+// acc (b) += w expm1(row V) for one row of m entries; o is a b-long scratch row. The sum over
+// the row runs in index order for every column, whatever b is.
+inline void row_expm1(const double* __restrict row, std::int64_t m, const double* v, std::int64_t b, double w,
+                      double* __restrict acc, double* __restrict o) {
+    std::fill(o, o + b, 0.0);
+    for (std::int64_t j = 0; j < m; ++j) {
+        const double kj = row[j];
+        const double* __restrict vj = v + j * b;
+#pragma omp simd
+        for (std::int64_t q = 0; q < b; ++q) o[q] += kj * vj[q];
+    }
+    for (std::int64_t q = 0; q < b; ++q) acc[q] += w * std::expm1(o[q]);
+}
+
 // acc (b) += w_i expm1((K V)_i) over the rows; o is a b-long scratch row.
 FASTNPLM_HOT void rows_mm_expm1(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
                                 const double* v, std::int64_t b, const double* w, double* acc, double* row,
                                 double* o) {
     for (std::int64_t i = r0; i < r1; ++i) {
         kernel_row(x.row(i), c, gamma, row);
-        std::fill(o, o + b, 0.0);
-        for (std::int64_t j = 0; j < c.m; ++j) {
-            const double kj = row[j];
-            const double* __restrict vj = v + j * b;
-#pragma omp simd
-            for (std::int64_t q = 0; q < b; ++q) o[q] += kj * vj[q];
-        }
-        for (std::int64_t q = 0; q < b; ++q) acc[q] += w[i] * std::expm1(o[q]);
+        row_expm1(row, c.m, v, b, w[i], acc, o);
     }
+}
+
+// The same over stored feature rows f_i.
+FASTNPLM_HOT void rows_features_expm1(MatrixView f, std::int64_t r0, std::int64_t r1, const double* v,
+                                      std::int64_t b, const double* w, double* acc, double* o) {
+    for (std::int64_t i = r0; i < r1; ++i) row_expm1(f.row(i), f.cols, v, b, w[i], acc, o);
 }
 
 FASTNPLM_HOT void rows_tmv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
@@ -321,6 +334,14 @@ public:
         const Centers ct = transpose_centers(c);
         reduce_groups(x.rows, b, b, ct.mp + b, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
             rows_mm_expm1(x, r0, r1, ct, gamma, v, b, w, acc, row, row + ct.mp);
+        });
+    }
+
+    void features_expm1_sum(MatrixView f, const double* v, std::int64_t b, const double* w,
+                            double* out) const override {
+        if (b < 1) throw std::invalid_argument("features_expm1_sum: need at least one right-hand side");
+        reduce_groups(f.rows, b, b, b, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* o) {
+            rows_features_expm1(f, r0, r1, v, b, w, acc, o);
         });
     }
 

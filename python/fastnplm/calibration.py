@@ -6,9 +6,9 @@ randomness is a function of (seed, k) only, so results do not depend on how many
 before, in what order, or how the run was split and resumed.
 
 Two paths compute the same estimator: one plain ``fit`` per toy and width, and the
-shared-reference fast path of ``_toys_fast`` (used when the model allows it). Statistics:
-``Calibration`` (p-value, Z, chi2 fit), ``power`` and ``aggregate`` (multiple testing across
-widths). Dask executors and progress bars are not written yet.
+shared-reference path of ``_spectral`` (chosen by a cost model when the model allows it).
+Blocks of toys run in this process or on a dask cluster. Statistics: ``Calibration``
+(p-value, Z, chi2 fit), ``power`` and ``aggregate`` (multiple testing across widths).
 """
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ import hashlib
 import json
 import logging
 import os
+import sys
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize, special, stats
 
 from . import _checks
-from . import _toys_fast
-from .kernel import KernelNPLM, sigma_heuristic
+from . import _spectral
+from .kernel import HESSIAN_MODES, ConvergenceWarning, KernelNPLM, sigma_heuristic
 
 log = logging.getLogger("fastnplm")
 
@@ -91,6 +93,27 @@ class Calibration:
     def z(self, t_obs: float, sigma_index=None) -> float:
         """Z = Phi^-1(1 - p) of the empirical p-value."""
         return float(stats.norm.isf(self.p_value(t_obs, sigma_index)["p"]))
+
+    def model(self, sigma_index=None, threads=None) -> KernelNPLM:
+        """The model the toys of this width were fitted with (solver path included): fit the
+        observed data with it, so that data and toys go through the same estimator."""
+        if sigma_index is None:
+            if len(self.sigmas) != 1:
+                raise ValueError(f"this calibration has {len(self.sigmas)} widths: pass sigma_index")
+            sigma_index = 0
+        models = getattr(self, "_models", None)
+        if models is not None:
+            return models[sigma_index]
+        spec = self.settings.get("model")
+        if not spec:
+            raise ValueError("this Calibration does not record its model")
+        if spec.get("centers") == "given":
+            raise ValueError("the toys used given centers, which the store does not hold: build "
+                             f"KernelNPLM(centers=..., hessian={spec['hessian']!r}, ...) yourself")
+        return KernelNPLM(M=spec["M"], sigma=self.sigmas[sigma_index], lam=spec["lam"], solver=spec["solver"],
+                          penalties=spec["penalties"], cg_tol=spec["cg_tol"], max_iter=spec["max_iter"],
+                          grad_tol=spec["grad_tol"], max_newton=spec["max_newton"], seed=spec["seed"],
+                          hessian=spec["hessian"], center_pool=spec["center_pool"], threads=threads)
 
     def chi2_fit(self, sigma_index=None) -> dict:
         """Maximum-likelihood chi2 degrees of freedom of the toys, with a KS test against it."""
@@ -172,7 +195,11 @@ def power(t_signal, cal: Calibration, z: float = 2.0, sigma_index=None) -> dict:
             "signal_toys": int(ts.size), "z": z}
 
 
-def _fingerprint(model: KernelNPLM, reference, pool, n_expected, sigmas, seed) -> dict:
+_MODEL_KEYS = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian",
+               "center_pool")
+
+
+def _fingerprint(model: KernelNPLM, reference, pool, n_expected, sigmas, seed, path, n_reference) -> dict:
     """What a store's toys depend on; a store written with anything else is refused."""
     h = hashlib.sha256()
     for arr in (reference, pool):
@@ -182,10 +209,15 @@ def _fingerprint(model: KernelNPLM, reference, pool, n_expected, sigmas, seed) -
             h.update(np.ascontiguousarray(arr).tobytes())
     if model.centers is not None:
         h.update(np.ascontiguousarray(model.centers).tobytes())
-    keys = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian",
-            "center_pool")
-    return {"version": STORE_VERSION, "model": {k: getattr(model, k) for k in keys}, "sigmas": list(sigmas),
-            "n_expected": float(n_expected), "seed": int(seed), "data_sha256": h.hexdigest()}
+    spec = {k: getattr(model, k) for k in _MODEL_KEYS}
+    spec["centers"] = None if model.centers is None else "given"
+    if path == "spectral":
+        spec["hessian"] = "spectral"  # the solver the toys (and so the observed data) go through
+    out = {"version": STORE_VERSION, "model": spec, "sigmas": list(sigmas), "n_expected": float(n_expected),
+           "seed": int(seed), "path": path, "data_sha256": h.hexdigest()}
+    if n_reference is not None:
+        out["n_reference"] = int(n_reference)  # a reference generator: each toy draws this many events
+    return json.loads(json.dumps(out))
 
 
 def load_calibration(path) -> Calibration:
@@ -200,26 +232,33 @@ def load_calibration(path) -> Calibration:
         raise ValueError(f"{path!r} is not a fastnplm calibration store: {err}") from None
     if not isinstance(header, dict) or header.get("version") != STORE_VERSION:
         raise ValueError(f"{path!r} is not a fastnplm calibration store (version {STORE_VERSION})")
-    recs = _read_store(path, header)
+    recs, _ = _read_store(path, header)
     if not recs:
         raise ValueError(f"{path!r} holds no finished toys")
-    ks = sorted(recs)
-    return Calibration(t=np.array([recs[k]["t"] for k in ks], dtype=float), sigmas=tuple(header["sigmas"]),
-                       n_events=np.array([recs[k]["n"] for k in ks]),
-                       converged=np.array([recs[k]["converged"] for k in ks]), seed=header["seed"], settings=header)
+    return _calibration([recs[k] for k in sorted(recs)], header)
 
 
-def _read_store(path, header):
-    """Finished toys of a store; a torn last line is dropped, other settings are refused."""
+def _calibration(recs, header, models=None) -> Calibration:
+    cal = Calibration(t=np.array([r["t"] for r in recs], dtype=float), sigmas=tuple(header["sigmas"]),
+                      n_events=np.array([r["n"] for r in recs]),
+                      converged=np.array([r["converged"] for r in recs]), seed=header["seed"], settings=header)
+    cal._models = models
+    return cal
+
+
+def _read_store(path, header, adopt=()):
+    """Finished toys of a store and its header; a torn last line is dropped; other settings are
+    refused, except the header keys in ``adopt``, whose stored values are taken."""
     records = {}
     if not os.path.exists(path):
-        return records
+        return records, header
     with open(path, "rb") as fh:
         lines = fh.read().split(b"\n")
     if not lines or not lines[0].strip():
-        return records
+        return records, header
     stored = json.loads(lines[0])
-    if stored != json.loads(json.dumps(header)):
+    mine = {**header, **{k: stored.get(k) for k in adopt if k in stored}}
+    if stored != mine:
         raise ValueError(f"store {path!r} was written with other settings (model, widths, data, n_expected "
                          f"or seed); use a new store path.\n stored: {stored}\n now:    {header}")
     for line in lines[1:]:
@@ -231,24 +270,121 @@ def _read_store(path, header):
             log.warning("store %s: dropping a partial record (interrupted write)", path)
             continue
         records[rec["k"]] = rec
-    return records
+    return records, stored
 
 
-def _draw_toy(seed, k, n_exp, pool_arr, pool, d):
-    """Toy k's events: Poisson(N(R)) of them, from the pool without replacement or the generator."""
-    rng = toy_rng(seed, k)
-    n = int(rng.poisson(n_exp))
-    if n == 0:
-        return np.empty((0, d))
-    if pool_arr is not None:
-        if n > pool_arr.shape[0]:
-            raise ValueError(f"toy {k} needs {n} events but the pool has {pool_arr.shape[0]}")
-        return pool_arr[rng.choice(pool_arr.shape[0], size=n, replace=False)]
-    return _checks.as_events(pool(rng, n), "pool(rng, n)", d=d)
+class _Toys:
+    """Everything a block of toys needs, picklable (it travels to dask workers once)."""
+
+    def __init__(self, models, reference, n_reference, pool, n_exp, seed, d, path, key):
+        self.models, self.reference, self.n_reference = models, reference, n_reference
+        self.pool, self.n_exp, self.seed, self.d, self.path, self.key = pool, n_exp, seed, d, path, key
+
+    def draw(self, k):
+        """Toy k's events (Poisson(N(R)) of them, from the pool without replacement or the
+        generator) and, for a reference generator, its fresh reference: from toy_rng(seed, k)."""
+        rng = toy_rng(self.seed, k)
+        n = int(rng.poisson(self.n_exp))
+        if n == 0:
+            data = np.empty((0, self.d))
+        elif callable(self.pool):
+            data = _checks.as_events(self.pool(rng, n), "pool(rng, n)", d=self.d)
+            if data.shape[0] != n:
+                raise ValueError(f"pool(rng, n) returned {data.shape[0]} events, expected n={n}")
+        else:
+            if n > self.pool.shape[0]:
+                raise ValueError(f"toy {k} needs {n} events but the pool has {self.pool.shape[0]}")
+            data = self.pool[rng.choice(self.pool.shape[0], size=n, replace=False)]
+        ref = self.reference
+        if callable(ref):
+            ref = _checks.as_events(ref(rng, self.n_reference), "reference(rng, n)", d=self.d)
+        return data, ref
+
+    def shared(self, j):
+        """The spectral state of width j, built once per process (cached across blocks)."""
+        key = (self.key, j)
+        if key not in _SHARED:
+            m = self.models[j]
+            ref = self.reference
+            w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
+            centers, center_w = m._centers(ref, ref[:1], w)  # data-independent centers: data unused
+            if len(_SHARED) > 32:  # bound the cache of a long-lived worker
+                _SHARED.clear()
+            _SHARED[key] = _spectral.SpectralReference(centers, center_w, m.sigma, m.lam, ref, w, m.cg_tol,
+                                                       m.max_iter, m.threads)
+        return _SHARED[key]
+
+    def run(self, ks):
+        """Records of toys ks: t, convergence and CG iterations at every width."""
+        s = len(self.models)
+        drawn = {k: self.draw(k) for k in ks}
+        recs = {k: {"k": k, "seed": int(self.seed), "n": int(drawn[k][0].shape[0]), "t": [0.0] * s,
+                    "converged": [True] * s, "cg_iterations": [0] * s} for k in ks}  # no events: f = 0, t = 0
+        busy = [k for k in ks if drawn[k][0].shape[0] > 0]
+        for j, m in enumerate(self.models):
+            if not busy:
+                break
+            if self.path == "spectral":
+                sr = self.shared(j)
+                steps = [sr.solve(drawn[k][0]) for k in busy]
+                for k, t, st in zip(busy, sr.t_values(steps), steps):
+                    recs[k]["t"][j], recs[k]["converged"][j], recs[k]["cg_iterations"][j] = \
+                        float(t), bool(st.converged), int(st.iterations)
+                continue
+            for k in busy:
+                with warnings.catch_warnings():  # recorded per toy instead
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    r = m.fit(drawn[k][1], drawn[k][0], n_expected=self.n_exp)
+                recs[k]["t"][j], recs[k]["converged"][j] = r.t, bool(r.converged)
+                recs[k]["cg_iterations"][j] = int(sum(r.cg_iterations))
+        return [recs[k] for k in ks]
+
+
+_SHARED: dict = {}  # per-process cache of SpectralReference, keyed by (settings hash, width)
+
+
+def _run_block(toys: _Toys, ks):
+    return toys.run(ks)
+
+
+def _choose_path(models, n_ref, n_exp, d, toys, fast, generator):
+    """'spectral' (shared reference) or 'plain' (one fit per toy and width), by the cost model."""
+    applicable = not generator and all(
+        m.solver == "newton-step" and len(m.penalties) == 1 and m.lam > 0
+        and (m.centers is not None or m.center_pool == "reference") for m in models)
+    if fast and not applicable:
+        raise ValueError("fast=True needs a single-penalty newton-step model with lam > 0 and centers "
+                         "independent of the data (center_pool='reference', or given centers), and a "
+                         "reference sample (not a generator)")
+    if fast is False or not applicable:
+        return "plain"
+    if fast or any(m.hessian == "spectral" for m in models):
+        return "spectral"
+    shared = plain = 0.0
+    for m in models:
+        dense = m.hessian == "dense" or (m.hessian == "auto" and m.M <= HESSIAN_MODES["auto"])
+        shared += _spectral.spectral_seconds(m.M, n_ref, n_exp, d, toys)
+        plain += _spectral.plain_seconds(m.M, n_ref, n_exp, d, toys, dense)
+    log.info("calibrate cost model: shared spectral path ~%.3g s, plain fits ~%.3g s (single thread)", shared, plain)
+    return "spectral" if shared < plain else "plain"
+
+
+def _progress_bar(progress, total, initial):
+    """A tqdm bar, or None: progress=None shows one only on a terminal (and when tqdm is installed)."""
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        if progress:
+            raise ImportError("progress=True needs tqdm: pip install tqdm (or fastnplm[dask])") from None
+        return None
+    return tqdm(total=total, initial=initial, unit="toy", desc="fastnplm toys")
 
 
 def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=None, sigmas=None, seed=0,
-              store=None, executor=None, progress=None, fast=None, batch: int = 32) -> Calibration:
+              store=None, executor=None, progress=None, fast=None, batch: int = 32,
+              n_reference=None) -> Calibration:
     """Null distribution of t from toys.
 
     Parameters
@@ -256,8 +392,10 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
     model : KernelNPLM
         Settings used for every toy, exactly as for the observed data (its ``sigma`` is
         replaced by each entry of ``sigmas`` when given).
-    reference : array_like (N_R, d)
-        The training reference, shared by all toys.
+    reference : array_like (N_R, d) or callable(rng, n) -> (n, d)
+        The training reference, shared by all toys; or a generator, called by each toy for
+        a fresh reference of ``n_reference`` events (as in the published toy studies; the
+        shared-reference path does not apply then).
     pool : array_like (N_P, d) or callable(rng, n) -> (n, d)
         Reference-distributed events disjoint from ``reference`` (toys draw without
         replacement from it), or a generator.
@@ -268,92 +406,135 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         Widths; every toy is fitted at each (same toy data). None: the model's sigma (or
         the heuristic on the reference).
     seed : int
-        Toy k uses ``toy_rng(seed, k)`` only.
+        Toy k uses ``toy_rng(seed, k)`` only (its data, then its reference if generated).
     store : path or None
-        Append-only record of finished toys (JSON lines, flushed and fsynced per toy);
-        re-running the same call resumes, and ends identical to an uninterrupted run.
-    executor, progress
-        Not supported yet (dask executors and progress bars come with the calibration issue).
+        Append-only record of finished toys (JSON lines, flushed and fsynced as each block of
+        toys completes); re-running the same call resumes, and ends identical to an
+        uninterrupted run.
+    executor : dask.distributed.Client or None
+        Run blocks of ``batch`` toys on the cluster (``pip install fastnplm[dask]``); the
+        same toys as locally; a killed worker's blocks are recomputed by dask.
+    progress : bool or None
+        A tqdm progress bar; None: only when stderr is a terminal.
     fast : bool or None
-        The shared-reference path (see ``fastnplm._toys_fast``): the reference's part of the
-        Newton step is computed once per width and toys are batched. It applies to a
-        single-penalty "newton-step" model in dense Hessian mode with centers drawn from the
-        reference (``center_pool="reference"``) or given; fit the observed data with the same
-        model. None: use it whenever it applies; False: one plain ``fit`` per toy.
+        The shared-reference path (``fastnplm._spectral``): the reference's part of the
+        Newton step is computed once per width, each toy costs O(N_D M r + N_R r). It applies
+        to a single-penalty "newton-step" model with lam > 0 and data-independent centers
+        (``center_pool="reference"`` or given) on a reference sample. None: a cost model
+        chooses between it and one plain ``fit`` per toy; True/False force it. When it runs,
+        the toys are fitted with ``hessian="spectral"``: fit the observed data with
+        ``cal.model(sigma_index)`` so that data and toys go through the same solver.
     batch : int
-        Toys per batch of the fast path (f on the reference for a batch is one pass).
+        Toys per block (one store write, one dask task, one reference pass of the fast path).
+    n_reference : int or None
+        Events per generated reference (required when ``reference`` is a generator).
     """
-    if executor is not None:
-        raise ValueError("executor= is not supported yet: toys run in this process")
-    if progress:
-        raise ValueError("progress= is not supported yet")
     if not isinstance(model, KernelNPLM):
         raise TypeError(f"model must be a fastnplm.KernelNPLM, got {type(model).__name__}")
-    if callable(reference):
-        raise ValueError("a reference generator is not supported yet: pass the reference sample")
-    ref = _checks.as_events(reference, "reference")
     toys = _checks.positive_int(toys, "toys")
     batch = _checks.positive_int(batch, "batch")
     if n_expected is None:
         raise ValueError("n_expected (N(R), the expected number of events) is required for toys")
     n_exp = _checks.positive_number(n_expected, "n_expected")
-    pool_arr = None if callable(pool) else _checks.as_events(pool, "pool", d=ref.shape[1])
+    if fast is not None and not isinstance(fast, bool):
+        raise TypeError(f"fast must be None, True or False, got {fast!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"progress must be None, True or False, got {progress!r}")
+    if executor is not None and not (hasattr(executor, "submit") and hasattr(executor, "scatter")):
+        raise TypeError(f"executor must be a dask.distributed.Client, got {type(executor).__name__}")
+    generator = callable(reference)
+    if generator:
+        if n_reference is None:
+            raise ValueError("a reference generator needs n_reference (events per generated reference)")
+        n_reference = _checks.positive_int(n_reference, "n_reference")
+        ref = _checks.as_events(reference(np.random.default_rng(0), min(n_reference, 2000)), "reference(rng, n)")
+    else:
+        if n_reference is not None:
+            raise ValueError("n_reference is only for a reference generator")
+        ref = _checks.as_events(reference, "reference")
+    d = ref.shape[1]
+    pool_arr = None if callable(pool) else _checks.as_events(pool, "pool", d=d)
     if sigmas is None:
         sigmas = (model.sigma if model.sigma is not None else sigma_heuristic(ref, seed=model.seed),)
     sigmas = tuple(_checks.positive_number(s, "sigmas entry") for s in sigmas)
     if not sigmas:
         raise ValueError("sigmas is empty")
+    models = [_with_sigma(model, s) for s in sigmas]
+    path = _choose_path(models, n_reference or ref.shape[0], n_exp, d, toys, fast, generator)
 
-    header = _fingerprint(model, ref, pool if callable(pool) else pool_arr, n_exp, sigmas, seed)
-    done = _read_store(store, header) if store is not None else {}
-    fh = None
+    header = _fingerprint(model, reference if generator else ref, pool if callable(pool) else pool_arr, n_exp,
+                          sigmas, seed, path, n_reference)
+    done = {}
     if store is not None:
-        new = not os.path.exists(store) or os.path.getsize(store) == 0
-        fh = open(store, "ab")
-        if new:
-            fh.write((json.dumps(header) + "\n").encode())
-            fh.flush()
-            os.fsync(fh.fileno())
-        else:  # a torn last line must not glue itself to the next record (blank lines are skipped)
-            fh.write(b"\n")
-    models = [KernelNPLM(M=model.M, sigma=s, lam=model.lam, solver=model.solver, penalties=model.penalties,
-                         cg_tol=model.cg_tol, max_iter=model.max_iter, seed=model.seed, centers=model.centers,
-                         threads=model.threads or None, grad_tol=model.grad_tol, max_newton=model.max_newton,
-                         hessian=model.hessian, center_pool=model.center_pool) for s in sigmas]
-    use_fast = fast if fast is not None else _toys_fast.applicable(models)
-    if use_fast and not _toys_fast.applicable(models):
-        raise ValueError("fast=True needs a single-penalty newton-step model in dense Hessian mode "
-                         "(hessian='dense', or 'auto' with M <= 200) with centers from the reference "
-                         "(center_pool='reference') or given")
-    weights = np.full(ref.shape[0], n_exp / ref.shape[0])
-    shared = [_toys_fast.SharedReference(m, ref, weights) for m in models] if use_fast else None
+        done, stored = _read_store(store, header, adopt=("path", "model") if fast is None else ())
+        if stored.get("path") != path:  # resume the way the store was started (the cost model may differ now)
+            if stored["model"] != {**header["model"], "hessian": stored["model"]["hessian"]}:
+                raise ValueError(f"store {store!r} was written with other model settings")
+            path, header = stored["path"], stored
+            log.info("store %s: resuming on the %s path it was started with", store, path)
+    if path == "spectral":
+        models = [_with_sigma(m, m.sigma, hessian="spectral") for m in models]
     todo = [k for k in range(toys) if k not in done]
+    job = _Toys(models, reference if generator else ref, n_reference, pool if callable(pool) else pool_arr, n_exp,
+                seed, d, path, header["data_sha256"] + json.dumps(header, sort_keys=True))
+    blocks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+    bar = _progress_bar(progress, toys, toys - len(todo))
+    fh = _open_store(store, header) if store is not None else None
     try:
-        for start in range(0, len(todo), batch):
-            block = todo[start:start + batch]
-            drawn = {k: _draw_toy(seed, k, n_exp, pool_arr, pool, ref.shape[1]) for k in block}
-            ts = {k: [0.0] * len(sigmas) for k in block}  # a toy with no events: f = 0, t = 0
-            conv = {k: [True] * len(sigmas) for k in block}
-            busy = [k for k in block if drawn[k].shape[0] > 0]
-            for j, m in enumerate(models):
-                if use_fast and busy:
-                    steps = [shared[j].alpha(drawn[k]) for k in busy]
-                    for k, t, st in zip(busy, shared[j].t_batch([s[0] for s in steps], [s[1] for s in steps]), steps):
-                        ts[k][j], conv[k][j] = float(t), bool(st[3])
-                else:
-                    for k in busy:
-                        r = m.fit(ref, drawn[k], n_expected=n_exp)
-                        ts[k][j], conv[k][j] = r.t, bool(r.converged)
-            for k in block:
-                done[k] = {"k": k, "seed": int(seed), "n": int(drawn[k].shape[0]), "t": ts[k], "converged": conv[k]}
+        for recs in _blocks(job, blocks, executor):
+            for rec in recs:
+                done[rec["k"]] = rec
                 if fh is not None:
-                    fh.write((json.dumps(done[k]) + "\n").encode())
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    fh.write((json.dumps(rec) + "\n").encode())
+            if fh is not None:
+                fh.flush()
+                os.fsync(fh.fileno())
+            if bar is not None:
+                bar.update(len(recs))
     finally:
         if fh is not None:
             fh.close()
-    recs = [done[k] for k in range(toys)]
-    return Calibration(t=np.array([r["t"] for r in recs], dtype=float), sigmas=sigmas,
-                       n_events=np.array([r["n"] for r in recs]), converged=np.array([r["converged"] for r in recs]),
-                       seed=int(seed), settings=header)
+        if bar is not None:
+            bar.close()
+    return _calibration([done[k] for k in range(toys)], header, models)
+
+
+def _with_sigma(model: KernelNPLM, sigma, hessian=None) -> KernelNPLM:
+    return KernelNPLM(M=model.M, sigma=sigma, lam=model.lam, solver=model.solver, penalties=model.penalties,
+                      cg_tol=model.cg_tol, max_iter=model.max_iter, seed=model.seed, centers=model.centers,
+                      threads=model.threads or None, grad_tol=model.grad_tol, max_newton=model.max_newton,
+                      hessian=hessian or model.hessian, center_pool=model.center_pool)
+
+
+def _open_store(store, header):
+    new = not os.path.exists(store) or os.path.getsize(store) == 0
+    fh = open(store, "ab")
+    if new:
+        fh.write((json.dumps(header) + "\n").encode())
+        fh.flush()
+        os.fsync(fh.fileno())
+    else:  # a torn last line must not glue itself to the next record (blank lines are skipped)
+        fh.write(b"\n")
+    return fh
+
+
+def _blocks(job: _Toys, blocks, executor):
+    """Records of each block, locally in order, or from a dask cluster as blocks complete."""
+    if executor is None:
+        for ks in blocks:
+            yield job.run(ks)
+        return
+    try:
+        from distributed import as_completed
+    except ImportError:
+        raise ImportError("executor= needs dask.distributed: pip install fastnplm[dask]") from None
+    if not blocks:
+        return
+    shared = executor.scatter(job, broadcast=True)
+    futures = [executor.submit(_run_block, shared, ks, pure=False) for ks in blocks]
+    try:
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        for fut in futures:
+            fut.cancel()

@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     cal.add_argument("--sigmas", default=None, help="comma-separated widths (default: --sigma or the heuristic)")
     cal.add_argument("--store", default=None, help="append-only toy record; re-running resumes")
     cal.add_argument("--toy-seed", type=int, default=0, help="seed of the toys (default 0)")
-    cal.add_argument("--hessian", choices=["auto", "stream", "dense"], default="auto")
+    cal.add_argument("--hessian", choices=["auto", "stream", "dense", "spectral"], default="auto")
     cal.add_argument("--center-pool", choices=["pooled", "reference"], default="pooled",
                      help="'reference' enables the shared-reference fast toy path; 'fastnplm test' uses the same")
     _add_model_args(cal)
@@ -113,7 +113,7 @@ def _calibrate(args) -> int:
                        threads=args.threads, hessian=args.hessian, center_pool=args.center_pool)
     cal = calibrate(model, ref, pool, toys=args.toys, n_expected=args.n_expected, sigmas=sigmas,
                     seed=args.toy_seed, store=args.store)
-    out = {"toys": cal.toys, "sigmas": list(cal.sigmas), "store": args.store,
+    out = {"toys": cal.toys, "sigmas": list(cal.sigmas), "store": args.store, "path": cal.settings["path"],
            "t_mean": cal.t.mean(axis=0).tolist(), "t_std": cal.t.std(axis=0, ddof=1).tolist() if cal.toys > 1 else None,
            "chi2_dof": [cal.chi2_fit(i)["dof"] for i in range(len(cal.sigmas))] if (cal.t > 0).all() else None,
            "all_converged": bool(cal.converged.all())}
@@ -123,15 +123,9 @@ def _calibrate(args) -> int:
 
 def _test(args) -> int:
     cal = load_calibration(args.calibration)
-    m = cal.settings["model"]
     ref, dat = _load(args.reference, "reference"), _load(args.data, "data")
-    t_obs = []
-    for sigma in cal.sigmas:
-        model = KernelNPLM(M=m["M"], sigma=sigma, lam=m["lam"], solver=m["solver"], penalties=m["penalties"],
-                           cg_tol=m["cg_tol"], max_iter=m["max_iter"], grad_tol=m["grad_tol"],
-                           max_newton=m["max_newton"], seed=m["seed"], hessian=m["hessian"],
-                           center_pool=m["center_pool"], threads=args.threads)
-        t_obs.append(model.fit(ref, dat, n_expected=cal.settings["n_expected"]).t)
+    n_exp = cal.settings["n_expected"]
+    t_obs = [cal.model(j, threads=args.threads).fit(ref, dat, n_expected=n_exp).t for j in range(len(cal.sigmas))]
     out = {"toys": cal.toys, **aggregate(cal, t_obs, temperature=args.temperature)}
     _print(out, args.json)
     return 0

@@ -21,7 +21,7 @@ SOLVERS = ("newton-step", "newton")
 # "auto": the dense step costs ~ n M^2 flops once, the streamed one ~ iterations x n M kernel
 # evaluations; with the ~10-20 CG iterations of the default tolerance they break even near
 # M = 250 on the bench machine (bench/kernel_fit.py), so auto takes dense up to M = 200.
-HESSIAN_MODES = {"auto": 200, "stream": 0, "dense": 2**31 - 1}
+HESSIAN_MODES = {"auto": 200, "stream": 0, "dense": 2**31 - 1, "spectral": None}
 DEFAULT_CG_TOL = float(np.sqrt(1e-7))  # Falkon's tolerance in the published NPLM fits
 DEFAULT_MAX_ITER = 1000
 DEFAULT_GRAD_TOL = 1e-12
@@ -156,6 +156,12 @@ class KernelNPLM:
         coordinates, B^T diag(l''/n) B with the Nystrom features B = K T^-1 (O(n M^2)), and
         the iterations cost O(M^2); it is also the more accurate of the two when K_MM is
         ill-conditioned. "auto" (default): dense for M <= 200, streamed above.
+        "spectral": the same step in the eigenbasis of K_MM, keeping the directions that
+        carry reference Hessian energy above 1e-7 n lam (``fastnplm._spectral``): O(M^3 + N M r)
+        for r kept directions, far faster on smooth, low-dimensional problems; t within
+        ~1e-8 relative of the exact step there. Single-penalty "newton-step" only, lam > 0.
+        :func:`fastnplm.calibrate` may pick it by its cost model: then fit the observed data
+        with ``Calibration.model(...)``.
     center_pool : {"pooled", "reference"}
         Where random centers come from: the pooled sample (default, as published) or the
         reference only. With "reference" the centers do not depend on the data, which lets
@@ -172,6 +178,8 @@ class KernelNPLM:
         if hessian not in HESSIAN_MODES:
             raise ValueError(f"unknown hessian mode {hessian!r}: expected one of {tuple(HESSIAN_MODES)}")
         self.hessian = hessian
+        if hessian == "spectral" and (solver != "newton-step" or (penalties is not None and len(penalties) != 1)):
+            raise ValueError("hessian='spectral' computes a single-penalty 'newton-step' fit")
         if center_pool not in ("pooled", "reference"):
             raise ValueError(f"unknown center_pool {center_pool!r}: expected 'pooled' or 'reference'")
         self.center_pool = center_pool
@@ -220,9 +228,17 @@ class KernelNPLM:
         w = _checks.reference_weights(reference_weights, n_expected, n_r, n_d)
         centers, center_scale = self._centers(ref, dat, w)
         sigma = self.sigma if self.sigma is not None else sigma_heuristic(ref, seed=self.seed)
+        if self.hessian == "spectral":
+            from ._spectral import SpectralReference
+            sr = SpectralReference(centers, center_scale, sigma, self.lam, ref, w, self.cg_tol, self.max_iter,
+                                   self.threads)
+            return self._result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
         out = _core.fit_kernel(ref, w, dat, centers, center_scale, sigma, list(self.penalties), self.solver,
                                self.cg_tol, self.max_iter, self.grad_tol, self.max_newton, PC_EPSILON,
                                self.threads, HESSIAN_MODES[self.hessian])
+        return self._result(out, centers, sigma, n_r, n_d, w, start)
+
+    def _result(self, out, centers, sigma, n_r, n_d, w, start):
         res = KernelFitResult(
             t=out["t"], alpha=out["alpha"], centers=centers, sigma=sigma, lam=self.lam, solver=self.solver,
             penalties=self.penalties, converged=out["converged"], cg_iterations=out["cg_iterations"],
@@ -237,7 +253,7 @@ class KernelNPLM:
             if self.solver == "newton":
                 what = (f"Newton stopped with gradient norm {res.grad_norm:.3g} > grad_tol={self.grad_tol:g} "
                         f"after {res.newton_iterations} steps")
-            warnings.warn(f"KernelNPLM fit did not converge: {what}", ConvergenceWarning, stacklevel=2)
+            warnings.warn(f"KernelNPLM fit did not converge: {what}", ConvergenceWarning, stacklevel=3)
         log.debug("kernel fit: %r", res)
         return res
 

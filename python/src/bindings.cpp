@@ -136,6 +136,22 @@ py::array_t<double> kernel_mm_expm1_sum(const Array& x, const Array& c, double s
                          });
 }
 
+py::array_t<double> features_expm1_sum(const Array& f, const Array& v, const Array& w, int threads) {
+    const MatrixView fv = matrix(f, "features");
+    if (v.ndim() != 2 || v.shape(0) != fv.cols)
+        throw std::invalid_argument("V must be a 2-D array with one row per feature column");
+    const double* wp = vector(w, fv.rows, "w");
+    const py::ssize_t b = v.shape(1);
+    py::array_t<double> out(b);
+    double* o = out.mutable_data();
+    const double* vp = v.data();
+    {
+        py::gil_scoped_release release;  // safe: inputs are owned by the caller's frame
+        make_cpu_ops(threads)->features_expm1_sum(fv, vp, b, wp, o);
+    }
+    return out;
+}
+
 py::array_t<double> kernel_tmv(const Array& x, const Array& c, double sigma, const Array& u, int threads) {
     const double* up = vector(u, rows(x), "u");
     return run_primitive(x, c, sigma, threads, {rows(c)},
@@ -186,6 +202,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("kernel_mm_expm1_sum", &kernel_mm_expm1_sum, py::arg("x"), py::arg("centers"), py::arg("sigma"),
           py::arg("V"), py::arg("w"), py::arg("threads") = 0,
           "sum_i w_i expm1((K(x, centers) @ V)[i]) per column of V, without storing the products.");
+    m.def("features_expm1_sum", &features_expm1_sum, py::arg("F"), py::arg("V"), py::arg("w"), py::arg("threads") = 0,
+          "sum_i w_i expm1((F @ V)[i]) per column of V, summed in an order independent of V's width.");
     m.def("kernel_tmv", &kernel_tmv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("u"),
           py::arg("threads") = 0, "K(x, centers).T @ u without storing K.");
     m.def("kernel_fused", &kernel_fused, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),

@@ -77,6 +77,13 @@ TEST(primitives_match_naive_loops) {
         }
         CHECK_CLOSE(ex[q], e, 1e-11, 1e-11);
     }
+    // stored features: with F = K the same sums; one column alone gives the same bits as in a batch
+    std::vector<double> fx(3), f1(1), v1(m);
+    ops->features_expm1_sum(MatrixView(K.data(), n, m), vm.data(), 3, w.data(), fx.data());
+    for (int j = 0; j < m; ++j) v1[j] = vm[j * 3 + 1];
+    ops->features_expm1_sum(MatrixView(K.data(), n, m), v1.data(), 1, w.data(), f1.data());
+    for (int q = 0; q < 3; ++q) CHECK_CLOSE(fx[q], ex[q], 1e-12, 1e-12);
+    CHECK(f1[0] == fx[1]);
     for (int j = 0; j < m; ++j) {
         double s = 0, f = 0;
         for (int i = 0; i < n; ++i) {

@@ -128,14 +128,18 @@ def test_null_p_values_are_uniform(samples):
 @pytest.mark.parametrize("kwargs, exc, match", [
     ({"n_expected": None}, ValueError, "n_expected"),
     ({"toys": 0}, ValueError, "toys must be >= 1"),
-    ({"executor": object()}, ValueError, "executor"),
-    ({"progress": True}, ValueError, "progress"),
+    ({"executor": object()}, TypeError, "executor must be a dask"),
+    ({"progress": "yes"}, TypeError, "progress must be"),
+    ({"fast": 1}, TypeError, "fast must be"),
     ({"sigmas": [0.5, -1]}, ValueError, "sigmas entry"),
+    ({"n_reference": 100}, ValueError, "only for a reference generator"),
+    ({"reference": lambda rng, n: rng.exponential(size=(n, 1))}, ValueError, "needs n_reference"),
 ])
 def test_bad_calibration_settings(samples, kwargs, exc, match):
     ref, pool = samples
     with pytest.raises(exc, match=match):
-        fastnplm.calibrate(_model(), ref, pool, **{"toys": 2, "n_expected": N_EXP, **kwargs})
+        args = {"reference": ref, "pool": pool, "toys": 2, "n_expected": N_EXP, **kwargs}
+        fastnplm.calibrate(_model(), **args)
 
 
 def _cal(t):
@@ -206,26 +210,46 @@ def _fast_model(**kw):
     return fastnplm.KernelNPLM(**{"M": 10, "sigma": 0.1, "lam": 1e-4, "center_pool": "reference", **kw})
 
 
-@pytest.mark.parametrize("cg_tol", [1e-13, None])
-def test_fast_path_is_the_plain_estimator_toy_by_toy(samples, cg_tol):
-    # Well-conditioned K_MM (cond ~4e3): the two paths agree to roundoff, whether CG is run to
-    # the exact step (tight cg_tol) or stopped early at the default (same iterates).
+def test_fast_path_is_a_spectral_fit_toy_by_toy(samples):
+    # The shared-reference path and a plain hessian="spectral" fit of each toy are the same
+    # computation: identical t. The calibration hands out that model for the observed data.
     ref, pool = samples
-    m = _fast_model(cg_tol=cg_tol, max_iter=10000)
-    fast = fastnplm.calibrate(m, ref, pool, toys=12, n_expected=N_EXP, seed=1, fast=True)
-    plain = fastnplm.calibrate(m, ref, pool, toys=12, n_expected=N_EXP, seed=1, fast=False)
-    np.testing.assert_allclose(fast.t, plain.t, rtol=1e-10)
+    m = _fast_model(M=30, sigma=0.3, lam=1e-6)
+    fast = fastnplm.calibrate(m, ref, pool, toys=6, n_expected=N_EXP, seed=1, fast=True)
+    assert fast.settings["path"] == "spectral" and fast.model().hessian == "spectral"
+    for k in range(6):
+        rng = toy_rng(1, k)
+        data = pool[rng.choice(len(pool), rng.poisson(N_EXP), replace=False)]
+        assert fast.t[k, 0] == fast.model().fit(ref, data, n_expected=N_EXP).t
+
+
+@pytest.mark.parametrize("kw, rtol", [
+    (dict(M=10, sigma=0.1, lam=1e-4), 1e-10),   # cond(K_MM) 4e3: measured 2e-13
+    (dict(M=20, sigma=0.2, lam=1e-6), 1e-8),    # cond(K_MM) 1e9: measured 2e-9
+    (dict(M=150, sigma=0.3, lam=1e-7), 1e-6),   # cond(K_MM) 3e18: measured 2e-7 (see below)
+])
+def test_fast_path_is_the_exact_newton_step_of_plain_fits(samples, kw, rtol):
+    # Solved exactly (tight cg_tol), the shared spectral path and the core's dense-mode fits
+    # compute the same estimator toy by toy. Where K_MM is singular to working precision the
+    # exact step itself is only defined to roundoff x cond: an 80-bit solve of such a problem
+    # put the core and this path each ~5e-7 from it (fastnplm/_spectral.py).
+    ref, pool = samples
+    m = _fast_model(cg_tol=1e-12, max_iter=20000, hessian="dense", **kw)
+    fast = fastnplm.calibrate(m, ref, pool, toys=6, n_expected=N_EXP, seed=2, fast=True)
+    plain = fastnplm.calibrate(m, ref, pool, toys=6, n_expected=N_EXP, seed=2, fast=False)
+    assert plain.settings["path"] == "plain" and plain.model().hessian == "dense"
+    np.testing.assert_allclose(fast.t, plain.t, rtol=rtol)
     assert fast.converged.all() and np.array_equal(fast.n_events, plain.n_events)
 
 
-def test_fast_path_on_an_ill_conditioned_problem(samples):
-    # cond(K_MM) ~ 1e9 here: agreement is limited by roundoff amplified by the conditioning
-    # (measured 3e-8 relative), so 1e-6.
+def test_fast_path_at_the_published_tolerance_follows_the_same_cg(samples):
+    # Early-stopped CG (cg_tol = sqrt(1e-7)): same iterates in exact arithmetic; on this
+    # well-conditioned problem the two agree to roundoff.
     ref, pool = samples
-    m = _fast_model(M=20, sigma=0.5, lam=1e-5, cg_tol=1e-13, max_iter=10000)
-    fast = fastnplm.calibrate(m, ref, pool, toys=8, n_expected=N_EXP, seed=2, fast=True)
-    plain = fastnplm.calibrate(m, ref, pool, toys=8, n_expected=N_EXP, seed=2, fast=False)
-    np.testing.assert_allclose(fast.t, plain.t, rtol=1e-6)
+    m = _fast_model(hessian="dense")
+    fast = fastnplm.calibrate(m, ref, pool, toys=8, n_expected=N_EXP, seed=5, fast=True)
+    plain = fastnplm.calibrate(m, ref, pool, toys=8, n_expected=N_EXP, seed=5, fast=False)
+    np.testing.assert_allclose(fast.t, plain.t, rtol=1e-9)
 
 
 def test_fast_path_with_given_centers_and_several_widths(samples):
@@ -235,13 +259,15 @@ def test_fast_path_with_given_centers_and_several_widths(samples):
     fast = fastnplm.calibrate(m, ref, pool, toys=6, n_expected=N_EXP, sigmas=[0.1, 0.15], seed=3, fast=True)
     plain = fastnplm.calibrate(m, ref, pool, toys=6, n_expected=N_EXP, sigmas=[0.1, 0.15], seed=3, fast=False)
     np.testing.assert_allclose(fast.t, plain.t, rtol=1e-9)
+    assert fast.model(1).sigma == 0.15 and np.array_equal(fast.model(1).centers, centers)
 
 
 def test_fast_path_does_not_depend_on_batching_or_threads(samples):
     ref, pool = samples
-    a = fastnplm.calibrate(_fast_model(threads=1), ref, pool, toys=10, n_expected=N_EXP, seed=4, batch=3)
-    b = fastnplm.calibrate(_fast_model(threads=2), ref, pool, toys=10, n_expected=N_EXP, seed=4, batch=32)
-    assert np.array_equal(a.t, b.t)
+    a = fastnplm.calibrate(_fast_model(threads=1), ref, pool, toys=10, n_expected=N_EXP, seed=4, batch=3, fast=True)
+    b = fastnplm.calibrate(_fast_model(threads=2), ref, pool, toys=10, n_expected=N_EXP, seed=4, batch=32, fast=True)
+    c = fastnplm.calibrate(_fast_model(threads=2), ref, pool, toys=10, n_expected=N_EXP, seed=4, batch=1, fast=True)
+    assert np.array_equal(a.t, b.t) and np.array_equal(a.t, c.t)
 
 
 def test_fast_path_refuses_models_it_does_not_compute(samples):
@@ -250,15 +276,57 @@ def test_fast_path_refuses_models_it_does_not_compute(samples):
         fastnplm.calibrate(fastnplm.KernelNPLM(M=10, sigma=0.1), ref, pool, toys=2, n_expected=N_EXP, fast=True)
     with pytest.raises(ValueError, match="fast=True needs"):
         fastnplm.calibrate(_fast_model(solver="newton"), ref, pool, toys=2, n_expected=N_EXP, fast=True)
+    with pytest.raises(ValueError, match="spectral"):
+        fastnplm.KernelNPLM(M=10, solver="newton", hessian="spectral")
 
 
-def test_fast_path_with_many_centers_and_a_tiny_penalty(samples):
-    # The published regime (M large, lambda small, early-stopped CG): the two paths follow the
-    # same CG iterates, but CG stopped early on a system with cond ~1e12 amplifies roundoff
-    # differences (method.md section 2): measured 5e-9 to 1e-4 relative over these toys, so
-    # 1e-3 -- a check against gross divergence, not of roundoff.
+def test_cost_model_choices():
+    from fastnplm.calibration import _choose_path
+    big = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6, center_pool="reference")
+    pooled = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6)
+    # the 1D bench problem: the shared path wins by far
+    assert _choose_path([big], 200_000, 2000.0, 1, 300, None, False) == "spectral"
+    # data-dependent centers, a reference generator or fast=False: one fit per toy
+    assert _choose_path([pooled], 200_000, 2000.0, 1, 300, None, False) == "plain"
+    assert _choose_path([big], 200_000, 2000.0, 1, 300, None, True) == "plain"
+    assert _choose_path([big], 200_000, 2000.0, 1, 300, False, False) == "plain"
+    # very many centers in many dimensions for a handful of toys: M^3 and N_R M^2 lose to CG
+    huge = fastnplm.KernelNPLM(M=20000, sigma=1.0, lam=1e-6, center_pool="reference", hessian="stream")
+    assert _choose_path([huge], 100_000, 20000.0, 5, 2, None, False) == "plain"
+
+
+def test_store_resumes_on_the_path_it_was_started_with(samples, tmp_path):
     ref, pool = samples
-    m = fastnplm.KernelNPLM(M=150, sigma=0.3, lam=1e-7, center_pool="reference", hessian="dense")
-    fast = fastnplm.calibrate(m, ref, pool, toys=4, n_expected=N_EXP, seed=8, fast=True)
-    plain = fastnplm.calibrate(m, ref, pool, toys=4, n_expected=N_EXP, seed=8, fast=False)
-    np.testing.assert_allclose(fast.t, plain.t, rtol=1e-3)
+    store = tmp_path / "s.fnplm"
+    a = fastnplm.calibrate(_fast_model(), ref, pool, toys=4, n_expected=N_EXP, seed=9, store=store, fast=False)
+    b = fastnplm.calibrate(_fast_model(), ref, pool, toys=7, n_expected=N_EXP, seed=9, store=store)  # fast=None
+    assert b.settings["path"] == "plain" and np.array_equal(a.t, b.t[:4])
+    assert np.array_equal(b.t, fastnplm.calibrate(_fast_model(), ref, pool, toys=7, n_expected=N_EXP, seed=9,
+                                                  fast=False).t)
+    with pytest.raises(ValueError, match="other settings"):
+        fastnplm.calibrate(_fast_model(), ref, pool, toys=7, n_expected=N_EXP, seed=9, store=store, fast=True)
+
+
+def test_reference_generator_draws_a_fresh_reference_per_toy(samples):
+    ref, pool = samples
+
+    def gen(rng, n):
+        return rng.exponential(size=(n, 1))
+
+    cal = fastnplm.calibrate(_model(), gen, pool, toys=3, n_expected=N_EXP, seed=6, n_reference=1500)
+    assert cal.settings["path"] == "plain" and cal.settings["n_reference"] == 1500
+    rng = toy_rng(6, 2)  # toy 2: its data, then its reference, from the same stream
+    data = pool[rng.choice(len(pool), rng.poisson(N_EXP), replace=False)]
+    fresh = rng.exponential(size=(1500, 1))
+    assert cal.t[2, 0] == _model().fit(fresh, data, n_expected=N_EXP).t
+    with pytest.raises(ValueError, match="fast=True needs"):
+        fastnplm.calibrate(_fast_model(), gen, pool, toys=2, n_expected=N_EXP, n_reference=1500, fast=True)
+
+
+def test_progress_bar(samples, capsys):
+    ref, pool = samples
+    fastnplm.calibrate(_model(), ref, pool, toys=3, n_expected=N_EXP, seed=1, progress=True, batch=1)
+    assert "3/3" in capsys.readouterr().err
+    fastnplm.calibrate(_model(), ref, pool, toys=3, n_expected=N_EXP, seed=1, progress=False)
+    fastnplm.calibrate(_model(), ref, pool, toys=3, n_expected=N_EXP, seed=1)  # not a terminal: no bar
+    assert capsys.readouterr().err == ""

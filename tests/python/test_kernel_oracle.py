@@ -226,13 +226,13 @@ def test_oracle_minimiser_is_stationary(p1, p3):
 
 
 # --------------------------------------------------------------------------- 1. exact Newton step
-@pytest.mark.parametrize("name", ["p1", "p3", "p3_big"])
-@pytest.mark.parametrize("hessian", ["stream", "dense"])
+@pytest.mark.parametrize("name", ["p1", "p3", "p3_big", "p1_weighted"])
+@pytest.mark.parametrize("hessian", ["stream", "dense", "spectral"])
 def test_newton_step_tight_cg_matches_exact_step(name, hessian, request):
     p = request.getfixturevalue(name)
     res = p.fit(solver="newton-step", hessian=hessian, **TIGHT)
-    alpha = O.newton_step_exact(p.reference, p.data, p.centers, p.sigma, [p.lam])
-    t = O.nplm_t(p.reference, p.data, p.centers, p.sigma, alpha)
+    alpha = O.newton_step_exact(p.reference, p.data, p.centers, p.sigma, [p.lam], **p.oracle_kwargs())
+    t = O.nplm_t(p.reference, p.data, p.centers, p.sigma, alpha, **p.oracle_kwargs())
     assert_result_metadata(res, p)
     assert float(res.lam) == pytest.approx(p.lam, rel=1e-12)
     assert_alpha_close(res.alpha, alpha, p.name)

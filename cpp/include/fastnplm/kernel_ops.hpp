@@ -29,6 +29,11 @@ public:
     virtual void kernel_mm_expm1_sum(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
                                      const double* w, double* out) const = 0;
 
+    /// out_q = sum_i w_i (exp((F V)_iq) - 1) for stored feature rows F (n, r) and b columns of V (r, b)
+    /// row-major: the reference term of t for b fits in a precomputed feature basis.
+    virtual void features_expm1_sum(MatrixView f, const double* v, std::int64_t b, const double* w,
+                                    double* out) const = 0;
+
     /// out = K(x, c)^T u: u has n entries, out has m entries (overwritten).
     virtual void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u,
                             double* out) const = 0;
