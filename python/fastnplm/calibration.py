@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -232,7 +233,7 @@ def load_calibration(path) -> Calibration:
         raise ValueError(f"{path!r} is not a fastnplm calibration store: {err}") from None
     if not isinstance(header, dict) or header.get("version") != STORE_VERSION:
         raise ValueError(f"{path!r} is not a fastnplm calibration store (version {STORE_VERSION})")
-    recs, _ = _read_store(path, header)
+    recs = _read_store(path, header)
     if not recs:
         raise ValueError(f"{path!r} holds no finished toys")
     return _calibration([recs[k] for k in sorted(recs)], header)
@@ -246,21 +247,26 @@ def _calibration(recs, header, models=None) -> Calibration:
     return cal
 
 
-def _read_store(path, header, adopt=()):
-    """Finished toys of a store and its header; a torn last line is dropped; other settings are
-    refused, except the header keys in ``adopt``, whose stored values are taken."""
-    records = {}
-    if not os.path.exists(path):
-        return records, header
+def _store_header(path):
+    """The header of an existing store, or None."""
+    if path is None or not os.path.exists(path):
+        return None
     with open(path, "rb") as fh:
-        lines = fh.read().split(b"\n")
-    if not lines or not lines[0].strip():
-        return records, header
-    stored = json.loads(lines[0])
-    mine = {**header, **{k: stored.get(k) for k in adopt if k in stored}}
-    if stored != mine:
+        first = fh.readline()
+    return json.loads(first) if first.strip() else None
+
+
+def _read_store(path, header):
+    """Finished toys of a store; a torn last line is dropped, other settings are refused."""
+    records = {}
+    stored = _store_header(path)
+    if stored is None:
+        return records
+    if stored != header:
         raise ValueError(f"store {path!r} was written with other settings (model, widths, data, n_expected "
                          f"or seed); use a new store path.\n stored: {stored}\n now:    {header}")
+    with open(path, "rb") as fh:
+        lines = fh.read().split(b"\n")
     for line in lines[1:]:
         if not line.strip():
             continue
@@ -270,15 +276,23 @@ def _read_store(path, header, adopt=()):
             log.warning("store %s: dropping a partial record (interrupted write)", path)
             continue
         records[rec["k"]] = rec
-    return records, stored
+    return records
 
 
 class _Toys:
     """Everything a block of toys needs, picklable (it travels to dask workers once)."""
 
-    def __init__(self, models, reference, n_reference, pool, n_exp, seed, d, path, key):
+    def __init__(self, models, reference, n_reference, pool, n_exp, seed, d, path):
         self.models, self.reference, self.n_reference = models, reference, n_reference
-        self.pool, self.n_exp, self.seed, self.d, self.path, self.key = pool, n_exp, seed, d, path, key
+        self.pool, self.n_exp, self.seed, self.d, self.path = pool, n_exp, seed, d, path
+        self._shared, self._lock = {}, threading.Lock()
+
+    def __getstate__(self):  # the per-process spectral state is rebuilt where the job lands
+        return {k: v for k, v in self.__dict__.items() if k not in ("_shared", "_lock")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._shared, self._lock = {}, threading.Lock()
 
     def draw(self, k):
         """Toy k's events (Poisson(N(R)) of them, from the pool without replacement or the
@@ -301,18 +315,15 @@ class _Toys:
         return data, ref
 
     def shared(self, j):
-        """The spectral state of width j, built once per process (cached across blocks)."""
-        key = (self.key, j)
-        if key not in _SHARED:
-            m = self.models[j]
-            ref = self.reference
-            w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
-            centers, center_w = m._centers(ref, ref[:1], w)  # data-independent centers: data unused
-            if len(_SHARED) > 32:  # bound the cache of a long-lived worker
-                _SHARED.clear()
-            _SHARED[key] = _spectral.SpectralReference(centers, center_w, m.sigma, m.lam, ref, w, m.cg_tol,
-                                                       m.max_iter, m.threads)
-        return _SHARED[key]
+        """The spectral state of width j, built once per process that runs this job."""
+        with self._lock:
+            if j not in self._shared:
+                m, ref = self.models[j], self.reference
+                w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
+                centers, center_w = m._centers(ref, ref[:1], w)  # data-independent centers: data unused
+                self._shared[j] = _spectral.SpectralReference(centers, center_w, m.sigma, m.lam, ref, w, m.cg_tol,
+                                                              m.max_iter, m.threads)
+            return self._shared[j]
 
     def run(self, ks):
         """Records of toys ks: t, convergence and CG iterations at every width."""
@@ -338,9 +349,6 @@ class _Toys:
                 recs[k]["t"][j], recs[k]["converged"][j] = r.t, bool(r.converged)
                 recs[k]["cg_iterations"][j] = int(sum(r.cg_iterations))
         return [recs[k] for k in ks]
-
-
-_SHARED: dict = {}  # per-process cache of SpectralReference, keyed by (settings hash, width)
 
 
 def _run_block(toys: _Toys, ks):
@@ -464,19 +472,19 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
 
     header = _fingerprint(model, reference if generator else ref, pool if callable(pool) else pool_arr, n_exp,
                           sigmas, seed, path, n_reference)
-    done = {}
-    if store is not None:
-        done, stored = _read_store(store, header, adopt=("path", "model") if fast is None else ())
-        if stored.get("path") != path:  # resume the way the store was started (the cost model may differ now)
-            if stored["model"] != {**header["model"], "hessian": stored["model"]["hessian"]}:
-                raise ValueError(f"store {store!r} was written with other model settings")
-            path, header = stored["path"], stored
+    stored = _store_header(store)
+    if stored is not None and fast is None and stored.get("path") != path:
+        # resume the way the store was started: the cost model may choose otherwise for another toys count
+        alt = {**header, "path": stored.get("path"), "model": {**header["model"], "hessian": stored["model"]["hessian"]}}
+        if stored == alt:
+            path, header = stored["path"], alt
             log.info("store %s: resuming on the %s path it was started with", store, path)
+    done = _read_store(store, header) if store is not None else {}
     if path == "spectral":
         models = [_with_sigma(m, m.sigma, hessian="spectral") for m in models]
     todo = [k for k in range(toys) if k not in done]
     job = _Toys(models, reference if generator else ref, n_reference, pool if callable(pool) else pool_arr, n_exp,
-                seed, d, path, header["data_sha256"] + json.dumps(header, sort_keys=True))
+                seed, d, path)
     blocks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
     bar = _progress_bar(progress, toys, toys - len(todo))
     fh = _open_store(store, header) if store is not None else None

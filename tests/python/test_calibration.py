@@ -305,6 +305,8 @@ def test_store_resumes_on_the_path_it_was_started_with(samples, tmp_path):
                                                   fast=False).t)
     with pytest.raises(ValueError, match="other settings"):
         fastnplm.calibrate(_fast_model(), ref, pool, toys=7, n_expected=N_EXP, seed=9, store=store, fast=True)
+    with pytest.raises(ValueError, match="other settings"):  # a model change is never adopted
+        fastnplm.calibrate(_fast_model(M=12), ref, pool, toys=7, n_expected=N_EXP, seed=9, store=store)
 
 
 def test_reference_generator_draws_a_fresh_reference_per_toy(samples):

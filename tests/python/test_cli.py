@@ -64,3 +64,23 @@ def test_calibrate_then_test(tmp_path, capsys):
     assert [w["t"] for w in out["per_width"]] == pytest.approx(t_obs, rel=1e-12)
     for method in ("min-p", "prod-p", "avg-p", "softmax-t"):
         assert out[method]["p"] == pytest.approx(expected[method]["p"])
+
+
+def test_test_command_fits_the_data_with_the_toys_solver(tmp_path, capsys):
+    # --center-pool reference: the cost model takes the spectral path, and 'test' must fit the
+    # observed data through it too (the store's model says hessian="spectral").
+    rng = np.random.default_rng(2)
+    ref, pool = rng.exponential(size=(2000, 1)), rng.exponential(size=(20000, 1))
+    dat = rng.exponential(size=(100, 1))
+    for name, arr in (("R", ref), ("P", pool), ("D", dat)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    store = str(tmp_path / "toys.fnplm")
+    common = ["--reference", str(tmp_path / "R.npy")]
+    assert main(["calibrate", *common, "--pool", str(tmp_path / "P.npy"), "--n-expected", "100", "--toys", "6",
+                 "--sigma", "0.3", "--M", "150", "--lam", "1e-7", "--center-pool", "reference", "--store", store,
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == "spectral"
+    assert main(["test", *common, "--data", str(tmp_path / "D.npy"), "--calibration", store, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    spectral = fastnplm.KernelNPLM(M=150, sigma=0.3, lam=1e-7, center_pool="reference", hessian="spectral")
+    assert out["per_width"][0]["t"] == spectral.fit(ref, dat, n_expected=100).t
