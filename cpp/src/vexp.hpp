@@ -14,12 +14,12 @@
 
 namespace fastnplm::detail {
 
-inline double vexp_nonpos(double x) {
+// exp(x) for -708 <= x <= 709 (no clamp: callers clamp).
+inline double vexp_core(double x) {
     constexpr double log2e = 1.4426950408889634074;
     constexpr double ln2_hi = 6.93147180369123816490e-01;
     constexpr double ln2_lo = 1.90821492927058770002e-10;
     constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52: rounds to integer
-    x = std::max(x, -708.0);
     double kd = x * log2e + shifter;
     std::uint64_t kbits;
     std::memcpy(&kbits, &kd, sizeof kbits);  // low bits hold round(x / ln 2)
@@ -43,5 +43,10 @@ inline double vexp_nonpos(double x) {
     std::memcpy(&scale, &ebits, sizeof scale);
     return p * scale;
 }
+
+inline double vexp_nonpos(double x) { return vexp_core(std::max(x, -708.0)); }
+
+// exp(x) for any x, clamped to [-708, 709]: exp(709) = 8.2e307 for anything above.
+inline double vexp(double x) { return vexp_core(std::min(std::max(x, -708.0), 709.0)); }
 
 }  // namespace fastnplm::detail
