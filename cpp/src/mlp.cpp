@@ -1,6 +1,6 @@
 // Neural NPLM training loop: initialisation, full-batch Adam with weight clipping, for B
 // networks at once. The per-epoch pass over the events is the backend primitive
-// mlp_loss_grad (mlp_cpu.cpp); everything here is O(B * n_params) per epoch.
+// (detail::MlpPass, mlp_cpu.cpp); everything here is O(B * n_params) per epoch.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fastnplm/mlp.hpp"
+#include "mlp_pass.hpp"
 
 namespace fastnplm {
 
@@ -79,36 +80,11 @@ MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const
     std::vector<double> m(B * P, 0.0), v(B * P, 0.0), grad(B * P), loss(B);
     std::vector<std::int64_t> active(B);
     for (std::int64_t b = 0; b < B; ++b) active[b] = b;
-    // Packed copies for the active networks once some have stopped.
-    std::vector<MatrixView> sub_data;
-    std::vector<double> sub_params;
-
-    auto pass = [&](bool with_grad) {
-        const bool packed = static_cast<std::int64_t>(active.size()) < B;
-        if (!packed) {
-            mlp_loss_grad(shape, reference, reference_weights, data, params, loss.data(),
-                          with_grad ? grad.data() : nullptr, o.threads);
-            return;
-        }
-        const std::int64_t A = static_cast<std::int64_t>(active.size());
-        sub_data.resize(A);
-        sub_params.resize(A * P);
-        for (std::int64_t i = 0; i < A; ++i) {
-            sub_data[i] = data[active[i]];
-            std::copy(params + active[i] * P, params + (active[i] + 1) * P, sub_params.begin() + i * P);
-        }
-        std::vector<double> sl(A), sg(with_grad ? A * P : 0);
-        mlp_loss_grad(shape, reference, reference_weights, sub_data, sub_params.data(), sl.data(),
-                      with_grad ? sg.data() : nullptr, o.threads);
-        for (std::int64_t i = 0; i < A; ++i) {
-            loss[active[i]] = sl[i];
-            if (with_grad) std::copy(sg.begin() + i * P, sg.begin() + (i + 1) * P, grad.begin() + active[i] * P);
-        }
-    };
+    const detail::MlpPass pass(shape, reference, reference_weights, data, o.threads);
 
     const double c1 = 1.0 - o.beta1, c2 = 1.0 - o.beta2;
     for (std::int64_t epoch = 0; epoch < o.epochs && !active.empty(); ++epoch) {
-        pass(true);
+        pass.run(params, active.data(), static_cast<std::int64_t>(active.size()), loss.data(), grad.data());
         // torch.optim.Adam (single-tensor path): m <- lerp(m, g, 1 - beta1),
         // v <- beta2 v + (1 - beta2) g^2, p <- p - lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps); then the clip.
         const double step = static_cast<double>(epoch + 1);
@@ -139,7 +115,7 @@ MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const
         active.swap(still);
     }
     if (!active.empty()) {
-        pass(false);
+        pass.run(params, active.data(), static_cast<std::int64_t>(active.size()), loss.data(), nullptr);
         for (std::int64_t b : active) {
             if (!std::isfinite(loss[b])) {
                 res.finite[b] = 0;

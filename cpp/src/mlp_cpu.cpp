@@ -26,6 +26,7 @@
 
 #include "fastnplm/kernel_ops.hpp"  // resolve_threads
 #include "fastnplm/mlp.hpp"
+#include "mlp_pass.hpp"
 #include "vexp.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
@@ -77,17 +78,13 @@ Layout make_layout(const MlpShape& s) {
     return L;
 }
 
-std::int64_t n_groups(std::int64_t n) {
-    return std::max<std::int64_t>(1, std::min(kMaxGroups, (n + kGroupEvents - 1) / kGroupEvents));
-}
-
 // Per-thread buffers.
 struct Scratch {
-    std::vector<double> xs, act, der, da, db, gacc, lacc, f, q;
-    Scratch(const Layout& L, std::int64_t max_group)
-        : xs(((max_group + kBlock - 1) / kBlock) * kBlock * L.d),
-          act(L.hidden_total * kBlock),
+    std::vector<double> act, der, pre, da, db, gacc, lacc, f, q;
+    explicit Scratch(const Layout& L)
+        : act(L.hidden_total * kBlock),
           der(L.hidden_total * kBlock),
+          pre(L.max_width * kBlock),
           da(L.max_width * kBlock),
           db(L.max_width * kBlock),
           gacc(L.n_params * kBlock),
@@ -96,25 +93,42 @@ struct Scratch {
           q(kBlock) {}
 };
 
-// Events [r0, r1) of x into blocks of transposed features, zero-padded: block i at
-// xs + i * d * kBlock. Returns the number of blocks.
-std::int64_t transpose_events(MatrixView x, std::int64_t r0, std::int64_t r1, double* xs) {
-    const std::int64_t d = x.cols, n = r1 - r0, nb = (n + kBlock - 1) / kBlock;
-    std::fill(xs, xs + nb * d * kBlock, 0.0);
-    for (std::int64_t i = 0; i < n; ++i) {
-        const double* row = x.row(r0 + i);
-        double* blk = xs + (i / kBlock) * d * kBlock + i % kBlock;
-        for (std::int64_t k = 0; k < d; ++k) blk[k * kBlock] = row[k];
+// Events transposed into blocks of kBlock (block i at xs + i * d * kBlock, feature k of
+// slot e at [k * kBlock + e]) with a weight per slot; padding slots are zero with weight 0.
+struct EventBlocks {
+    std::vector<double> xs, w;
+    std::int64_t n = 0, nb = 0;
+    EventBlocks(MatrixView x, const double* weights) : n(x.rows), nb((x.rows + kBlock - 1) / kBlock) {
+        const std::int64_t d = x.cols;
+        xs.assign(static_cast<size_t>(nb * d * kBlock), 0.0);
+        w.assign(static_cast<size_t>(nb * kBlock), 0.0);
+        for (std::int64_t i = 0; i < n; ++i) {
+            const double* row = x.row(i);
+            double* blk = xs.data() + (i / kBlock) * d * kBlock + i % kBlock;
+            for (std::int64_t k = 0; k < d; ++k) blk[k * kBlock] = row[k];
+            w[i] = weights != nullptr ? weights[i] : 1.0;
+        }
     }
-    return nb;
+};
+
+// A fixed partition of nb blocks into groups (a function of nb only): group g is
+// [nb * g / G, nb * (g + 1) / G).
+std::int64_t n_groups(std::int64_t nb) {
+    return std::max<std::int64_t>(1, std::min(kMaxGroups, (nb * kBlock + kGroupEvents - 1) / kGroupEvents));
 }
 
 // Forward pass of one block: hidden activations act (and sigmoid derivatives der when
-// wanted), output f. sigmoid(z) from e = exp(-|z|): 1/(1+e) for z >= 0, e/(1+e) below, and
-// sigmoid'(z) = e/(1+e)^2, all without cancellation.
+// wanted), output f; pre is a (max_width x kBlock) scratch.
+//
+// sigmoid(z) from e = exp(-|z|) <= 1: with u = 1 + e in (1, 2], sigmoid = 1/u for z >= 0 and
+// e/u below, sigmoid' = e/u^2, all without cancellation. The reciprocals of a layer's n units
+// come from one division: R = 1/(u_1 ... u_n) (at most 2^n, no overflow for n < 1000), then
+// 1/u_j = R * (u_1 ... u_{j-1}) * (u_{j+1} ... u_n) by prefix and suffix products -- a few
+// ulps instead of n divisions, which dominate the pass otherwise (the divider is slow).
 template <bool kDer>
 FASTNPLM_INLINE void forward_block(const Layout& L, const double* __restrict p, const double* __restrict xs,
-                                   double* __restrict act, double* __restrict der, double* __restrict f) {
+                                   double* __restrict act, double* __restrict der, double* __restrict pre,
+                                   double* __restrict f) {
     const double* in = xs;
     for (std::int64_t l = 0; l < L.layers; ++l) {
         const std::int64_t nin = L.in[l], nout = L.out[l];
@@ -134,40 +148,60 @@ FASTNPLM_INLINE void forward_block(const Layout& L, const double* __restrict p, 
 #pragma omp simd
                 for (std::int64_t e = 0; e < kBlock; ++e) z[e] += wk * ik[e];
             }
-            if (!last) {
-                double* __restrict dz = der + L.act_off[l] + j * kBlock;
+        }
+        if (last) break;
+        double* __restrict ex = der + L.act_off[l];  // holds e = exp(-|z|) until overwritten by sigmoid'
+        for (std::int64_t j = 0; j < nout; ++j) {
+            const double* __restrict z = out + j * kBlock;
+            double* __restrict exj = ex + j * kBlock;
+            double* __restrict pj = pre + j * kBlock;
+            const double* __restrict pp = pre + (j - 1) * kBlock;
 #pragma omp simd
-                for (std::int64_t e = 0; e < kBlock; ++e) {
-                    const double v = z[e];
-                    const double ex = detail::vexp_nonpos(-std::fabs(v));
-                    const double r = 1.0 / (1.0 + ex);
-                    z[e] = v >= 0.0 ? r : ex * r;
-                    if (kDer) dz[e] = ex * r * r;
-                }
+            for (std::int64_t e = 0; e < kBlock; ++e) {
+                const double x = detail::vexp(-std::fabs(z[e]));
+                exj[e] = x;
+                pj[e] = j == 0 ? 1.0 + x : pp[e] * (1.0 + x);
+            }
+        }
+        double rinv[kBlock], suf[kBlock];
+        const double* __restrict plast = pre + (nout - 1) * kBlock;
+#pragma omp simd
+        for (std::int64_t e = 0; e < kBlock; ++e) {
+            rinv[e] = 1.0 / plast[e];
+            suf[e] = 1.0;
+        }
+        for (std::int64_t j = nout - 1; j >= 0; --j) {
+            double* __restrict z = out + j * kBlock;
+            double* __restrict exj = ex + j * kBlock;
+            const double* __restrict pp = pre + (j - 1) * kBlock;
+#pragma omp simd
+            for (std::int64_t e = 0; e < kBlock; ++e) {
+                const double x = exj[e];
+                const double r = (j == 0 ? rinv[e] : rinv[e] * pp[e]) * suf[e];
+                suf[e] *= 1.0 + x;
+                z[e] = z[e] >= 0.0 ? r : x * r;
+                if (kDer) exj[e] = x * r * r;
             }
         }
         in = out;
     }
 }
 
-// Loss and lane-wise gradient of one network over the blocks in xs (nb blocks, n events;
-// slots past n are padding). wt: per-event reference weights of these events (kRef), or
-// nullptr for data. Adds to s.gacc / s.lacc.
+// Loss and lane-wise gradient of one network over nb blocks of transposed events xs with
+// slot weights wt (reference weights, or 1 for data events; 0 on padding). Adds to s.gacc, s.lacc.
 template <bool kRef, bool kGrad>
 FASTNPLM_INLINE void run_blocks(const Layout& L, const double* __restrict p, const double* xs, std::int64_t nb,
-                                std::int64_t n, const double* wt, Scratch& s) {
+                                const double* wt, Scratch& s) {
     double* __restrict f = s.f.data();
     double* __restrict q = s.q.data();
     double* __restrict lacc = s.lacc.data();
     double* __restrict gacc = s.gacc.data();
     for (std::int64_t ib = 0; ib < nb; ++ib) {
         const double* xb = xs + ib * L.d * kBlock;
-        forward_block<kGrad>(L, p, xb, s.act.data(), s.der.data(), f);
-        const std::int64_t len = std::min(kBlock, n - ib * kBlock);
+        forward_block<kGrad>(L, p, xb, s.act.data(), s.der.data(), s.pre.data(), f);
+        const double* __restrict wb = wt + ib * kBlock;
         if (kRef) {
             // q = dL/df = w e^f; loss term w (e^f - 1). Padding slots carry w = 0.
-            double wb[kBlock];
-            for (std::int64_t e = 0; e < kBlock; ++e) wb[e] = e < len ? wt[ib * kBlock + e] : 0.0;
 #pragma omp simd
             for (std::int64_t e = 0; e < kBlock; ++e) {
                 const double ef = detail::vexp(f[e]);
@@ -175,12 +209,11 @@ FASTNPLM_INLINE void run_blocks(const Layout& L, const double* __restrict p, con
                 lacc[e] += wb[e] * (ef - 1.0);
             }
         } else {
-            double mb[kBlock];
-            for (std::int64_t e = 0; e < kBlock; ++e) mb[e] = e < len ? 1.0 : 0.0;
+            // data: q = -1, loss term -f; wb is 1 on events, 0 on padding slots.
 #pragma omp simd
             for (std::int64_t e = 0; e < kBlock; ++e) {
-                q[e] = -mb[e];
-                lacc[e] -= mb[e] * f[e];
+                q[e] = -wb[e];
+                lacc[e] -= wb[e] * f[e];
             }
         }
         if (!kGrad) continue;
@@ -228,18 +261,19 @@ FASTNPLM_INLINE void run_blocks(const Layout& L, const double* __restrict p, con
     }
 }
 
-// One group of events for a list of networks: out[i * (P + 1) + ...] receives network i's
-// gradient (P entries, when kGrad) and loss (last entry).
+// Blocks [b0, b1) of an event set for a list of networks: out[i * out_stride + ...] receives
+// network nets[i]'s gradient (P entries, when kGrad) and loss (entry P).
 template <bool kRef, bool kGrad>
-FASTNPLM_INLINE void group_pass_impl(const Layout& L, MatrixView x, std::int64_t r0, std::int64_t r1, const double* w,
+FASTNPLM_INLINE void group_pass_impl(const Layout& L, const EventBlocks& ev, std::int64_t b0, std::int64_t b1,
                                      const double* params, const std::int64_t* nets, std::int64_t n_nets, double* out,
                                      std::int64_t out_stride, Scratch& s) {
-    const std::int64_t nb = transpose_events(x, r0, r1, s.xs.data());
     const std::int64_t P = L.n_params;
+    const double* xs = ev.xs.data() + b0 * L.d * kBlock;
+    const double* wt = ev.w.data() + b0 * kBlock;
     for (std::int64_t i = 0; i < n_nets; ++i) {
         std::fill(s.lacc.begin(), s.lacc.end(), 0.0);
         if (kGrad) std::fill(s.gacc.begin(), s.gacc.end(), 0.0);
-        run_blocks<kRef, kGrad>(L, params + nets[i] * P, s.xs.data(), nb, r1 - r0, kRef ? w + r0 : nullptr, s);
+        run_blocks<kRef, kGrad>(L, params + nets[i] * P, xs, b1 - b0, wt, s);
         double* o = out + i * out_stride;
         if (kGrad)
             for (std::int64_t j = 0; j < P; ++j) {
@@ -253,25 +287,25 @@ FASTNPLM_INLINE void group_pass_impl(const Layout& L, MatrixView x, std::int64_t
     }
 }
 
-FASTNPLM_HOT void group_pass(const Layout& L, MatrixView x, std::int64_t r0, std::int64_t r1, const double* w,
+FASTNPLM_HOT void group_pass(const Layout& L, const EventBlocks& ev, std::int64_t b0, std::int64_t b1, bool ref,
                              bool grad, const double* params, const std::int64_t* nets, std::int64_t n_nets,
                              double* out, std::int64_t out_stride, Scratch& s) {
-    if (w != nullptr) {
-        if (grad) group_pass_impl<true, true>(L, x, r0, r1, w, params, nets, n_nets, out, out_stride, s);
-        else group_pass_impl<true, false>(L, x, r0, r1, w, params, nets, n_nets, out, out_stride, s);
+    if (ref) {
+        if (grad) group_pass_impl<true, true>(L, ev, b0, b1, params, nets, n_nets, out, out_stride, s);
+        else group_pass_impl<true, false>(L, ev, b0, b1, params, nets, n_nets, out, out_stride, s);
     } else {
-        if (grad) group_pass_impl<false, true>(L, x, r0, r1, w, params, nets, n_nets, out, out_stride, s);
-        else group_pass_impl<false, false>(L, x, r0, r1, w, params, nets, n_nets, out, out_stride, s);
+        if (grad) group_pass_impl<false, true>(L, ev, b0, b1, params, nets, n_nets, out, out_stride, s);
+        else group_pass_impl<false, false>(L, ev, b0, b1, params, nets, n_nets, out, out_stride, s);
     }
 }
 
-FASTNPLM_HOT void predict_blocks(const Layout& L, const double* params, MatrixView x, std::int64_t r0,
-                                 std::int64_t r1, double* out, Scratch& s) {
-    const std::int64_t nb = transpose_events(x, r0, r1, s.xs.data());
-    for (std::int64_t ib = 0; ib < nb; ++ib) {
-        forward_block<false>(L, params, s.xs.data() + ib * L.d * kBlock, s.act.data(), s.der.data(), s.f.data());
-        const std::int64_t len = std::min(kBlock, r1 - r0 - ib * kBlock);
-        std::copy(s.f.begin(), s.f.begin() + len, out + r0 + ib * kBlock);
+FASTNPLM_HOT void predict_blocks(const Layout& L, const double* params, const EventBlocks& ev, std::int64_t b0,
+                                 std::int64_t b1, double* out, Scratch& s) {
+    for (std::int64_t ib = b0; ib < b1; ++ib) {
+        forward_block<false>(L, params, ev.xs.data() + ib * L.d * kBlock, s.act.data(), s.der.data(), s.pre.data(),
+                             s.f.data());
+        const std::int64_t len = std::min(kBlock, ev.n - ib * kBlock);
+        std::copy(s.f.begin(), s.f.begin() + len, out + ib * kBlock);
     }
 }
 
@@ -302,78 +336,112 @@ void MlpShape::validate() const {
         if (h < 1) throw std::invalid_argument("mlp: hidden widths must be >= 1, got " + std::to_string(h));
 }
 
-void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
-                   int threads) {
-    const Layout L = make_layout(shape);
-    check_events(reference, L.d, "reference");
-    if (reference_weights == nullptr) throw std::invalid_argument("mlp: reference weights are missing");
-    if (data.empty()) throw std::invalid_argument("mlp: no networks (data list is empty)");
-    for (std::size_t b = 0; b < data.size(); ++b) check_events(data[b], L.d, "data set " + std::to_string(b));
-    const std::int64_t B = static_cast<std::int64_t>(data.size()), P = L.n_params, W = P + 1;
-    const bool want_grad = grad != nullptr;
+namespace detail {
 
-    // Tasks: reference groups (all networks each), then (network, data group) pairs.
-    const std::int64_t gr = n_groups(reference.rows);
-    std::vector<std::int64_t> data_first(B + 1, 0), data_groups(B);
-    std::int64_t max_group = (reference.rows + gr - 1) / gr;
-    for (std::int64_t b = 0; b < B; ++b) {
-        data_groups[b] = n_groups(data[b].rows);
-        data_first[b + 1] = data_first[b] + data_groups[b];
-        max_group = std::max(max_group, (data[b].rows + data_groups[b] - 1) / data_groups[b]);
+struct MlpPass::Impl {
+    Layout L;
+    EventBlocks ref;
+    std::vector<EventBlocks> data;
+    std::int64_t ref_groups;
+    std::vector<std::int64_t> data_groups;
+    int threads;
+    Impl(const MlpShape& shape, MatrixView reference, const double* w, const std::vector<MatrixView>& d, int t)
+        : L(make_layout(shape)), ref(checked(reference, L.d, "reference", w), w), ref_groups(n_groups(ref.nb)),
+          threads(resolve_threads(t)) {
+        if (d.empty()) throw std::invalid_argument("mlp: no networks (data list is empty)");
+        data.reserve(d.size());
+        for (std::size_t b = 0; b < d.size(); ++b) {
+            data.emplace_back(checked(d[b], L.d, "data set " + std::to_string(b), nullptr), nullptr);
+            data_groups.push_back(n_groups(data.back().nb));
+        }
     }
-    const std::int64_t n_tasks = gr + data_first[B];
-    std::vector<double> ref_part(static_cast<size_t>(gr * B * W)), data_part(static_cast<size_t>(data_first[B] * W));
-    std::vector<std::int64_t> all(B);
-    for (std::int64_t b = 0; b < B; ++b) all[b] = b;
-    const int nt = resolve_threads(threads);
-#pragma omp parallel num_threads(nt) if (n_tasks > 1 && nt > 1)
+    static MatrixView checked(MatrixView x, std::int64_t d, const std::string& name, const double* w) {
+        check_events(x, d, name);
+        if (name == "reference" && w == nullptr) throw std::invalid_argument("mlp: reference weights are missing");
+        return x;
+    }
+};
+
+MlpPass::MlpPass(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                 const std::vector<MatrixView>& data, int threads)
+    : impl_(std::make_unique<Impl>(shape, reference, reference_weights, data, threads)) {}
+MlpPass::~MlpPass() = default;
+
+std::int64_t MlpPass::n_networks() const { return static_cast<std::int64_t>(impl_->data.size()); }
+std::int64_t MlpPass::n_params() const { return impl_->L.n_params; }
+
+void MlpPass::run(const double* params, const std::int64_t* nets, std::int64_t n_nets, double* loss,
+                  double* grad) const {
+    const Impl& m = *impl_;
+    const Layout& L = m.L;
+    const std::int64_t P = L.n_params, W = P + 1, gr = m.ref_groups;
+    const bool want_grad = grad != nullptr;
+    // Tasks: reference groups (every listed network each), then (network, data group) pairs.
+    std::vector<std::int64_t> first(n_nets + 1, 0);
+    for (std::int64_t i = 0; i < n_nets; ++i) first[i + 1] = first[i] + m.data_groups[nets[i]];
+    const std::int64_t n_tasks = gr + first[n_nets];
+    std::vector<double> ref_part(static_cast<size_t>(gr * n_nets * W)), data_part(static_cast<size_t>(first[n_nets] * W));
+#pragma omp parallel num_threads(m.threads) if (n_tasks > 1 && m.threads > 1)
     {
-        Scratch s(L, max_group);
+        Scratch s(L);
 #pragma omp for schedule(dynamic, 1)
         for (std::int64_t t = 0; t < n_tasks; ++t) {
             if (t < gr) {
-                const std::int64_t n = reference.rows;
-                group_pass(L, reference, n * t / gr, n * (t + 1) / gr, reference_weights, want_grad, params,
-                           all.data(), B, ref_part.data() + t * B * W, W, s);
+                const std::int64_t nb = m.ref.nb;
+                group_pass(L, m.ref, nb * t / gr, nb * (t + 1) / gr, true, want_grad, params, nets, n_nets,
+                           ref_part.data() + t * n_nets * W, W, s);
             } else {
                 const std::int64_t u = t - gr;
-                const std::int64_t b = std::upper_bound(data_first.begin(), data_first.end(), u) - data_first.begin() - 1;
-                const std::int64_t g = u - data_first[b], G = data_groups[b], n = data[b].rows;
-                group_pass(L, data[b], n * g / G, n * (g + 1) / G, nullptr, want_grad, params, &b, 1,
+                const std::int64_t i = std::upper_bound(first.begin(), first.end(), u) - first.begin() - 1;
+                const EventBlocks& ev = m.data[nets[i]];
+                const std::int64_t g = u - first[i], G = first[i + 1] - first[i], nb = ev.nb;
+                group_pass(L, ev, nb * g / G, nb * (g + 1) / G, false, want_grad, params, nets + i, 1,
                            data_part.data() + u * W, W, s);
             }
         }
     }
-    for (std::int64_t b = 0; b < B; ++b) {
+    for (std::int64_t i = 0; i < n_nets; ++i) {
+        const std::int64_t b = nets[i];
         double lr = 0.0, ld = 0.0;
-        for (std::int64_t g = 0; g < gr; ++g) lr += ref_part[(g * B + b) * W + P];
-        for (std::int64_t g = data_first[b]; g < data_first[b + 1]; ++g) ld += data_part[g * W + P];
+        for (std::int64_t g = 0; g < gr; ++g) lr += ref_part[(g * n_nets + i) * W + P];
+        for (std::int64_t g = first[i]; g < first[i + 1]; ++g) ld += data_part[g * W + P];
         loss[b] = lr + ld;
         if (!want_grad) continue;
         double* gb = grad + b * P;
         for (std::int64_t j = 0; j < P; ++j) {
             double sr = 0.0, sd = 0.0;
-            for (std::int64_t g = 0; g < gr; ++g) sr += ref_part[(g * B + b) * W + j];
-            for (std::int64_t g = data_first[b]; g < data_first[b + 1]; ++g) sd += data_part[g * W + j];
+            for (std::int64_t g = 0; g < gr; ++g) sr += ref_part[(g * n_nets + i) * W + j];
+            for (std::int64_t g = first[i]; g < first[i + 1]; ++g) sd += data_part[g * W + j];
             gb[j] = sr + sd;
         }
     }
+}
+
+}  // namespace detail
+
+void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
+                   int threads) {
+    const detail::MlpPass pass(shape, reference, reference_weights, data, threads);
+    std::vector<std::int64_t> all(data.size());
+    for (std::size_t b = 0; b < all.size(); ++b) all[b] = static_cast<std::int64_t>(b);
+    pass.run(params, all.data(), static_cast<std::int64_t>(all.size()), loss, grad);
 }
 
 void mlp_predict(const MlpShape& shape, const double* params, MatrixView x, double* out, int threads) {
     const Layout L = make_layout(shape);
     if (x.rows == 0) return;
     check_events(x, L.d, "x");
-    constexpr std::int64_t chunk = 1024;
-    const std::int64_t nchunks = (x.rows + chunk - 1) / chunk;
+    const EventBlocks ev(x, nullptr);
+    constexpr std::int64_t chunk = 32;  // blocks per task
+    const std::int64_t nchunks = (ev.nb + chunk - 1) / chunk;
     const int nt = resolve_threads(threads);
 #pragma omp parallel num_threads(nt) if (nchunks > 1 && nt > 1)
     {
-        Scratch s(L, chunk);
+        Scratch s(L);
 #pragma omp for schedule(dynamic, 1)
         for (std::int64_t c = 0; c < nchunks; ++c)
-            predict_blocks(L, params, x, c * chunk, std::min(x.rows, (c + 1) * chunk), out, s);
+            predict_blocks(L, params, ev, c * chunk, std::min(ev.nb, (c + 1) * chunk), out, s);
     }
 }
 
