@@ -177,7 +177,7 @@ def main():
         doc["cases"][name] = row
         print(json.dumps({name: {"ours_ms": ours["ms_per_epoch"]}}), flush=True, file=__import__("sys").stderr)
     doc["machine"]["loadavg_at_end"] = os.getloadavg()
-    print(json.dumps(doc, indent=2))
+    print(json.dumps(doc, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 if __name__ == "__main__":

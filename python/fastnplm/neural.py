@@ -274,6 +274,6 @@ class NeuralNPLM:
                                         maxcor=20))
             loss = float(_core.mlp_loss_grad(ref, w, [x], hidden, res.x.reshape(1, -1), False, self.threads)[0][0])
             outs.append(dict(loss=loss, params=np.asarray(res.x, dtype=np.float64), history=np.asarray(history),
-                             converged=bool(res.success) and np.isfinite(loss), epochs_done=int(res.nit),
+                             converged=bool(res.success and np.isfinite(loss)), epochs_done=int(res.nit),
                              message=str(res.message)))
         return outs
