@@ -28,6 +28,7 @@ from . import _core  # noqa: E402
 from .calibration import Calibration, aggregate, calibrate, load_calibration, power  # noqa: E402
 from ._info import build_info, cuda_available, cuda_built  # noqa: E402
 from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuristic  # noqa: E402
+from .neural import NeuralFitResult, NeuralNPLM  # noqa: E402
 
 __version__ = _core.version
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "ConvergenceWarning",
     "KernelFitResult",
     "KernelNPLM",
+    "NeuralFitResult",
+    "NeuralNPLM",
     "aggregate",
     "build_info",
     "calibrate",

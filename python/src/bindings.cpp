@@ -12,6 +12,7 @@
 
 #include "fastnplm/kernel_nplm.hpp"
 #include "fastnplm/kernel_ops.hpp"
+#include "bindings_neural.hpp"
 
 namespace py = pybind11;
 using namespace fastnplm;
@@ -214,4 +215,5 @@ PYBIND11_MODULE(_core, m) {
     m.def("blas_name", &blas_name, "The LAPACK/BLAS the core was built with.");
     m.def("default_threads", [] { return resolve_threads(0); }, "Threads used when threads=None.");
     m.attr("version") = FASTNPLM_VERSION;
+    bind_neural(m);
 }

@@ -1,0 +1,75 @@
+#pragma once
+// Neural NPLM (D'Agnolo & Wulzer 2019): small fully connected networks trained on the NPLM
+// loss with Adam and weight clipping. See ../shared/docs/method.md section 3.
+//
+// Network: layer sizes (d, h_1, ..., h_k, 1); hidden activations sigmoid, output linear.
+// Parameters of one network, flat (n_params doubles): for each layer l = 1..k+1 in order,
+// its weight matrix W_l (h_l x h_{l-1}, row-major: out x in, as torch.nn.Linear.weight)
+// then its bias b_l (h_l). Several networks are stored one after the other.
+//
+// Loss of one network on reference R (weights w_e) and data D:
+//   L = sum_R w_e (exp f(x_e) - 1) - sum_D f(x),   t = -2 L.
+// Every sum over events runs over a fixed partition of the events that depends on the
+// number of events only, partials added in a fixed order: results do not depend on the
+// number of threads nor on which other networks share the call.
+#include <cstdint>
+#include <vector>
+
+#include "fastnplm/view.hpp"
+
+namespace fastnplm {
+
+/// Layer sizes of a network: d inputs, hidden widths, one linear output.
+struct MlpShape {
+    std::int64_t d = 1;                 ///< input features, >= 1
+    std::vector<std::int64_t> hidden;   ///< hidden widths, each >= 1, at least one layer
+
+    /// Number of trainable parameters (weights and biases of every layer).
+    std::int64_t n_params() const;
+    /// Throws std::invalid_argument when d < 1, hidden is empty or a width is < 1.
+    void validate() const;
+};
+
+/// Initial parameters for one network (n_params entries): every weight of layer l uniform in
+/// [-a_l, a_l], a_l = sqrt(6 / (fan_in + fan_out)) (Glorot uniform, the Keras default the
+/// original NPLM code uses), biases zero; the uniforms u = (s >> 11) * 2^-53 come from the
+/// splitmix64 stream s of `seed`, drawn layer by layer in the flat order above. Then clipped
+/// to [-clip, clip] (clip <= 0: no clipping).
+std::vector<double> mlp_init(const MlpShape& shape, std::uint64_t seed, double clip = 0.0);
+
+/// Loss and gradient of B networks in one pass over the reference: params (B, n_params);
+/// reference (N_R, d) with weights (N_R,) shared by all; data[b] (N_D,b, d) the data of network b.
+/// loss (B) and grad (B, n_params) are overwritten; grad may be nullptr (loss only).
+void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
+                   int threads = 0);
+
+/// f(x) of one network: x (n, d), params (n_params), out (n).
+void mlp_predict(const MlpShape& shape, const double* params, MatrixView x, double* out, int threads = 0);
+
+struct MlpTrainOptions {
+    double clip = 9.0;            ///< every parameter clipped to [-clip, clip] after every update, > 0
+    double lr = 1e-3;             ///< Adam learning rate, > 0
+    double beta1 = 0.9;           ///< Adam first-moment decay, in [0, 1)
+    double beta2 = 0.999;         ///< Adam second-moment decay, in [0, 1)
+    double eps = 1e-8;            ///< Adam epsilon (torch's default), > 0
+    std::int64_t epochs = 1000;   ///< full-batch updates, >= 1
+    std::int64_t history_every = 1000;  ///< record L every this many updates (0: never)
+    int threads = 0;              ///< <= 0: all cores
+};
+
+struct MlpTrainResult {
+    std::vector<double> loss;      ///< (B) L after the last update (t = -2 L)
+    std::vector<double> history;   ///< (B, n_history) L after 0, h, 2h, ... updates (h = history_every)
+    std::int64_t n_history = 0;
+    std::vector<std::uint8_t> finite;  ///< (B) 1 when training finished without a non-finite loss
+    std::vector<std::int64_t> epochs_done;  ///< (B) updates made (fewer when training hit a NaN/inf)
+};
+
+/// Trains B networks at once with full-batch Adam (torch.optim.Adam's update) and clipping:
+/// params (B, n_params) holds the initial values and receives the final ones. A network whose
+/// loss or gradient turns non-finite stops there (finite = 0, params of its last finite state).
+MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options);
+
+}  // namespace fastnplm

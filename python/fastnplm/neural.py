@@ -1,0 +1,279 @@
+"""Neural NPLM: a small clipped MLP trained on the NPLM loss, on the compiled core.
+
+Method: ../shared/docs/method.md section 3 (D'Agnolo & Wulzer 2019; D'Agnolo et al. 2021).
+f is a fully connected network d-h_1-...-h_k-1 with sigmoid hidden units and a linear
+output; the loss L = sum_R w_e (e^f - 1) - sum_D f is minimised full batch with Adam, every
+parameter (weights and biases) clipped to [-clip, clip] after every update; t = -2 L.
+
+Initialisation (the same in the C++ core, ``fastnplm::mlp_init``, and in the PyTorch test):
+the weights of each layer are uniform in [-a, a], a = sqrt(6 / (fan_in + fan_out)) (Glorot
+uniform, Keras' default, which the original NPLM code uses), biases zero; the uniforms are
+u = (s >> 11) * 2**-53 for the successive outputs s of splitmix64 seeded with ``seed``, drawn
+layer by layer, each weight matrix in (out, in) row-major order; then clipped to [-clip, clip].
+Adam is torch.optim.Adam's update (bias-corrected, eps added to the corrected sqrt(v)).
+"""
+from __future__ import annotations
+
+import logging
+import numbers
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _checks, _core
+
+log = logging.getLogger("fastnplm")
+
+OPTIMIZERS = ("adam", "lbfgsb")
+
+
+def _hidden_arg(hidden) -> tuple:
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    try:
+        widths = tuple(hidden)
+    except TypeError:
+        raise TypeError(f"hidden must be a sequence of positive integers, got {type(hidden).__name__}") from None
+    if not widths:
+        raise ValueError("hidden is empty: give at least one hidden layer width, e.g. hidden=(4,)")
+    for h in widths:
+        if isinstance(h, bool) or not isinstance(h, numbers.Integral):
+            raise TypeError(f"hidden widths must be integers, got {h!r} in {widths!r}")
+        if h < 1:
+            raise ValueError(f"hidden widths must be >= 1, got {h} in {widths!r}")
+    return tuple(int(h) for h in widths)
+
+
+def _seed_arg(seed, name="seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer, got {type(seed).__name__}")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"{name} must be in [0, 2**64), got {seed}")
+    return int(seed)
+
+
+def _unit_interval(value, name) -> float:
+    v = _checks.positive_number(value, name, allow_zero=True)
+    if v >= 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return v
+
+
+def split_params(params: np.ndarray, d: int, hidden: tuple) -> list:
+    """The flat parameter vector as [W_1, b_1, ..., W_out, b_out], W_l of shape (out, in)."""
+    out, off, nin = [], 0, d
+    for nout in (*hidden, 1):
+        out.append(params[off:off + nin * nout].reshape(nout, nin))
+        off += nin * nout
+        out.append(params[off:off + nout])
+        off += nout
+        nin = nout
+    return out
+
+
+@dataclass(repr=False)
+class NeuralFitResult:
+    """Outcome of :meth:`NeuralNPLM.fit`: the statistic, the fitted network, diagnostics.
+
+    ``t = -2 L`` at the final parameters; ``loss_history[i]`` is L after
+    ``i * history_every`` Adam updates (L-BFGS-B: after each iteration);
+    ``converged`` is False when the loss or gradient turned NaN/inf (Adam; the fit then
+    stopped there) or when L-BFGS-B reported failure.
+    """
+
+    t: float
+    loss: float
+    params: np.ndarray
+    d: int
+    hidden: tuple
+    clip: float
+    optimizer: str
+    epochs: int
+    epochs_done: int
+    converged: bool
+    loss_history: np.ndarray
+    history_every: int
+    seed: int
+    seconds: float
+    n_reference: int
+    n_data: int
+    n_expected: float
+    threads: int
+    message: str = field(default="")
+
+    @property
+    def weights(self) -> list:
+        """[W_1, b_1, ..., W_out, b_out]; W_l has shape (out, in) as torch.nn.Linear.weight."""
+        return split_params(self.params, self.d, self.hidden)
+
+    @property
+    def n_params(self) -> int:
+        return int(self.params.shape[0])
+
+    def predict(self, x, threads=None) -> np.ndarray:
+        """f(x) at events x, shape (n, d) or (n,) for one feature."""
+        x = _checks.as_events(x, "x", d=self.d)
+        return _core.mlp_predict(x, list(self.hidden), self.params, _checks.threads_arg(threads))
+
+    def __repr__(self) -> str:
+        arch = "-".join(str(n) for n in (self.d, *self.hidden, 1))
+        return (f"NeuralFitResult(t={self.t:.6g}, network={arch}, n_params={self.n_params}, clip={self.clip:g}, "
+                f"optimizer={self.optimizer!r}, epochs_done={self.epochs_done}, converged={self.converged}, "
+                f"seconds={self.seconds:.3g})")
+
+
+class NeuralNPLM:
+    """Neural NPLM estimator (D'Agnolo & Wulzer 2019) on the compiled core.
+
+    Parameters
+    ----------
+    hidden : sequence of int
+        Hidden layer widths (sigmoid units); (4,) gives the 1-d-4-1 network of the 1D toy.
+    clip : float
+        Weight clipping W > 0: after every update each weight and bias is clipped to [-W, W].
+    epochs : int
+        Full-batch Adam updates (L-BFGS-B: the iteration limit).
+    lr : float
+        Adam learning rate.
+    seed : int
+        Seed of the initialisation (see the module docstring for the exact recipe).
+    threads : int or None
+        CPU threads (None: all cores). Results do not depend on it.
+    optimizer : {"adam", "lbfgsb"}
+        "adam": the published training (Adam + clipping, ``epochs`` updates). "lbfgsb": scipy's
+        L-BFGS-B on the same loss and gradient (from the core) under the box |theta| <= clip,
+        run to convergence -- the clipped model's maximum-likelihood fit.
+    history_every : int
+        Record L every this many updates (0: never).
+    beta1, beta2, eps : float
+        Adam's moment decays and epsilon (torch's defaults).
+    """
+
+    def __init__(self, hidden=(4,), clip=9.0, epochs=300000, lr=1e-3, seed=0, threads=None, optimizer="adam",
+                 history_every=1000, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.hidden = _hidden_arg(hidden)
+        self.clip = _checks.positive_number(clip, "clip")
+        self.epochs = _checks.positive_int(epochs, "epochs")
+        self.lr = _checks.positive_number(lr, "lr")
+        self.seed = _seed_arg(seed)
+        self.threads = _checks.threads_arg(threads)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}: expected one of {OPTIMIZERS}")
+        self.optimizer = optimizer
+        if isinstance(history_every, bool) or not isinstance(history_every, numbers.Integral) or history_every < 0:
+            raise ValueError(f"history_every must be an integer >= 0, got {history_every!r}")
+        self.history_every = int(history_every)
+        self.beta1 = _unit_interval(beta1, "beta1")
+        self.beta2 = _unit_interval(beta2, "beta2")
+        self.eps = _checks.positive_number(eps, "eps")
+
+    def n_params(self, d: int) -> int:
+        """Trainable parameters of the network on d input features."""
+        return int(_core.mlp_n_params(int(d), list(self.hidden)))
+
+    def init_params(self, d: int, seed=None) -> np.ndarray:
+        """The initial parameters (flat) for d features and ``seed`` (default: the model's)."""
+        s = self.seed if seed is None else _seed_arg(seed)
+        return _core.mlp_init(int(d), list(self.hidden), s, self.clip)
+
+    def fit(self, reference, data, reference_weights=None, n_expected=None) -> NeuralFitResult:
+        """Train the network on reference vs data and return t with the fitted model.
+
+        Parameters
+        ----------
+        reference : array_like, (N_R, d) or (N_R,)
+            Reference sample (converted to float64).
+        data : array_like, (N_D, d) or (N_D,)
+            Observed data.
+        reference_weights : float or array_like (N_R,) or None
+            Per-event weights summing to N(R); a scalar gives every event that weight.
+        n_expected : float or None
+            N(R) when no weights are given: every weight is N(R)/N_R (default N(R) = N_D).
+        """
+        return self.fit_batch(reference, [data], reference_weights, n_expected)[0]
+
+    def fit_batch(self, reference, datasets, reference_weights=None, n_expected=None, seeds=None) -> list:
+        """Train one network per data set, the reference shared, in one call of the core.
+
+        Network k starts from ``seeds[k]`` (default: the model's seed for all); its result
+        depends on (datasets[k], seeds[k]) only -- not on the other data sets, their number or
+        the thread count. With neither ``reference_weights`` nor ``n_expected``, data set k
+        uses N(R) = its own size (data sets of different sizes then go in separate calls).
+
+        Returns
+        -------
+        list of NeuralFitResult, one per data set.
+        """
+        start = time.perf_counter()
+        ref = _checks.as_events(reference, "reference")
+        if isinstance(datasets, np.ndarray) or not hasattr(datasets, "__len__"):
+            raise TypeError("datasets must be a list of arrays (one data set per network)")
+        if len(datasets) == 0:
+            raise ValueError("datasets is empty: give at least one data set")
+        dats = [_checks.as_events(x, f"datasets[{k}]", d=ref.shape[1]) for k, x in enumerate(datasets)]
+        if seeds is None:
+            seeds = [self.seed] * len(dats)
+        elif len(seeds) != len(dats):
+            raise ValueError(f"seeds has {len(seeds)} entries for {len(dats)} data sets")
+        seeds = [_seed_arg(s, f"seeds[{k}]") for k, s in enumerate(seeds)]
+        n_r, d = ref.shape
+        # data sets sharing the same reference weights go through the core together
+        groups: dict = {}
+        if reference_weights is None and n_expected is None:
+            for k, x in enumerate(dats):
+                groups.setdefault(x.shape[0], []).append(k)
+            weights = {n: _checks.reference_weights(None, None, n_r, n) for n in groups}
+        else:
+            w = _checks.reference_weights(reference_weights, n_expected, n_r, dats[0].shape[0])
+            groups[None] = list(range(len(dats)))
+            weights = {None: w}
+        results = [None] * len(dats)
+        for key, idx in groups.items():
+            w = weights[key]
+            init = np.stack([self.init_params(d, seeds[k]) for k in idx])
+            outs = (self._adam if self.optimizer == "adam" else self._lbfgsb)(ref, w, [dats[k] for k in idx], init)
+            for k, out in zip(idx, outs):
+                results[k] = NeuralFitResult(
+                    t=-2.0 * out["loss"], loss=out["loss"], params=out["params"], d=d, hidden=self.hidden,
+                    clip=self.clip, optimizer=self.optimizer, epochs=self.epochs, epochs_done=out["epochs_done"],
+                    converged=out["converged"], loss_history=out["history"], history_every=self.history_every,
+                    seed=seeds[k], seconds=0.0, n_reference=n_r, n_data=dats[k].shape[0],
+                    n_expected=float(w.sum()), threads=self.threads or _core.default_threads(),
+                    message=out.get("message", ""))
+        seconds = time.perf_counter() - start
+        for r in results:
+            r.seconds = seconds
+            if not r.converged:
+                log.warning("neural fit did not converge: %r %s", r, r.message)
+        return results
+
+    def _adam(self, ref, w, dats, init):
+        out = _core.mlp_train(ref, w, dats, list(self.hidden), init, self.clip, self.lr, self.beta1, self.beta2,
+                              self.eps, self.epochs, self.history_every, self.threads)
+        return [dict(loss=float(out["loss"][i]), params=out["params"][i].copy(), history=out["history"][i].copy(),
+                     converged=bool(out["finite"][i]), epochs_done=int(out["epochs_done"][i]),
+                     message="" if out["finite"][i] else "the loss or gradient became NaN/inf")
+                for i in range(len(dats))]
+
+    def _lbfgsb(self, ref, w, dats, init):
+        from scipy.optimize import minimize
+
+        hidden = list(self.hidden)
+        outs = []
+        for x, p0 in zip(dats, init):
+            history = []
+
+            def fun(p, x=x):
+                loss, grad = _core.mlp_loss_grad(ref, w, [x], hidden, p.reshape(1, -1), True, self.threads)
+                return float(loss[0]), grad[0]
+
+            res = minimize(fun, p0, jac=True, method="L-BFGS-B", bounds=[(-self.clip, self.clip)] * p0.shape[0],
+                           callback=lambda intermediate_result: history.append(float(intermediate_result.fun)),
+                           options=dict(maxiter=self.epochs, maxfun=10 * self.epochs, ftol=1e-12, gtol=1e-7,
+                                        maxcor=20))
+            loss = float(_core.mlp_loss_grad(ref, w, [x], hidden, res.x.reshape(1, -1), False, self.threads)[0][0])
+            outs.append(dict(loss=loss, params=np.asarray(res.x, dtype=np.float64), history=np.asarray(history),
+                             converged=bool(res.success and np.isfinite(loss)), epochs_done=int(res.nit),
+                             message=str(res.message)))
+        return outs

@@ -1,0 +1,152 @@
+// pybind11 bindings of the MLP core: convert arrays, release the GIL, call the core.
+#include "bindings_neural.hpp"
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fastnplm/mlp.hpp"
+
+namespace py = pybind11;
+using namespace fastnplm;
+
+namespace {
+
+using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+MatrixView events(const Array& a, const std::string& name) {
+    if (a.ndim() != 2)
+        throw std::invalid_argument(name + " must be a 2-D array (events, features), got " + std::to_string(a.ndim()) +
+                                    "-D");
+    return MatrixView(a.data(), a.shape(0), a.shape(1));
+}
+
+MlpShape shape_of(std::int64_t d, const std::vector<std::int64_t>& hidden) {
+    MlpShape s;
+    s.d = d;
+    s.hidden = hidden;
+    s.validate();
+    return s;
+}
+
+// The (B, P) parameter array and the B data views; checks shapes against each other.
+struct Batch {
+    MlpShape shape;
+    MatrixView ref;
+    const double* w;
+    std::vector<MatrixView> data;
+    std::int64_t P;
+};
+
+Batch batch(const Array& reference, const Array& weights, const std::vector<Array>& data,
+            const std::vector<std::int64_t>& hidden, const Array& params) {
+    Batch b;
+    b.ref = events(reference, "reference");
+    b.shape = shape_of(b.ref.cols, hidden);
+    b.P = b.shape.n_params();
+    if (weights.ndim() != 1 || weights.shape(0) != b.ref.rows)
+        throw std::invalid_argument("reference_weights must be a 1-D array of length " + std::to_string(b.ref.rows));
+    b.w = weights.data();
+    for (std::size_t i = 0; i < data.size(); ++i) b.data.push_back(events(data[i], "data[" + std::to_string(i) + "]"));
+    if (params.ndim() != 2 || params.shape(0) != static_cast<py::ssize_t>(data.size()) || params.shape(1) != b.P)
+        throw std::invalid_argument("params must have shape (" + std::to_string(data.size()) + ", " +
+                                    std::to_string(b.P) + "): one row per data set");
+    return b;
+}
+
+py::array_t<double> init(std::int64_t d, const std::vector<std::int64_t>& hidden, std::uint64_t seed, double clip) {
+    const std::vector<double> p = mlp_init(shape_of(d, hidden), seed, clip);
+    py::array_t<double> out(static_cast<py::ssize_t>(p.size()));
+    std::copy(p.begin(), p.end(), out.mutable_data());
+    return out;
+}
+
+py::tuple loss_grad(const Array& reference, const Array& weights, const std::vector<Array>& data,
+                    const std::vector<std::int64_t>& hidden, const Array& params, bool with_grad, int threads) {
+    const Batch b = batch(reference, weights, data, hidden, params);
+    const py::ssize_t B = static_cast<py::ssize_t>(data.size());
+    py::array_t<double> loss(B), grad(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(b.P)});
+    double* lp = loss.mutable_data();
+    double* gp = with_grad ? grad.mutable_data() : nullptr;
+    {
+        py::gil_scoped_release release;  // safe: the arrays are owned by this frame's callers, read-only here
+        mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, threads);
+    }
+    return py::make_tuple(loss, with_grad ? py::object(grad) : py::object(py::none()));
+}
+
+py::dict train(const Array& reference, const Array& weights, const std::vector<Array>& data,
+               const std::vector<std::int64_t>& hidden, const Array& params, double clip, double lr, double beta1,
+               double beta2, double eps, std::int64_t epochs, std::int64_t history_every, int threads) {
+    const Batch b = batch(reference, weights, data, hidden, params);
+    MlpTrainOptions o;
+    o.clip = clip;
+    o.lr = lr;
+    o.beta1 = beta1;
+    o.beta2 = beta2;
+    o.eps = eps;
+    o.epochs = epochs;
+    o.history_every = history_every;
+    o.threads = threads;
+    const py::ssize_t B = static_cast<py::ssize_t>(data.size());
+    py::array_t<double> out(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(b.P)});
+    std::copy(params.data(), params.data() + B * b.P, out.mutable_data());
+    double* op = out.mutable_data();
+    MlpTrainResult r;
+    {
+        py::gil_scoped_release release;  // safe: inputs owned by the caller's frame; out is ours
+        r = mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o);
+    }
+    py::array_t<double> loss(B), hist(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(r.n_history)});
+    std::copy(r.loss.begin(), r.loss.end(), loss.mutable_data());
+    std::copy(r.history.begin(), r.history.end(), hist.mutable_data());
+    py::array_t<bool> finite(B);
+    py::array_t<std::int64_t> done(B);
+    for (py::ssize_t i = 0; i < B; ++i) {
+        finite.mutable_data()[i] = r.finite[i] != 0;
+        done.mutable_data()[i] = r.epochs_done[i];
+    }
+    py::dict d;
+    d["params"] = out;
+    d["loss"] = loss;
+    d["history"] = hist;
+    d["finite"] = finite;
+    d["epochs_done"] = done;
+    return d;
+}
+
+py::array_t<double> predict(const Array& x, const std::vector<std::int64_t>& hidden, const Array& params, int threads) {
+    const MatrixView xv = events(x, "x");
+    const MlpShape s = shape_of(xv.cols, hidden);
+    if (params.ndim() != 1 || params.shape(0) != s.n_params())
+        throw std::invalid_argument("params must be a 1-D array of length " + std::to_string(s.n_params()));
+    py::array_t<double> out(xv.rows);
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;  // safe: x and params are owned by the caller's frame
+        mlp_predict(s, params.data(), xv, o, threads);
+    }
+    return out;
+}
+
+}  // namespace
+
+void bind_neural(py::module_& m) {
+    m.def("mlp_n_params", [](std::int64_t d, const std::vector<std::int64_t>& h) { return shape_of(d, h).n_params(); },
+          py::arg("d"), py::arg("hidden"), "Number of parameters of a d-hidden...-1 network.");
+    m.def("mlp_init", &init, py::arg("d"), py::arg("hidden"), py::arg("seed"), py::arg("clip") = 0.0,
+          "Glorot-uniform weights from splitmix64(seed), zero biases, clipped to [-clip, clip] (clip > 0).");
+    m.def("mlp_loss_grad", &loss_grad, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("hidden"),
+          py::arg("params"), py::arg("with_grad") = true, py::arg("threads") = 0,
+          "NPLM loss (B,) and gradient (B, P) of B networks params (B, P), data a list of B arrays.");
+    m.def("mlp_train", &train, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("hidden"),
+          py::arg("params"), py::arg("clip"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
+          py::arg("epochs"), py::arg("history_every"), py::arg("threads") = 0,
+          "Adam + clipping for B networks at once; returns a dict (params, loss, history, finite, epochs_done).");
+    m.def("mlp_predict", &predict, py::arg("x"), py::arg("hidden"), py::arg("params"), py::arg("threads") = 0,
+          "f(x) of one network.");
+}

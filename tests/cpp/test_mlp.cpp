@@ -1,0 +1,170 @@
+// MLP primitives and trainer: gradients against central finite differences, a naive
+// scalar forward pass (std::exp), and the invariances the toys rely on (thread count,
+// batch composition).
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "check.hpp"
+#include "fastnplm/mlp.hpp"
+#include "vexp.hpp"
+
+using fastnplm::MatrixView;
+using fastnplm::MlpShape;
+
+namespace {
+
+std::vector<double> normal(std::size_t n, unsigned seed, double scale = 1.0) {
+    std::mt19937_64 g(seed);
+    std::normal_distribution<double> N(0.0, scale);
+    std::vector<double> v(n);
+    for (auto& e : v) e = N(g);
+    return v;
+}
+
+// f(x) by the textbook loops, std::exp.
+double naive_f(const MlpShape& s, const double* p, const double* x) {
+    std::vector<double> a(x, x + s.d);
+    std::int64_t off = 0;
+    const std::size_t layers = s.hidden.size() + 1;
+    for (std::size_t l = 0; l < layers; ++l) {
+        const std::int64_t nin = static_cast<std::int64_t>(a.size()), nout = l + 1 < layers ? s.hidden[l] : 1;
+        std::vector<double> z(nout);
+        for (std::int64_t j = 0; j < nout; ++j) {
+            double acc = p[off + nin * nout + j];
+            for (std::int64_t k = 0; k < nin; ++k) acc += p[off + j * nin + k] * a[k];
+            z[j] = l + 1 < layers ? 1.0 / (1.0 + std::exp(-acc)) : acc;
+        }
+        off += nin * nout + nout;
+        a = z;
+    }
+    return a[0];
+}
+
+double naive_loss(const MlpShape& s, const double* p, const std::vector<double>& r, const std::vector<double>& w,
+                  const std::vector<double>& d) {
+    double l = 0.0;
+    for (std::size_t i = 0; i < w.size(); ++i) l += w[i] * (std::exp(naive_f(s, p, &r[i * s.d])) - 1.0);
+    for (std::size_t i = 0; i < d.size() / s.d; ++i) l -= naive_f(s, p, &d[i * s.d]);
+    return l;
+}
+
+struct Problem {
+    MlpShape s;
+    std::vector<double> r, w, d;
+    std::int64_t nr, nd;
+    Problem(std::int64_t dim, std::vector<std::int64_t> hidden, std::int64_t nr_, std::int64_t nd_, unsigned seed)
+        : nr(nr_), nd(nd_) {
+        s.d = dim;
+        s.hidden = std::move(hidden);
+        r = normal(nr * dim, seed);
+        d = normal(nd * dim, seed + 1, 1.3);
+        w.resize(nr);
+        std::mt19937_64 g(seed + 2);
+        std::uniform_real_distribution<double> U(0.5, 1.5);
+        for (auto& e : w) e = U(g) * nd / nr;
+    }
+    MatrixView ref() const { return MatrixView(r.data(), nr, s.d); }
+    MatrixView dat() const { return MatrixView(d.data(), nd, s.d); }
+};
+
+}  // namespace
+
+TEST(vexp_general_matches_std_exp) {
+    double worst = 0;
+    for (int i = 0; i <= 200000; ++i) {
+        const double x = -708.0 + 1417.0 * i / 200000.0;
+        worst = std::max(worst, std::fabs(fastnplm::detail::vexp(x) - std::exp(x)) / std::exp(x));
+    }
+    CHECK(worst < 1e-15);
+    CHECK(std::isfinite(fastnplm::detail::vexp(1e6)));
+}
+
+TEST(mlp_loss_and_gradient_match_naive_and_finite_differences) {
+    // sizes not multiples of any block or group; two hidden layers
+    const Problem pb(3, {5, 4}, 5003, 611, 7);
+    std::vector<double> p = fastnplm::mlp_init(pb.s, 3);
+    const std::int64_t P = pb.s.n_params();
+    CHECK(P == (3 + 1) * 5 + (5 + 1) * 4 + 4 + 1);
+    auto noise = normal(P, 11, 0.3);
+    for (std::int64_t j = 0; j < P; ++j) p[j] += noise[j];  // non-zero biases too
+    double loss;
+    std::vector<double> grad(P);
+    fastnplm::mlp_loss_grad(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, p.data(), &loss, grad.data(), 2);
+    CHECK_CLOSE(loss, naive_loss(pb.s, p.data(), pb.r, pb.w, pb.d), 1e-12, 1e-10);
+    for (std::int64_t j = 0; j < P; ++j) {
+        const double h = 1e-5;
+        std::vector<double> pp = p, pm = p;
+        pp[j] += h;
+        pm[j] -= h;
+        double lp, lm;
+        fastnplm::mlp_loss_grad(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, pp.data(), &lp, nullptr, 2);
+        fastnplm::mlp_loss_grad(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, pm.data(), &lm, nullptr, 2);
+        // central difference: truncation O(h^2 L''') and rounding ~ 1e-16 |L| / h
+        CHECK_CLOSE(grad[j], (lp - lm) / (2 * h), 1e-6, 1e-6 * (1 + std::fabs(loss)));
+    }
+}
+
+TEST(mlp_results_independent_of_threads_and_batch) {
+    const Problem a(2, {4}, 9000, 700, 21), b(2, {4}, 9000, 1500, 22);
+    const std::int64_t P = a.s.n_params();
+    std::vector<double> pa = fastnplm::mlp_init(a.s, 1), pb = fastnplm::mlp_init(a.s, 2);
+    std::vector<double> both(pa);
+    both.insert(both.end(), pb.begin(), pb.end());
+    double l1, l2[2], lb;
+    std::vector<double> g1(P), g2(2 * P), gb(P);
+    fastnplm::mlp_loss_grad(a.s, a.ref(), a.w.data(), {a.dat()}, pa.data(), &l1, g1.data(), 1);
+    fastnplm::mlp_loss_grad(a.s, a.ref(), a.w.data(), {a.dat(), b.dat()}, both.data(), l2, g2.data(), 2);
+    fastnplm::mlp_loss_grad(a.s, a.ref(), a.w.data(), {b.dat()}, pb.data(), &lb, gb.data(), 2);
+    CHECK(l1 == l2[0] && lb == l2[1]);
+    for (std::int64_t j = 0; j < P; ++j) CHECK(g1[j] == g2[j] && gb[j] == g2[P + j]);
+
+    fastnplm::MlpTrainOptions o;
+    o.epochs = 50;
+    o.history_every = 10;
+    o.clip = 0.5;  // small enough that clipping acts
+    o.lr = 0.05;
+    o.threads = 1;
+    auto r1 = fastnplm::mlp_train_adam(a.s, a.ref(), a.w.data(), {a.dat()}, pa.data(), o);
+    o.threads = 2;
+    auto r2 = fastnplm::mlp_train_adam(a.s, a.ref(), a.w.data(), {a.dat(), b.dat()}, both.data(), o);
+    CHECK(r1.loss[0] == r2.loss[0]);
+    CHECK(r1.n_history == 6 && r2.n_history == 6);
+    for (std::int64_t j = 0; j < P; ++j) CHECK(pa[j] == both[j]);
+    double maxabs = 0;
+    for (double x : both) maxabs = std::max(maxabs, std::fabs(x));
+    CHECK(maxabs <= 0.5);
+    CHECK(r2.finite[0] == 1 && r2.finite[1] == 1 && r2.epochs_done[1] == 50);
+}
+
+TEST(mlp_predict_matches_naive) {
+    const Problem pb(5, {5, 5, 5}, 2100, 10, 5);
+    const std::vector<double> p = fastnplm::mlp_init(pb.s, 9);
+    std::vector<double> out(pb.nr);
+    fastnplm::mlp_predict(pb.s, p.data(), pb.ref(), out.data(), 2);
+    for (std::int64_t i = 0; i < pb.nr; ++i) CHECK_CLOSE(out[i], naive_f(pb.s, p.data(), &pb.r[i * 5]), 1e-13, 1e-14);
+}
+
+TEST(mlp_rejects_bad_input) {
+    const Problem pb(2, {3}, 100, 10, 1);
+    MlpShape bad = pb.s;
+    bad.hidden = {};
+    CHECK_THROWS(bad.validate(), std::invalid_argument);
+    bad.hidden = {3, 0};
+    CHECK_THROWS(bad.n_params(), std::invalid_argument);
+    std::vector<double> p = fastnplm::mlp_init(pb.s, 0);
+    double l;
+    const MatrixView wrong(pb.d.data(), 5, 1);
+    CHECK_THROWS(fastnplm::mlp_loss_grad(pb.s, pb.ref(), pb.w.data(), {wrong}, p.data(), &l, nullptr),
+                 std::invalid_argument);
+    CHECK_THROWS(fastnplm::mlp_loss_grad(pb.s, pb.ref(), pb.w.data(), {}, p.data(), &l, nullptr), std::invalid_argument);
+    fastnplm::MlpTrainOptions o;
+    o.clip = 0;
+    CHECK_THROWS(fastnplm::mlp_train_adam(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, p.data(), o), std::invalid_argument);
+    o.clip = 1;
+    o.epochs = 0;
+    CHECK_THROWS(fastnplm::mlp_train_adam(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, p.data(), o), std::invalid_argument);
+    o.epochs = 1;
+    o.lr = -1;
+    CHECK_THROWS(fastnplm::mlp_train_adam(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, p.data(), o), std::invalid_argument);
+}
