@@ -27,6 +27,7 @@ from scipy import optimize, special, stats
 from . import _checks
 from . import _spectral
 from .kernel import HESSIAN_MODES, ConvergenceWarning, KernelNPLM, sigma_heuristic
+from .neural import NeuralNPLM
 
 log = logging.getLogger("fastnplm")
 
@@ -95,7 +96,7 @@ class Calibration:
         """Z = Phi^-1(1 - p) of the empirical p-value."""
         return float(stats.norm.isf(self.p_value(t_obs, sigma_index)["p"]))
 
-    def model(self, sigma_index=None, threads=None) -> KernelNPLM:
+    def model(self, sigma_index=None, threads=None):
         """The model the toys of this width were fitted with (solver path included): fit the
         observed data with it, so that data and toys go through the same estimator."""
         if sigma_index is None:
@@ -108,6 +109,8 @@ class Calibration:
         spec = self.settings.get("model")
         if not spec:
             raise ValueError("this Calibration does not record its model")
+        if spec.get("kind") == "neural":
+            return NeuralNPLM(threads=threads, **{k: spec[k] for k in _NEURAL_KEYS})
         if spec.get("centers") == "given":
             raise ValueError("the toys used given centers, which the store does not hold: build "
                              f"KernelNPLM(centers=..., hessian={spec['hessian']!r}, ...) yourself")
@@ -198,9 +201,20 @@ def power(t_signal, cal: Calibration, z: float = 2.0, sigma_index=None) -> dict:
 
 _MODEL_KEYS = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian",
                "center_pool")
+_NEURAL_KEYS = ("hidden", "clip", "epochs", "lr", "seed", "optimizer", "beta1", "beta2", "eps")
 
 
-def _fingerprint(model: KernelNPLM, reference, pool, n_expected, sigmas, seed, path, n_reference) -> dict:
+def _model_spec(model, path) -> dict:
+    if isinstance(model, NeuralNPLM):
+        return {"kind": "neural", **{k: getattr(model, k) for k in _NEURAL_KEYS}}
+    spec = {k: getattr(model, k) for k in _MODEL_KEYS}
+    spec["centers"] = None if model.centers is None else "given"
+    if path == "spectral":
+        spec["hessian"] = "spectral"  # the solver the toys (and so the observed data) go through
+    return spec
+
+
+def _fingerprint(model, reference, pool, n_expected, sigmas, seed, path, n_reference) -> dict:
     """What a store's toys depend on; a store written with anything else is refused."""
     h = hashlib.sha256()
     for arr in (reference, pool):
@@ -208,14 +222,10 @@ def _fingerprint(model: KernelNPLM, reference, pool, n_expected, sigmas, seed, p
             h.update(repr(arr).encode())
         else:
             h.update(np.ascontiguousarray(arr).tobytes())
-    if model.centers is not None:
+    if getattr(model, "centers", None) is not None:
         h.update(np.ascontiguousarray(model.centers).tobytes())
-    spec = {k: getattr(model, k) for k in _MODEL_KEYS}
-    spec["centers"] = None if model.centers is None else "given"
-    if path == "spectral":
-        spec["hessian"] = "spectral"  # the solver the toys (and so the observed data) go through
-    out = {"version": STORE_VERSION, "model": spec, "sigmas": list(sigmas), "n_expected": float(n_expected),
-           "seed": int(seed), "path": path, "data_sha256": h.hexdigest()}
+    out = {"version": STORE_VERSION, "model": _model_spec(model, path), "sigmas": list(sigmas),
+           "n_expected": float(n_expected), "seed": int(seed), "path": path, "data_sha256": h.hexdigest()}
     if n_reference is not None:
         out["n_reference"] = int(n_reference)  # a reference generator: each toy draws this many events
     return json.loads(json.dumps(out))
@@ -312,7 +322,7 @@ class _Toys:
         ref = self.reference
         if callable(ref):
             ref = _checks.as_events(ref(rng, self.n_reference), "reference(rng, n)", d=self.d)
-        return data, ref
+        return data, ref, int(rng.integers(2**63))  # the last: a network's initialisation seed
 
     def shared(self, j):
         """The spectral state of width j, built once per process that runs this job."""
@@ -325,40 +335,55 @@ class _Toys:
                                                               m.max_iter, m.threads)
             return self._shared[j]
 
-    def run(self, ks):
-        """Records of toys ks: t, convergence and CG iterations at every width."""
+    def groups(self, ks):
+        """Records of toys ks (t, convergence and CG iterations or epochs at every width), in
+        groups as they complete: one toy at a time on the plain path, the block on the others
+        (whose toys share a pass over the reference)."""
         s = len(self.models)
         drawn = {k: self.draw(k) for k in ks}
         recs = {k: {"k": k, "seed": int(self.seed), "n": int(drawn[k][0].shape[0]), "t": [0.0] * s,
                     "converged": [True] * s, "cg_iterations": [0] * s} for k in ks}  # no events: f = 0, t = 0
         busy = [k for k in ks if drawn[k][0].shape[0] > 0]
+        idle = [recs[k] for k in ks if k not in busy]
+        if idle:
+            yield idle
+        if not busy:
+            return
+        if self.path == "plain" and not isinstance(self.models[0], NeuralNPLM):
+            for k in busy:
+                for j, m in enumerate(self.models):
+                    with warnings.catch_warnings():  # recorded per toy instead
+                        warnings.simplefilter("ignore", ConvergenceWarning)
+                        r = m.fit(drawn[k][1], drawn[k][0], n_expected=self.n_exp)
+                    recs[k]["t"][j], recs[k]["converged"][j] = r.t, bool(r.converged)
+                    recs[k]["cg_iterations"][j] = int(sum(r.cg_iterations))
+                yield [recs[k]]
+            return
         for j, m in enumerate(self.models):
-            if not busy:
-                break
-            if self.path == "spectral":
+            if isinstance(m, NeuralNPLM):  # the toys of the block trained together, the reference read once
+                for sub in ([busy] if not callable(self.reference) else [[k] for k in busy]):
+                    res = m.fit_batch(drawn[sub[0]][1], [drawn[k][0] for k in sub], n_expected=self.n_exp,
+                                      seeds=[drawn[k][2] for k in sub])
+                    for k, r in zip(sub, res):
+                        recs[k]["t"][j], recs[k]["converged"][j] = float(r.t), bool(r.converged)
+                        recs[k]["cg_iterations"][j] = int(r.epochs_done)
+            else:
                 sr = self.shared(j)
                 steps = [sr.solve(drawn[k][0]) for k in busy]
                 for k, t, st in zip(busy, sr.t_values(steps), steps):
                     recs[k]["t"][j], recs[k]["converged"][j], recs[k]["cg_iterations"][j] = \
                         float(t), bool(st.converged), int(st.iterations)
-                continue
-            for k in busy:
-                with warnings.catch_warnings():  # recorded per toy instead
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    r = m.fit(drawn[k][1], drawn[k][0], n_expected=self.n_exp)
-                recs[k]["t"][j], recs[k]["converged"][j] = r.t, bool(r.converged)
-                recs[k]["cg_iterations"][j] = int(sum(r.cg_iterations))
-        return [recs[k] for k in ks]
+        yield [recs[k] for k in busy]
 
 
 def _run_block(toys: _Toys, ks):
-    return toys.run(ks)
+    return [rec for group in toys.groups(ks) for rec in group]
 
 
 def _choose_path(models, n_ref, n_exp, d, toys, fast, generator):
     """'spectral' (shared reference) or 'plain' (one fit per toy and width), by the cost model."""
     applicable = not generator and all(
-        m.solver == "newton-step" and len(m.penalties) == 1 and m.lam > 0
+        isinstance(m, KernelNPLM) and m.solver == "newton-step" and len(m.penalties) == 1 and m.lam > 0
         and (m.centers is not None or m.center_pool == "reference") for m in models)
     if fast and not applicable:
         raise ValueError("fast=True needs a single-penalty newton-step model with lam > 0 and centers "
@@ -366,7 +391,7 @@ def _choose_path(models, n_ref, n_exp, d, toys, fast, generator):
                          "reference sample (not a generator)")
     if fast is False or not applicable:
         return "plain"
-    if fast or any(m.hessian == "spectral" for m in models):
+    if fast or any(m.hessian == "spectral" for m in models):  # (only kernel models get here)
         return "spectral"
     shared = plain = 0.0
     for m in models:
@@ -416,9 +441,9 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
     seed : int
         Toy k uses ``toy_rng(seed, k)`` only (its data, then its reference if generated).
     store : path or None
-        Append-only record of finished toys (JSON lines, flushed and fsynced as each block of
-        toys completes); re-running the same call resumes, and ends identical to an
-        uninterrupted run.
+        Append-only record of finished toys (JSON lines, flushed and fsynced as toys complete:
+        each toy on the plain path, each block on the spectral and neural paths and from dask
+        workers); re-running the same call resumes, and ends identical to an uninterrupted run.
     executor : dask.distributed.Client or None
         Run blocks of ``batch`` toys on the cluster (``pip install fastnplm[dask]``); the
         same toys as locally; a killed worker's blocks are recomputed by dask.
@@ -433,12 +458,15 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         the toys are fitted with ``hessian="spectral"``: fit the observed data with
         ``cal.model(sigma_index)`` so that data and toys go through the same solver.
     batch : int
-        Toys per block (one store write, one dask task, one reference pass of the fast path).
+        Toys per block: one dask task, one reference pass of the spectral path, one
+        many-networks call of a neural model.
     n_reference : int or None
         Events per generated reference (required when ``reference`` is a generator).
     """
-    if not isinstance(model, KernelNPLM):
-        raise TypeError(f"model must be a fastnplm.KernelNPLM, got {type(model).__name__}")
+    if not isinstance(model, (KernelNPLM, NeuralNPLM)):
+        raise TypeError(f"model must be a fastnplm.KernelNPLM or NeuralNPLM, got {type(model).__name__}")
+    if isinstance(model, NeuralNPLM) and sigmas is not None:
+        raise ValueError("sigmas is for kernel models; a NeuralNPLM has no width")
     toys = _checks.positive_int(toys, "toys")
     batch = _checks.positive_int(batch, "batch")
     if n_expected is None:
@@ -462,12 +490,15 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         ref = _checks.as_events(reference, "reference")
     d = ref.shape[1]
     pool_arr = None if callable(pool) else _checks.as_events(pool, "pool", d=d)
-    if sigmas is None:
-        sigmas = (model.sigma if model.sigma is not None else sigma_heuristic(ref, seed=model.seed),)
-    sigmas = tuple(_checks.positive_number(s, "sigmas entry") for s in sigmas)
-    if not sigmas:
-        raise ValueError("sigmas is empty")
-    models = [_with_sigma(model, s) for s in sigmas]
+    if isinstance(model, NeuralNPLM):
+        sigmas, models = (None,), [model]  # one column, no width
+    else:
+        if sigmas is None:
+            sigmas = (model.sigma if model.sigma is not None else sigma_heuristic(ref, seed=model.seed),)
+        sigmas = tuple(_checks.positive_number(s, "sigmas entry") for s in sigmas)
+        if not sigmas:
+            raise ValueError("sigmas is empty")
+        models = [_with_sigma(model, s) for s in sigmas]
     path = _choose_path(models, n_reference or ref.shape[0], n_exp, d, toys, fast, generator)
 
     header = _fingerprint(model, reference if generator else ref, pool if callable(pool) else pool_arr, n_exp,
@@ -530,7 +561,7 @@ def _blocks(job: _Toys, blocks, executor):
     """Records of each block, locally in order, or from a dask cluster as blocks complete."""
     if executor is None:
         for ks in blocks:
-            yield job.run(ks)
+            yield from job.groups(ks)
         return
     try:
         from distributed import as_completed

@@ -332,3 +332,21 @@ def test_progress_bar(samples, capsys):
     fastnplm.calibrate(_model(), ref, pool, toys=3, n_expected=N_EXP, seed=1, progress=False)
     fastnplm.calibrate(_model(), ref, pool, toys=3, n_expected=N_EXP, seed=1)  # not a terminal: no bar
     assert capsys.readouterr().err == ""
+
+
+def test_neural_toys_are_trained_together_and_reproducible(samples, tmp_path):
+    # A block of toys goes through one many-networks call (the reference read once per epoch);
+    # toy k's data and initialisation seed come from toy_rng(seed, k) only.
+    ref, pool = samples
+    model = fastnplm.NeuralNPLM(hidden=(3,), clip=5.0, epochs=40, lr=0.02, history_every=0)
+    a = fastnplm.calibrate(model, ref, pool, toys=5, n_expected=N_EXP, seed=3, batch=5, store=tmp_path / "n.fnplm")
+    b = fastnplm.calibrate(model, ref, pool, toys=5, n_expected=N_EXP, seed=3, batch=2)
+    assert np.array_equal(a.t, b.t) and a.t.shape == (5, 1) and a.settings["path"] == "plain"
+    rng = toy_rng(3, 4)
+    data = pool[rng.choice(len(pool), rng.poisson(N_EXP), replace=False)]
+    alone = model.fit_batch(ref, [data], n_expected=N_EXP, seeds=[int(rng.integers(2**63))])[0]
+    assert a.t[4, 0] == alone.t
+    back = fastnplm.load_calibration(tmp_path / "n.fnplm")
+    assert np.array_equal(back.t, a.t) and back.model().hidden == (3,) and back.model().epochs == 40
+    with pytest.raises(ValueError, match="no width"):
+        fastnplm.calibrate(model, ref, pool, toys=2, n_expected=N_EXP, sigmas=[0.3])
