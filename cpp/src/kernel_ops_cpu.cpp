@@ -183,34 +183,136 @@ FASTNPLM_HOT void rows_mv(MatrixView x, std::int64_t r0, std::int64_t r1, const 
         [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { out[i] = dot(a0, v, mp); });
 }
 
-// acc (b) += w expm1(row V) for one row of m entries; o is a b-long scratch row. The sum over
-// the row runs in index order for every column, whatever b is.
-inline void row_expm1(const double* __restrict row, std::int64_t m, const double* v, std::int64_t b, double w,
-                      double* __restrict acc, double* __restrict o) {
-    std::fill(o, o + b, 0.0);
+// Column tiles of the reference-term passes: V is copied into (m, bp) with bp a multiple of
+// kCols, zero-padded, so every column is summed by the same code whatever b is.
+constexpr std::int64_t kCols = 8;
+
+// acc (b) += w expm1(row V) for one row of m entries; o is a bp-long scratch row. Each
+// column's sum over the row runs in index order, independent of the other columns.
+inline void row_expm1(const double* __restrict row, std::int64_t m, const double* v, std::int64_t b,
+                      std::int64_t bp, double w, double* __restrict acc, double* __restrict o) {
+    std::fill(o, o + bp, 0.0);
     for (std::int64_t j = 0; j < m; ++j) {
         const double kj = row[j];
-        const double* __restrict vj = v + j * b;
+        const double* __restrict vj = v + j * bp;
 #pragma omp simd
-        for (std::int64_t q = 0; q < b; ++q) o[q] += kj * vj[q];
+        for (std::int64_t q = 0; q < bp; ++q) o[q] += kj * vj[q];
     }
-    for (std::int64_t q = 0; q < b; ++q) acc[q] += w * std::expm1(o[q]);
+#pragma omp simd
+    for (std::int64_t q = 0; q < b; ++q) acc[q] += w * detail::vexpm1(o[q]);
 }
 
-// acc (b) += w_i expm1((K V)_i) over the rows; o is a b-long scratch row.
+// acc (b) += w_i expm1((K V)_i) over the rows; o is a bp-long scratch row.
 FASTNPLM_HOT void rows_mm_expm1(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
-                                const double* v, std::int64_t b, const double* w, double* acc, double* row,
-                                double* o) {
+                                const double* v, std::int64_t b, std::int64_t bp, const double* w, double* acc,
+                                double* row, double* o) {
     for (std::int64_t i = r0; i < r1; ++i) {
         kernel_row(x.row(i), c, gamma, row);
-        row_expm1(row, c.m, v, b, w[i], acc, o);
+        row_expm1(row, c.m, v, b, bp, w[i], acc, o);
     }
 }
 
-// The same over stored feature rows f_i.
+// s_rr[q] = sum_k a_rr[k] v[k * bp + q0 + q] for 4 rows a_0..a_3 of length len and kCols
+// columns from q0, accumulated in registers over k in order: each (row, column) value is the
+// one dot_cols computes for that row alone.
+FASTNPLM_INLINE inline void tile4(const double* a0, const double* a1, const double* a2, const double* a3,
+                                  std::int64_t len, const double* v, std::int64_t bp, std::int64_t q0,
+                                  double* o0, double* o1, double* o2, double* o3) {
+    double s0[kCols] = {}, s1[kCols] = {}, s2[kCols] = {}, s3[kCols] = {};
+    for (std::int64_t k = 0; k < len; ++k) {
+        const double* __restrict vk = v + k * bp + q0;
+        const double b0 = a0[k], b1 = a1[k], b2 = a2[k], b3 = a3[k];
+#pragma omp simd
+        for (std::int64_t q = 0; q < kCols; ++q) {
+            s0[q] += b0 * vk[q];
+            s1[q] += b1 * vk[q];
+            s2[q] += b2 * vk[q];
+            s3[q] += b3 * vk[q];
+        }
+    }
+    for (std::int64_t q = 0; q < kCols; ++q) {
+        o0[q] = s0[q];
+        o1[q] = s1[q];
+        o2[q] = s2[q];
+        o3[q] = s3[q];
+    }
+}
+
+// o[q] = sum_k a[k] v[k * bp + q] for one row, all bp columns (same per-element order as tile4).
+inline void dot_cols(const double* __restrict a, std::int64_t len, const double* v, std::int64_t bp,
+                     double* __restrict o) {
+    std::fill(o, o + bp, 0.0);
+    for (std::int64_t k = 0; k < len; ++k) {
+        const double ak = a[k];
+        const double* __restrict vk = v + k * bp;
+#pragma omp simd
+        for (std::int64_t q = 0; q < bp; ++q) o[q] += ak * vk[q];
+    }
+}
+
+// o (4 x bp) = rows a_0..a_3 times v (len x bp), tile by tile.
+FASTNPLM_INLINE inline void rows4_times(const double* a0, const double* a1, const double* a2, const double* a3,
+                                        std::int64_t len, const double* v, std::int64_t bp, double* o) {
+    for (std::int64_t q0 = 0; q0 < bp; q0 += kCols)
+        tile4(a0, a1, a2, a3, len, v, bp, q0, o + q0, o + bp + q0, o + 2 * bp + q0, o + 3 * bp + q0);
+}
+
+// The same over stored feature rows f_i, register-tiled (4 rows at a time); the last rows of
+// the range go one at a time.
 FASTNPLM_HOT void rows_features_expm1(MatrixView f, std::int64_t r0, std::int64_t r1, const double* v,
-                                      std::int64_t b, const double* w, double* acc, double* o) {
-    for (std::int64_t i = r0; i < r1; ++i) row_expm1(f.row(i), f.cols, v, b, w[i], acc, o);
+                                      std::int64_t b, std::int64_t bp, const double* w, double* acc, double* o) {
+    const std::int64_t r = f.cols;
+    std::int64_t i = r0;
+    for (; i + 4 <= r1; i += 4) {
+        rows4_times(f.row(i), f.row(i + 1), f.row(i + 2), f.row(i + 3), r, v, bp, o);
+        for (std::int64_t rr = 0; rr < 4; ++rr) {
+            const double wi = w[i + rr];
+            const double* __restrict orow = o + rr * bp;
+#pragma omp simd
+            for (std::int64_t q = 0; q < b; ++q) acc[q] += wi * detail::vexpm1(orow[q]);
+        }
+    }
+    for (; i < r1; ++i) row_expm1(f.row(i), r, v, b, bp, w[i], acc, o);
+}
+
+// Projected features of rows [r0, r1): kernel rows four at a time, times g (m x rp), into
+// out_f and the Gram/gradient partials (lower triangle of accw, r x r; accg, r).
+FASTNPLM_HOT void rows_feature_project(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
+                                       double gamma, const double* g, std::int64_t r, std::int64_t rp,
+                                       const double* w, const double* u, double* out_f, double* accw,
+                                       double* accg, double* rows, double* o) {
+    const std::int64_t mp = c.mp;
+    for (std::int64_t i = r0; i < r1; i += 4) {
+        const std::int64_t len = std::min<std::int64_t>(4, r1 - i);
+        if (len == 4) {
+            kernel_row2(x.row(i), x.row(i + 1), c, gamma, rows, rows + mp);
+            kernel_row2(x.row(i + 2), x.row(i + 3), c, gamma, rows + 2 * mp, rows + 3 * mp);
+            rows4_times(rows, rows + mp, rows + 2 * mp, rows + 3 * mp, c.m, g, rp, o);
+        } else {
+            for (std::int64_t rr = 0; rr < len; ++rr) {
+                kernel_row(x.row(i + rr), c, gamma, rows);
+                dot_cols(rows, c.m, g, rp, o + rr * rp);
+            }
+        }
+        for (std::int64_t rr = 0; rr < len; ++rr) {
+            const double* __restrict phi = o + rr * rp;
+            if (out_f) std::copy(phi, phi + r, out_f + (i + rr) * r);
+            if (accw) {
+                const double wi = w[i + rr];
+                for (std::int64_t a = 0; a < r; ++a) {
+                    const double wa = wi * phi[a];
+                    double* __restrict row_a = accw + a * r;
+#pragma omp simd
+                    for (std::int64_t b2 = 0; b2 <= a; ++b2) row_a[b2] += wa * phi[b2];
+                }
+            }
+            if (accg) {
+                const double ui = u[i + rr];
+#pragma omp simd
+                for (std::int64_t a = 0; a < r; ++a) accg[a] += ui * phi[a];
+            }
+        }
+    }
 }
 
 FASTNPLM_HOT void rows_tmv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
@@ -332,16 +434,58 @@ public:
         check_shapes(x, c);
         if (b < 1) throw std::invalid_argument("kernel_mm_expm1_sum: need at least one right-hand side");
         const Centers ct = transpose_centers(c);
-        reduce_groups(x.rows, b, b, ct.mp + b, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
-            rows_mm_expm1(x, r0, r1, ct, gamma, v, b, w, acc, row, row + ct.mp);
+        const std::int64_t bp = (b + kCols - 1) / kCols * kCols;
+        const std::vector<double> vp = pad_columns(v, c.rows, b, bp);
+        reduce_groups(x.rows, b, b, ct.mp + bp, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
+            rows_mm_expm1(x, r0, r1, ct, gamma, vp.data(), b, bp, w, acc, row, row + ct.mp);
         });
+    }
+
+    void feature_project(MatrixView x, MatrixView c, double gamma, const double* g, std::int64_t r,
+                         const double* w, const double* u, double* out_f, double* out_w,
+                         double* out_g) const override {
+        check_shapes(x, c);
+        if (r < 1) throw std::invalid_argument("feature_project: need at least one feature column");
+        const Centers ct = transpose_centers(c);
+        const std::int64_t rp = (r + kCols - 1) / kCols * kCols, rr = r * r;
+        const std::vector<double> gp = pad_columns(g, c.rows, r, rp);
+        // Gram partials (r*r + r) per group, a fixed partition of the rows (a function of n only)
+        const std::int64_t groups = std::max<std::int64_t>(1, std::min<std::int64_t>(16, (x.rows + 1023) / 1024));
+        const bool reduce = out_w || out_g;
+        std::vector<double> partial(reduce ? static_cast<size_t>(groups * (rr + r)) : 0, 0.0);
+#pragma omp parallel num_threads(threads_) if (groups > 1)
+        {
+            std::vector<double> rows(4 * ct.mp), o(4 * rp);
+#pragma omp for schedule(dynamic, 1)
+            for (std::int64_t gi = 0; gi < groups; ++gi) {
+                double* acc = reduce ? partial.data() + gi * (rr + r) : nullptr;
+                rows_feature_project(x, x.rows * gi / groups, x.rows * (gi + 1) / groups, ct, gamma, gp.data(), r,
+                                     rp, w, u, out_f, out_w ? acc : nullptr, out_g ? acc + rr : nullptr,
+                                     rows.data(), o.data());
+            }
+        }
+        if (out_w)
+            for (std::int64_t a = 0; a < r; ++a)
+                for (std::int64_t b = 0; b <= a; ++b) {
+                    double s = 0.0;
+                    for (std::int64_t gi = 0; gi < groups; ++gi) s += partial[gi * (rr + r) + a * r + b];
+                    out_w[a * r + b] = s;
+                    out_w[b * r + a] = s;
+                }
+        if (out_g) {
+            std::fill(out_g, out_g + r, 0.0);
+            for (std::int64_t gi = 0; gi < groups; ++gi)
+                for (std::int64_t a = 0; a < r; ++a) out_g[a] += partial[gi * (rr + r) + rr + a];
+        }
     }
 
     void features_expm1_sum(MatrixView f, const double* v, std::int64_t b, const double* w,
                             double* out) const override {
         if (b < 1) throw std::invalid_argument("features_expm1_sum: need at least one right-hand side");
-        reduce_groups(f.rows, b, b, b, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* o) {
-            rows_features_expm1(f, r0, r1, v, b, w, acc, o);
+        const std::int64_t bp = (b + kCols - 1) / kCols * kCols;
+        const std::vector<double> vp = pad_columns(v, f.cols, b, bp);
+        reduce_groups(f.rows, b, b, 4 * bp, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* o) {
+            rows_features_expm1(f, r0, r1, vp.data(), b, bp, w, acc, o);
         });
     }
 
@@ -397,6 +541,13 @@ public:
 
 private:
     int threads_;
+
+    // (rows, b) row-major -> (rows, bp), zero-padded columns.
+    static std::vector<double> pad_columns(const double* v, std::int64_t rows, std::int64_t b, std::int64_t bp) {
+        std::vector<double> out(static_cast<size_t>(rows * bp), 0.0);
+        for (std::int64_t j = 0; j < rows; ++j) std::copy(v + j * b, v + (j + 1) * b, out.begin() + j * bp);
+        return out;
+    }
 
     // Independent rows: any partition is deterministic. Chunks of 64 rows, dynamic schedule.
     template <class F>

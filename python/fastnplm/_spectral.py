@@ -36,9 +36,8 @@ from . import _core
 from .kernel import PC_EPSILON
 
 ENERGY_TOL = 1e-8          # keep directions with reference energy >= ENERGY_TOL * n * lam
-RANKING_EVENTS = 20000     # reference events that rank the directions (every k-th event)
+RANKING_EVENTS = 10000     # reference events that rank the directions (every k-th event)
 FEATURE_BYTES = 2 << 30    # store the reference features up to this size; stream K otherwise
-_CHUNK_BYTES = 64 << 20    # kernel rows evaluated per block when forming features
 
 
 class Step:
@@ -92,47 +91,28 @@ class SpectralReference:
         self.g = np.ascontiguousarray(g)  # alpha = g beta; phi(x) = k_M(x) g
         self.r = self.g.shape[1]
         self.pooled_weight = center_weights is None
-        self.features = None
-        if ref.shape[0] * self.r * 8 <= FEATURE_BYTES:
-            self.features = np.empty((ref.shape[0], self.r))
-        wr, gr = np.zeros((self.r, self.r)), np.zeros(self.r)
-        for s, phi in self._feature_blocks(ref, self.g):
-            ws = w[s]
-            wr += (phi.T * (0.25 * ws)) @ phi
-            gr += phi.T @ (0.5 * ws)
-            if self.features is not None:
-                self.features[s] = phi
-        self.w_ref, self.g_ref = wr, gr
-
-    def _feature_blocks(self, x, g):
-        """(slice, k_M(x[slice]) @ g) over fixed blocks of rows."""
-        rows = max(64, _CHUNK_BYTES // (8 * self.centers.shape[0]))
-        for start in range(0, x.shape[0], rows):
-            s = slice(start, min(start + rows, x.shape[0]))
-            yield s, _core.kernel_matrix(x[s], self.centers, self.sigma, self.threads) @ g
+        store = ref.shape[0] * self.r * 8 <= FEATURE_BYTES
+        self.features, self.w_ref, self.g_ref = _core.feature_project(ref, centers, self.sigma, self.g, 0.25 * w,
+                                                                      0.5 * w, store, threads)
 
     def _rank(self, g_full):
         """Indices of the eigen-directions whose reference energy reaches ENERGY_TOL * n * lam."""
         n_r = self.ref.shape[0]
-        step = max(1, n_r // RANKING_EVENTS)
-        idx = np.arange(0, n_r, step)
-        energy = np.zeros(g_full.shape[1])
-        for s, phi in self._feature_blocks(self.ref[idx], g_full):
-            energy += (0.25 * self.w[idx][s]) @ (phi * phi)
-        energy *= self.w_sum / self.w[idx].sum()
+        idx = np.arange(0, n_r, max(1, n_r // RANKING_EVENTS))
+        phi = _core.feature_project(self.ref[idx], self.centers, self.sigma, g_full, threads=self.threads)[0]
+        ws = self.w[idx]
+        energy = (0.25 * ws) @ (phi * phi) * (self.w_sum / ws.sum())
         keep = np.flatnonzero(energy >= ENERGY_TOL * (n_r + self.w_sum) * self.lam)
         return keep if keep.size else np.array([int(np.argmax(energy))])
-
-    def features_of(self, x):
-        return _core.kernel_matrix(x, self.centers, self.sigma, self.threads) @ self.g
 
     def solve(self, data) -> Step:
         """The Newton step from f = 0 for one dataset (its events (N_D, d))."""
         n_d = data.shape[0]
         n = self.ref.shape[0] + n_d
-        phi = self.features_of(data)
-        w_mat = (self.w_ref + 0.25 * (phi.T @ phi)) / n
-        grad = (self.g_ref - 0.5 * phi.sum(axis=0)) / n
+        phi, w_dat, g_dat = _core.feature_project(data, self.centers, self.sigma, self.g, np.full(n_d, 0.25),
+                                                  np.full(n_d, -0.5), True, self.threads)
+        w_mat = (self.w_ref + w_dat) / n
+        grad = (self.g_ref + g_dat) / n
         p = self.p * ((n_d + self.w_sum) / n if self.pooled_weight else 1.0)
         a = 1.0 / np.sqrt(p / n + self.lam)  # the diagonal preconditioner A^-1
         x, iters, resid, conv = _cg(w_mat, self.lam, a, a * grad, self.cg_tol, self.max_iter)

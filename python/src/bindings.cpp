@@ -137,6 +137,40 @@ py::array_t<double> kernel_mm_expm1_sum(const Array& x, const Array& c, double s
                          });
 }
 
+py::tuple feature_project(const Array& x, const Array& c, double sigma, const Array& g,
+                          const std::optional<Array>& w, const std::optional<Array>& u, bool features, int threads) {
+    const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
+    if (g.ndim() != 2 || g.shape(0) != cv.rows)
+        throw std::invalid_argument("G must be a 2-D array with one row per center");
+    const double gm = gamma_of(sigma);
+    const py::ssize_t n = xv.rows, r = g.shape(1);
+    const double* wp = w ? vector(*w, n, "w") : nullptr;
+    const double* up = u ? vector(*u, n, "u") : nullptr;
+    py::object f = py::none(), wout = py::none(), gout = py::none();
+    double *fp = nullptr, *wo = nullptr, *go = nullptr;
+    if (features) {
+        py::array_t<double> a({n, r});
+        fp = a.mutable_data();
+        f = a;
+    }
+    if (wp) {
+        py::array_t<double> a({r, r});
+        wo = a.mutable_data();
+        wout = a;
+    }
+    if (up) {
+        py::array_t<double> a(r);
+        go = a.mutable_data();
+        gout = a;
+    }
+    const double* gp = g.data();
+    {
+        py::gil_scoped_release release;  // safe: inputs and outputs are owned by this frame
+        make_cpu_ops(threads)->feature_project(xv, cv, gm, gp, r, wp, up, fp, wo, go);
+    }
+    return py::make_tuple(f, wout, gout);
+}
+
 py::array_t<double> features_expm1_sum(const Array& f, const Array& v, const Array& w, int threads) {
     const MatrixView fv = matrix(f, "features");
     if (v.ndim() != 2 || v.shape(0) != fv.cols)
@@ -203,6 +237,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("kernel_mm_expm1_sum", &kernel_mm_expm1_sum, py::arg("x"), py::arg("centers"), py::arg("sigma"),
           py::arg("V"), py::arg("w"), py::arg("threads") = 0,
           "sum_i w_i expm1((K(x, centers) @ V)[i]) per column of V, without storing the products.");
+    m.def("feature_project", &feature_project, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("G"),
+          py::arg("w") = py::none(), py::arg("u") = py::none(), py::arg("features") = true, py::arg("threads") = 0,
+          "With F = K(x, centers) @ G in one pass: (F or None, F.T @ diag(w) @ F if w, F.T @ u if u).");
     m.def("features_expm1_sum", &features_expm1_sum, py::arg("F"), py::arg("V"), py::arg("w"), py::arg("threads") = 0,
           "sum_i w_i expm1((F @ V)[i]) per column of V, summed in an order independent of V's width.");
     m.def("kernel_tmv", &kernel_tmv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("u"),

@@ -39,6 +39,18 @@ TEST(vexp_matches_std_exp) {
     CHECK(fastnplm::detail::vexp_nonpos(-1e6) <= 3.4e-308);  // clamped, never NaN or negative
 }
 
+TEST(vexpm1_matches_std_expm1) {
+    double worst = 0;
+    for (int i = -200000; i <= 200000; ++i) {
+        const double x = 40.0 * i / 200000.0 * (std::abs(i) < 20000 ? 0.01 : 1.0);  // dense near 0
+        if (x == 0.0) continue;
+        worst = std::max(worst, std::fabs(fastnplm::detail::vexpm1(x) - std::expm1(x)) / std::fabs(std::expm1(x)));
+    }
+    CHECK(worst < 1e-15);
+    CHECK(fastnplm::detail::vexpm1(0.0) == 0.0);
+    CHECK(fastnplm::detail::vexpm1(1e-300) == 1e-300);
+}
+
 TEST(primitives_match_naive_loops) {
     // n, m not multiples of any block or SIMD width
     const int n = 1037, m = 29, d = 3;

@@ -29,6 +29,12 @@ public:
     virtual void kernel_mm_expm1_sum(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
                                      const double* w, double* out) const = 0;
 
+    /// Projected kernel features in one pass: with F = K(x, c) G (G: m x r row-major), out_f (n x r,
+    /// or nullptr) = F, out_w (r x r, or nullptr) = F^T diag(w) F, out_g (r, or nullptr) = F^T u.
+    virtual void feature_project(MatrixView x, MatrixView c, double gamma, const double* g, std::int64_t r,
+                                 const double* w, const double* u, double* out_f, double* out_w,
+                                 double* out_g) const = 0;
+
     /// out_q = sum_i w_i (exp((F V)_iq) - 1) for stored feature rows F (n, r) and b columns of V (r, b)
     /// row-major: the reference term of t for b fits in a precomputed feature basis.
     virtual void features_expm1_sum(MatrixView f, const double* v, std::int64_t b, const double* w,
