@@ -13,16 +13,18 @@ kept directions).
 
 What is dropped. On smooth kernels K_MM has few eigenvalues above the jitter eps M (in 1D,
 M = 1000, sigma = 0.3: 51 of 1000 above 1e-14 of the largest). An eigen-direction is kept
-when its energy in the reference Hessian, sum_R w/4 phi_i^2, reaches ENERGY_TOL * n lam
+when its energy in the reference Hessian, sum_R w/4 phi_i^2, reaches spectral_tol * n lam
 (ranked on a fixed subsample of the reference). The dropped directions carry rounding-level
-content: on the 1D bench problem (76 of 1000 kept) the exact step's t moves by 5e-9
-relative (1e-8 with ENERGY_TOL = 1e-7, 7e-10 with every direction kept).
+content: on the 1D bench problem two toys' exact steps moved by 5e-9 and 3.5e-8 relative in t
+at the default spectral_tol = 1e-8 (76 of 1000 directions kept); 1.3e-8 at 1e-9 (182 kept),
+6e-9 at 1e-10 (466 kept) and 5.5e-9 with every direction kept, the roundoff floor there.
 
 Accuracy against the core's Cholesky basis: roundoff times the conditioning. Exact steps
-agree to ~1e-9 relative while cond(K_MM) stays below ~1e12; when K_MM is singular to working
-precision (cond ~1e18: many centers per width) independent exact solvers differ by up to
-~1e-6 (an 80-bit reference solve put both this path and the core ~5e-7 from it). Observed data must go through this same solver
-(``Calibration.model``), so the calibration describes the estimator actually used.
+agree to ~1e-9 relative while cond(K_MM) stays below ~1e12; when K_MM is singular to
+working precision (cond ~1e18: many centers per width) independent exact solvers differ by
+up to ~1e-6 (an 80-bit reference solve put both this path and the core ~5e-7 from it).
+Observed data must go through this same solver (``Calibration.model``), so that the
+calibration describes the estimator actually used.
 
 Cost, with r kept directions: once per width O(M^3 + N_R M r) (plus N_s M^2 for the ranking);
 per toy O(N_D M r + N_D r^2 + N_R r). The reference term sum_R w (e^f - 1) of a batch of toys
@@ -35,7 +37,6 @@ import numpy as np
 from . import _core
 from .kernel import PC_EPSILON
 
-ENERGY_TOL = 1e-8          # keep directions with reference energy >= ENERGY_TOL * n * lam
 RANKING_EVENTS = 10000     # reference events that rank the directions (every k-th event)
 FEATURE_BYTES = 2 << 30    # store the reference features up to this size; stream K otherwise
 
@@ -62,14 +63,16 @@ class SpectralReference:
     ref, w : reference events (N_R, d) and their weights
     cg_tol, max_iter : CG stopping, as in the core
     threads : core threads (0: all)
+    spectral_tol : directions with reference energy below spectral_tol * n * lam are dropped
     """
 
-    def __init__(self, centers, center_weights, sigma, lam, ref, w, cg_tol, max_iter, threads=0):
+    def __init__(self, centers, center_weights, sigma, lam, ref, w, cg_tol, max_iter, threads=0,
+                 spectral_tol=1e-8):
         if not lam > 0:
             raise ValueError("hessian='spectral' needs lam > 0 (the kept directions are chosen relative to n * lam)")
         self.centers, self.sigma, self.lam = centers, float(sigma), float(lam)
         self.ref, self.w, self.w_sum = ref, w, float(w.sum())
-        self.cg_tol, self.max_iter, self.threads = cg_tol, max_iter, threads
+        self.cg_tol, self.max_iter, self.threads, self.spectral_tol = cg_tol, max_iter, threads, spectral_tol
         m = centers.shape[0]
         k = _core.kernel_matrix(centers, centers, self.sigma, threads)
         ev, vec = np.linalg.eigh(k + PC_EPSILON * m * np.eye(m))
@@ -96,13 +99,13 @@ class SpectralReference:
                                                                       0.5 * w, store, threads)
 
     def _rank(self, g_full):
-        """Indices of the eigen-directions whose reference energy reaches ENERGY_TOL * n * lam."""
+        """Indices of the eigen-directions whose reference energy reaches spectral_tol * n * lam."""
         n_r = self.ref.shape[0]
         idx = np.arange(0, n_r, max(1, n_r // RANKING_EVENTS))
         phi = _core.feature_project(self.ref[idx], self.centers, self.sigma, g_full, threads=self.threads)[0]
         ws = self.w[idx]
         energy = (0.25 * ws) @ (phi * phi) * (self.w_sum / ws.sum())
-        keep = np.flatnonzero(energy >= ENERGY_TOL * (n_r + self.w_sum) * self.lam)
+        keep = np.flatnonzero(energy >= self.spectral_tol * (n_r + self.w_sum) * self.lam)
         return keep if keep.size else np.array([int(np.argmax(energy))])
 
     def solve(self, data) -> Step:

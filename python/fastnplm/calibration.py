@@ -117,7 +117,8 @@ class Calibration:
         return KernelNPLM(M=spec["M"], sigma=self.sigmas[sigma_index], lam=spec["lam"], solver=spec["solver"],
                           penalties=spec["penalties"], cg_tol=spec["cg_tol"], max_iter=spec["max_iter"],
                           grad_tol=spec["grad_tol"], max_newton=spec["max_newton"], seed=spec["seed"],
-                          hessian=spec["hessian"], center_pool=spec["center_pool"], threads=threads)
+                          hessian=spec["hessian"], center_pool=spec["center_pool"], threads=threads,
+                          spectral_tol=spec["spectral_tol"])
 
     def chi2_fit(self, sigma_index=None) -> dict:
         """Maximum-likelihood chi2 degrees of freedom of the toys, with a KS test against it."""
@@ -200,7 +201,7 @@ def power(t_signal, cal: Calibration, z: float = 2.0, sigma_index=None) -> dict:
 
 
 _MODEL_KEYS = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian",
-               "center_pool")
+               "center_pool", "spectral_tol")
 _NEURAL_KEYS = ("hidden", "clip", "epochs", "lr", "seed", "optimizer", "beta1", "beta2", "eps")
 
 
@@ -332,7 +333,7 @@ class _Toys:
                 w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
                 centers, center_w = m._centers(ref, ref[:1], w)  # data-independent centers: data unused
                 self._shared[j] = _spectral.SpectralReference(centers, center_w, m.sigma, m.lam, ref, w, m.cg_tol,
-                                                              m.max_iter, m.threads)
+                                                              m.max_iter, m.threads, m.spectral_tol)
             return self._shared[j]
 
     def groups(self, ks):
@@ -542,7 +543,8 @@ def _with_sigma(model: KernelNPLM, sigma, hessian=None) -> KernelNPLM:
     return KernelNPLM(M=model.M, sigma=sigma, lam=model.lam, solver=model.solver, penalties=model.penalties,
                       cg_tol=model.cg_tol, max_iter=model.max_iter, seed=model.seed, centers=model.centers,
                       threads=model.threads or None, grad_tol=model.grad_tol, max_newton=model.max_newton,
-                      hessian=hessian or model.hessian, center_pool=model.center_pool)
+                      hessian=hessian or model.hessian, center_pool=model.center_pool,
+                      spectral_tol=model.spectral_tol)
 
 
 def _open_store(store, header):

@@ -182,6 +182,30 @@ def test_spectral_hessian_gives_the_same_step(center_pool):
         fastnplm.KernelNPLM(hessian="spectral", M=40, sigma=1.5, lam=0.0).fit(ref, dat)
 
 
+def test_spectral_tol_trades_kept_directions_for_accuracy():
+    # 1D, many centers per width: K_MM has few eigenvalues above the jitter. Dropping the
+    # directions without reference energy moves the exact step's t by little; keeping all
+    # (spectral_tol=0) is the core's step to roundoff x conditioning.
+    from fastnplm._spectral import SpectralReference
+    rng = np.random.default_rng(5)
+    ref, dat = rng.exponential(size=(20000, 1)), rng.exponential(size=(200, 1))
+    kw = dict(M=200, sigma=0.3, lam=1e-6, center_pool="reference", cg_tol=1e-12, max_iter=20000)
+    exact = fastnplm.KernelNPLM(hessian="dense", **kw).fit(ref, dat, n_expected=200).t
+    kept, dev = [], []
+    for tol in (1e-6, 1e-8, 0.0):
+        m = fastnplm.KernelNPLM(hessian="spectral", spectral_tol=tol, **kw)
+        dev.append(abs(m.fit(ref, dat, n_expected=200).t / exact - 1))
+        c = m._centers(ref, dat, np.full(20000, 0.01))
+        kept.append(SpectralReference(c[0], c[1], 0.3, 1e-6, ref, np.full(20000, 0.01), 1e-12, 100,
+                                      spectral_tol=tol).r)
+    assert kept[0] < kept[1] < kept[2] == 200
+    # measured: 47, 139, 200 kept; 6e-7, 3e-8, 2e-8 (the roundoff floor: K_MM is singular to
+    # working precision here, see fastnplm/_spectral.py)
+    assert dev[2] < 1e-7 and dev[1] < 1e-7 and dev[0] < 1e-5
+    with pytest.raises(ValueError, match="spectral_tol"):
+        fastnplm.KernelNPLM(spectral_tol=-1.0)
+
+
 def test_features_expm1_sum_matches_numpy():
     rng = np.random.default_rng(3)
     f, v, w = rng.normal(size=(1001, 7)) * 0.1, rng.normal(size=(7, 5)), rng.random(1001)
