@@ -111,17 +111,21 @@ def test_chi2_fit_recovers_the_degrees_of_freedom():
 
 
 @pytest.mark.slow
-def test_null_p_values_are_uniform(samples):
-    # 200 reference-distributed datasets against 300 toys: their p-values must be uniform.
-    # KS at the 1e-3 level (fixed seeds): a false failure has probability 1e-3.
+@pytest.mark.parametrize("center_pool", ["pooled", "reference"])  # plain fits; the spectral path
+def test_null_p_values_are_uniform(samples, center_pool):
+    # 200 reference-distributed datasets against 300 toys, each fitted with the calibration's
+    # model: their p-values must be uniform. KS at the 1e-3 level (fixed seeds): a false
+    # failure has probability 1e-3.
     ref, pool = samples
-    cal = fastnplm.calibrate(_model(), ref, pool[:10000], toys=300, n_expected=N_EXP, seed=11)
+    model = fastnplm.KernelNPLM(M=20, sigma=0.5, lam=1e-5, center_pool=center_pool)
+    cal = fastnplm.calibrate(model, ref, pool[:10000], toys=300, n_expected=N_EXP, seed=11)
+    assert cal.settings["path"] == ("plain" if center_pool == "pooled" else "spectral")
     other = pool[10000:]  # disjoint from the toys' part of the pool
     rng = np.random.default_rng(12)
     ps = []
     for _ in range(200):
         data = other[rng.choice(len(other), rng.poisson(N_EXP), replace=False)]
-        ps.append(cal.p_value(_model().fit(ref, data, n_expected=N_EXP).t)["p"])
+        ps.append(cal.p_value(cal.model().fit(ref, data, n_expected=N_EXP).t)["p"])
     assert stats.kstest(ps, "uniform").pvalue > 1e-3
 
 
