@@ -21,15 +21,8 @@
 #endif
 
 #include "fastnplm/kernel_ops.hpp"
+#include "hot.hpp"
 #include "vexp.hpp"
-
-// Hot loops are compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(FASTNPLM_NO_TARGET_CLONES)
-#define FASTNPLM_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FASTNPLM_HOT
-#endif
 
 namespace fastnplm {
 namespace {
@@ -127,12 +120,6 @@ FASTNPLM_HOT void rows_block(MatrixView x, std::int64_t r0, std::int64_t r1, con
     }
 }
 
-#if defined(__GNUC__)
-#define FASTNPLM_INLINE __attribute__((always_inline))
-#else
-#define FASTNPLM_INLINE
-#endif
-
 // Rows [r0, r1) two at a time: pair(i, row_i, row_i+1) after kernel_row2, then single(i, row_i)
 // for an odd last row. Callers pass FASTNPLM_INLINE lambdas, so the bodies are compiled into
 // each target clone of the caller.
@@ -187,17 +174,23 @@ FASTNPLM_HOT void rows_mv(MatrixView x, std::int64_t r0, std::int64_t r1, const 
 // kCols, zero-padded, so every column is summed by the same code whatever b is.
 constexpr std::int64_t kCols = 8;
 
+// o[q] = sum_k a[k] v[k * bp + q] for one row, all bp columns (same per-element order as tile4).
+inline void dot_cols(const double* __restrict a, std::int64_t len, const double* v, std::int64_t bp,
+                     double* __restrict o) {
+    std::fill(o, o + bp, 0.0);
+    for (std::int64_t k = 0; k < len; ++k) {
+        const double ak = a[k];
+        const double* __restrict vk = v + k * bp;
+#pragma omp simd
+        for (std::int64_t q = 0; q < bp; ++q) o[q] += ak * vk[q];
+    }
+}
+
 // acc (b) += w expm1(row V) for one row of m entries; o is a bp-long scratch row. Each
 // column's sum over the row runs in index order, independent of the other columns.
-inline void row_expm1(const double* __restrict row, std::int64_t m, const double* v, std::int64_t b,
-                      std::int64_t bp, double w, double* __restrict acc, double* __restrict o) {
-    std::fill(o, o + bp, 0.0);
-    for (std::int64_t j = 0; j < m; ++j) {
-        const double kj = row[j];
-        const double* __restrict vj = v + j * bp;
-#pragma omp simd
-        for (std::int64_t q = 0; q < bp; ++q) o[q] += kj * vj[q];
-    }
+inline void row_expm1(const double* row, std::int64_t m, const double* v, std::int64_t b, std::int64_t bp,
+                      double w, double* __restrict acc, double* __restrict o) {
+    dot_cols(row, m, v, bp, o);
 #pragma omp simd
     for (std::int64_t q = 0; q < b; ++q) acc[q] += w * detail::vexpm1(o[q]);
 }
@@ -235,18 +228,6 @@ FASTNPLM_INLINE inline void tile4(const double* a0, const double* a1, const doub
         o1[q] = s1[q];
         o2[q] = s2[q];
         o3[q] = s3[q];
-    }
-}
-
-// o[q] = sum_k a[k] v[k * bp + q] for one row, all bp columns (same per-element order as tile4).
-inline void dot_cols(const double* __restrict a, std::int64_t len, const double* v, std::int64_t bp,
-                     double* __restrict o) {
-    std::fill(o, o + bp, 0.0);
-    for (std::int64_t k = 0; k < len; ++k) {
-        const double ak = a[k];
-        const double* __restrict vk = v + k * bp;
-#pragma omp simd
-        for (std::int64_t q = 0; q < bp; ++q) o[q] += ak * vk[q];
     }
 }
 

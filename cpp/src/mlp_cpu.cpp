@@ -26,20 +26,9 @@
 
 #include "fastnplm/kernel_ops.hpp"  // resolve_threads
 #include "fastnplm/mlp.hpp"
+#include "hot.hpp"
 #include "mlp_pass.hpp"
 #include "vexp.hpp"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(FASTNPLM_NO_TARGET_CLONES)
-#define FASTNPLM_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FASTNPLM_HOT
-#endif
-#if defined(__GNUC__)
-#define FASTNPLM_INLINE __attribute__((always_inline)) inline
-#else
-#define FASTNPLM_INLINE inline
-#endif
 
 namespace fastnplm {
 namespace {
@@ -126,7 +115,7 @@ std::int64_t n_groups(std::int64_t nb) {
 // 1/u_j = R * (u_1 ... u_{j-1}) * (u_{j+1} ... u_n) by prefix and suffix products -- a few
 // ulps instead of n divisions, which dominate the pass otherwise (the divider is slow).
 template <bool kDer>
-FASTNPLM_INLINE void forward_block(const Layout& L, const double* __restrict p, const double* __restrict xs,
+FASTNPLM_INLINE inline void forward_block(const Layout& L, const double* __restrict p, const double* __restrict xs,
                                    double* __restrict act, double* __restrict der, double* __restrict pre,
                                    double* __restrict f) {
     const double* in = xs;
@@ -190,7 +179,7 @@ FASTNPLM_INLINE void forward_block(const Layout& L, const double* __restrict p, 
 // Loss and lane-wise gradient of one network over nb blocks of transposed events xs with
 // slot weights wt (reference weights, or 1 for data events; 0 on padding). Adds to s.gacc, s.lacc.
 template <bool kRef, bool kGrad>
-FASTNPLM_INLINE void run_blocks(const Layout& L, const double* __restrict p, const double* xs, std::int64_t nb,
+FASTNPLM_INLINE inline void run_blocks(const Layout& L, const double* __restrict p, const double* xs, std::int64_t nb,
                                 const double* wt, Scratch& s) {
     double* __restrict f = s.f.data();
     double* __restrict q = s.q.data();
@@ -264,7 +253,7 @@ FASTNPLM_INLINE void run_blocks(const Layout& L, const double* __restrict p, con
 // Blocks [b0, b1) of an event set for a list of networks: out[i * out_stride + ...] receives
 // network nets[i]'s gradient (P entries, when kGrad) and loss (entry P).
 template <bool kRef, bool kGrad>
-FASTNPLM_INLINE void group_pass_impl(const Layout& L, const EventBlocks& ev, std::int64_t b0, std::int64_t b1,
+FASTNPLM_INLINE inline void group_pass_impl(const Layout& L, const EventBlocks& ev, std::int64_t b0, std::int64_t b1,
                                      const double* params, const std::int64_t* nets, std::int64_t n_nets, double* out,
                                      std::int64_t out_stride, Scratch& s) {
     const std::int64_t P = L.n_params;

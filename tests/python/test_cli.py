@@ -43,14 +43,18 @@ def test_demo_console_script_runs():
     assert out["t"] > 0 and np.isfinite(out["t"])
 
 
-def test_calibrate_then_test(tmp_path, capsys):
-    rng = np.random.default_rng(1)
+def _saved_problem(tmp_path, seed):
+    """Reference, pool and data as .npy files; returns the arrays, the store path and --reference."""
+    rng = np.random.default_rng(seed)
     ref, pool = rng.exponential(size=(2000, 1)), rng.exponential(size=(20000, 1))
     dat = rng.exponential(size=(100, 1))
     for name, arr in (("R", ref), ("P", pool), ("D", dat)):
         np.save(tmp_path / f"{name}.npy", arr)
-    store = str(tmp_path / "toys.fnplm")
-    common = ["--reference", str(tmp_path / "R.npy")]
+    return ref, dat, str(tmp_path / "toys.fnplm"), ["--reference", str(tmp_path / "R.npy")]
+
+
+def test_calibrate_then_test(tmp_path, capsys):
+    ref, dat, store, common = _saved_problem(tmp_path, 1)
     assert main(["calibrate", *common, "--pool", str(tmp_path / "P.npy"), "--n-expected", "100", "--toys", "12",
                  "--sigmas", "0.3,0.8", "--M", "20", "--lam", "1e-5", "--store", store, "--json"]) == 0
     cal_out = json.loads(capsys.readouterr().out)
@@ -69,13 +73,7 @@ def test_calibrate_then_test(tmp_path, capsys):
 def test_test_command_fits_the_data_with_the_toys_solver(tmp_path, capsys):
     # --center-pool reference: the cost model takes the spectral path, and 'test' must fit the
     # observed data through it too (the store's model says hessian="spectral").
-    rng = np.random.default_rng(2)
-    ref, pool = rng.exponential(size=(2000, 1)), rng.exponential(size=(20000, 1))
-    dat = rng.exponential(size=(100, 1))
-    for name, arr in (("R", ref), ("P", pool), ("D", dat)):
-        np.save(tmp_path / f"{name}.npy", arr)
-    store = str(tmp_path / "toys.fnplm")
-    common = ["--reference", str(tmp_path / "R.npy")]
+    ref, dat, store, common = _saved_problem(tmp_path, 2)
     assert main(["calibrate", *common, "--pool", str(tmp_path / "P.npy"), "--n-expected", "100", "--toys", "6",
                  "--sigma", "0.3", "--M", "150", "--lam", "1e-7", "--center-pool", "reference", "--store", store,
                  "--json"]) == 0
