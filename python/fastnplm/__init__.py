@@ -28,6 +28,7 @@ from . import _core  # noqa: E402
 from .calibration import Calibration, aggregate, calibrate, load_calibration, power  # noqa: E402
 from ._info import build_info, cuda_available, cuda_built  # noqa: E402
 from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuristic  # noqa: E402
+from .nuisance import Nuisance, ShapeCoefficients, delta_statistic, learn_coefficients  # noqa: E402
 from .neural import NeuralFitResult, NeuralNPLM  # noqa: E402
 
 __version__ = _core.version
@@ -36,6 +37,8 @@ __all__ = [
     "ConvergenceWarning",
     "KernelFitResult",
     "KernelNPLM",
+    "Nuisance",
+    "ShapeCoefficients",
     "NeuralFitResult",
     "NeuralNPLM",
     "aggregate",
@@ -43,6 +46,8 @@ __all__ = [
     "calibrate",
     "cuda_available",
     "cuda_built",
+    "delta_statistic",
+    "learn_coefficients",
     "load_calibration",
     "power",
     "sigma_heuristic",

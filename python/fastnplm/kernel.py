@@ -215,7 +215,7 @@ class KernelNPLM:
             self.centers = _checks.as_events(centers, "centers")
             self.M = self.centers.shape[0]
 
-    def fit(self, reference, data, reference_weights=None, n_expected=None) -> KernelFitResult:
+    def fit(self, reference, data, reference_weights=None, n_expected=None, nuisances=None, auxiliary=None):
         """Fit f on reference vs data and return t with the fitted model.
 
         Parameters
@@ -228,6 +228,12 @@ class KernelNPLM:
             Per-event weights summing to N(R); a scalar gives every event that weight.
         n_expected : float or None
             N(R) when no weights are given: every weight is N(R)/N_R (default N(R) = N_D).
+        nuisances : sequence of fastnplm.Nuisance or None
+            Systematic uncertainties of the reference: returns a
+            :class:`fastnplm.nuisance.NuisanceFitResult` with tau, Delta and t = tau - Delta
+            (f and nu fitted jointly, see ``fastnplm.nuisance.fit_kernel_with_nuisances``).
+        auxiliary : dict {name: float} or None
+            Central values of the auxiliary measurements (default: each nuisance's ``central``).
         """
         start = time.perf_counter()
         ref = _checks.as_events(reference, "reference")
@@ -236,6 +242,13 @@ class KernelNPLM:
         w = _checks.reference_weights(reference_weights, n_expected, n_r, n_d)
         centers, center_scale = self._centers(ref, dat, w)
         sigma = self.sigma if self.sigma is not None else sigma_heuristic(ref, seed=self.seed)
+        if nuisances is not None:
+            if not self.lam > 0:
+                raise ValueError("fits with nuisances need lam > 0")
+            from .nuisance import fit_kernel_with_nuisances
+            return fit_kernel_with_nuisances(self, ref, dat, w, centers, center_scale, sigma, nuisances, auxiliary)
+        if auxiliary is not None:
+            raise ValueError("auxiliary values without nuisances")
         if self.hessian == "spectral":
             from ._spectral import SpectralReference
             sr = SpectralReference(centers, center_scale, sigma, self.lam, ref, w, self.cg_tol, self.max_iter,

@@ -1,0 +1,97 @@
+"""Nuisance parameters: shape coefficients against the exact ratio of the 1D toy, Delta against
+its closed form, tau against the fit without nuisances, bad input."""
+import numpy as np
+import pytest
+from scipy import optimize
+
+import fastnplm
+from fastnplm import Nuisance, learn_coefficients
+
+S = 0.15  # nuisance width of the 1D toy of the "imperfect machine" paper
+
+
+def _scaled_exp(nu, n, rng):
+    """n(x|R_nu) of the 1D toy: Exp(1) scaled by e^nu, so log r = -nu - x (e^-nu - 1)."""
+    return rng.exponential(scale=np.exp(nu), size=(n, 1))
+
+
+@pytest.fixture(scope="module")
+def coefficients():
+    rng = np.random.default_rng(0)
+    samples = {nu: _scaled_exp(nu, 50000, rng) for nu in (0.0, -2 * S, -S, S, 2 * S)}
+    return learn_coefficients(samples, order=2, M=40, sigma=1.0, seed=0)
+
+
+def test_learnt_log_ratio_matches_the_exact_one(coefficients):
+    # exact: delta_1 = x - 1, delta_2 = -x. 50000 events per sample: the statistical error of
+    # log r at nu = S is ~ S * (few 1e-2) in the bulk; measured max 0.011 and 0.020.
+    assert coefficients.info["converged"]
+    x = np.linspace(0.1, 3.0, 30)[:, None]
+    d = coefficients(x)
+    for nu in (-S, S):
+        learnt = nu * d[0] + 0.5 * nu * nu * d[1]
+        exact = -nu - x[:, 0] * (np.exp(-nu) - 1)
+        assert np.abs(learnt - exact).max() < 0.04
+    np.testing.assert_allclose(d[0], x[:, 0] - 1, atol=0.25)  # the first coefficient itself
+
+
+def test_coefficients_save_and_load(coefficients, tmp_path):
+    coefficients.save(tmp_path / "c.npz")
+    back = fastnplm.ShapeCoefficients.load(tmp_path / "c.npz")
+    x = np.linspace(0, 4, 9)
+    np.testing.assert_array_equal(back(x), coefficients(x))
+    np.savez(tmp_path / "other.npz", a=np.ones(3))
+    with pytest.raises(ValueError, match="not a saved"):
+        fastnplm.ShapeCoefficients.load(tmp_path / "other.npz")
+
+
+def test_delta_of_a_normalisation_nuisance_is_its_closed_form():
+    # log r = nu: Delta = -2 min_nu [N(R)(e^nu - 1) - N_D nu + ((nu - A)^2 - A^2)/(2 s^2)]
+    rng = np.random.default_rng(1)
+    ref, data = rng.exponential(size=(5000, 1)), rng.exponential(size=(230, 1))
+    for aux in (0.0, 0.05):
+        d, nu = fastnplm.delta_statistic(ref, data, [Nuisance("n", 0.1)], n_expected=200.0, auxiliary={"n": aux})
+        obj = lambda v: 200.0 * np.expm1(v) - 230 * v + ((v - aux) ** 2 - aux**2) / (2 * 0.01)  # noqa: E731
+        best = optimize.minimize_scalar(obj, bounds=(-1, 1), method="bounded", options={"xatol": 1e-12})
+        assert nu["n"] == pytest.approx(best.x, abs=1e-8) and d == pytest.approx(-2 * best.fun, rel=1e-9)
+
+
+def test_tight_constraint_gives_the_fit_without_nuisances():
+    # sigma_nu -> 0 pins nu at A = 0: Delta -> 0 and tau -> t of the full minimiser
+    rng = np.random.default_rng(2)
+    ref, data = rng.exponential(size=(4000, 1)), rng.exponential(size=(220, 1))
+    kw = dict(M=20, sigma=0.5, lam=1e-5, center_pool="reference")
+    plain = fastnplm.KernelNPLM(solver="newton", hessian="dense", **kw).fit(ref, data, n_expected=200.0)
+    res = fastnplm.KernelNPLM(**kw).fit(ref, data, n_expected=200.0, nuisances=[Nuisance("n", 1e-7)])
+    assert res.converged and abs(res.delta) < 1e-6 and abs(res.nu_tau["n"]) < 1e-9
+    assert res.tau == pytest.approx(plain.t, rel=1e-6) and res.t == pytest.approx(plain.t, rel=1e-6)
+    np.testing.assert_allclose(res.predict(data[:5]), plain.predict(data[:5]), rtol=1e-5, atol=1e-8)
+
+
+def test_a_free_normalisation_absorbs_a_yield_excess():
+    # data = reference shape with 20% more events: the normalisation nuisance (wide constraint)
+    # absorbs it in both tau and Delta, so t is the shape-only test's size (small), while the
+    # fit without nuisances sees the excess.
+    rng = np.random.default_rng(3)
+    ref, data = rng.exponential(size=(20000, 1)), rng.exponential(size=(1200, 1))
+    model = fastnplm.KernelNPLM(M=30, sigma=0.5, lam=1e-6, center_pool="reference")
+    res = model.fit(ref, data, n_expected=1000.0, nuisances=[Nuisance("norm", 1.0)])
+    assert res.nu_delta["norm"] == pytest.approx(np.log(1.2), abs=0.01)
+    assert res.delta > 30 and res.t < 25 < model.fit(ref, data, n_expected=1000.0).t
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda c: Nuisance("a", 0.0), "sigma"),
+    (lambda c: Nuisance("a", 0.1, kind="scale"), "unknown nuisance kind"),
+    (lambda c: Nuisance("a", 0.1, kind="shape"), "needs coefficients"),
+    (lambda c: Nuisance("a", 0.1, central=float("nan")), "finite"),
+    (lambda c: learn_coefficients({0.1: np.ones((10, 1)), 0.2: np.ones((10, 1))}), "nu = 0"),
+    (lambda c: learn_coefficients({0.0: np.ones((10, 1)), 0.2: np.ones((10, 2))}, order=1), "features"),
+    (lambda c: fastnplm.delta_statistic(np.ones((10, 1)), np.ones((5, 1)), [Nuisance("a", 0.1)],
+                                        auxiliary={"a": float("inf")}), "finite"),
+    (lambda c: fastnplm.delta_statistic(np.ones((10, 1)), np.ones((5, 1)), [Nuisance("a", 0.1)],
+                                        auxiliary={"b": 0.0}), "unknown nuisances"),
+])
+def test_bad_nuisance_input(coefficients, make, match):
+    with pytest.raises(ValueError, match=match):
+        make(coefficients)
