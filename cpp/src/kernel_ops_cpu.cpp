@@ -170,6 +170,8 @@ FASTNPLM_HOT void rows_mv(MatrixView x, std::int64_t r0, std::int64_t r1, const 
         [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { out[i] = dot(a0, v, mp); });
 }
 
+constexpr std::int64_t kPanel = 32;  // events per panel of the feature passes
+
 // Column tiles of the reference-term passes: V is copied into (m, bp) with bp a multiple of
 // kCols, zero-padded, so every column is summed by the same code whatever b is.
 constexpr std::int64_t kCols = 8;
@@ -256,6 +258,23 @@ FASTNPLM_HOT void rows_features_expm1(MatrixView f, std::int64_t r0, std::int64_
     for (; i < r1; ++i) row_expm1(f.row(i), r, v, b, bp, w[i], acc, o);
 }
 
+// accw (lower triangle, r x r, or nullptr) += wi phi phi^T; accg (r, or nullptr) += ui phi.
+inline void accumulate_gram(const double* __restrict phi, std::int64_t r, double wi, double ui, double* accw,
+                            double* accg) {
+    if (accw)
+        for (std::int64_t a = 0; a < r; ++a) {
+            const double wa = wi * phi[a];
+            double* __restrict row_a = accw + a * r;
+#pragma omp simd
+            for (std::int64_t b = 0; b <= a; ++b) row_a[b] += wa * phi[b];
+        }
+    if (accg) {
+        double* __restrict g = accg;
+#pragma omp simd
+        for (std::int64_t a = 0; a < r; ++a) g[a] += ui * phi[a];
+    }
+}
+
 // Projected features of rows [r0, r1): kernel rows four at a time, times g (m x rp), into
 // out_f and the Gram/gradient partials (lower triangle of accw, r x r; accg, r).
 FASTNPLM_HOT void rows_feature_project(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
@@ -276,23 +295,31 @@ FASTNPLM_HOT void rows_feature_project(MatrixView x, std::int64_t r0, std::int64
             }
         }
         for (std::int64_t rr = 0; rr < len; ++rr) {
-            const double* __restrict phi = o + rr * rp;
+            const double* phi = o + rr * rp;
             if (out_f) std::copy(phi, phi + r, out_f + (i + rr) * r);
-            if (accw) {
-                const double wi = w[i + rr];
-                for (std::int64_t a = 0; a < r; ++a) {
-                    const double wa = wi * phi[a];
-                    double* __restrict row_a = accw + a * r;
-#pragma omp simd
-                    for (std::int64_t b2 = 0; b2 <= a; ++b2) row_a[b2] += wa * phi[b2];
-                }
-            }
-            if (accg) {
-                const double ui = u[i + rr];
-#pragma omp simd
-                for (std::int64_t a = 0; a < r; ++a) accg[a] += ui * phi[a];
+            accumulate_gram(phi, r, accw ? w[i + rr] : 0.0, accg ? u[i + rr] : 0.0, accw, accg);
+        }
+    }
+}
+
+// Weighted Gram of stored feature rows [r0, r1): lower triangle of accw (r x r) += w_i f_i f_i^T,
+// in panels of kPanel rows stored transposed (p, q: r x kPanel scratch) so the dot products run
+// over events with unit stride.
+FASTNPLM_HOT void rows_features_gram(MatrixView f, std::int64_t r0, std::int64_t r1, const double* w, double* accw,
+                                     double* p, double* q) {
+    const std::int64_t r = f.cols;
+    for (std::int64_t base = r0; base < r1; base += kPanel) {
+        const std::int64_t len = std::min(kPanel, r1 - base);
+        for (std::int64_t e = 0; e < kPanel; ++e) {
+            const double* fe = e < len ? f.row(base + e) : nullptr;
+            const double we = e < len ? w[base + e] : 0.0;
+            for (std::int64_t a = 0; a < r; ++a) {
+                p[a * kPanel + e] = fe ? fe[a] : 0.0;
+                q[a * kPanel + e] = fe ? we * fe[a] : 0.0;
             }
         }
+        for (std::int64_t a = 0; a < r; ++a)
+            for (std::int64_t b = 0; b <= a; ++b) accw[a * r + b] += dot(q + a * kPanel, p + b * kPanel, kPanel);
     }
 }
 
@@ -321,7 +348,6 @@ FASTNPLM_HOT void rows_fused(MatrixView x, std::int64_t r0, std::int64_t r1, con
         [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { axpy(acc, w[i] * dot(a0, v, mp), a0, mp); });
 }
 
-constexpr std::int64_t kPanel = 32;  // events per panel of the feature pass
 
 // Feature pass over rows [r0, r1): panels of kPanel events, stored transposed (p[j * kPanel + r]
 // = feature j of event r) so every sweep below runs over events with unit stride:
@@ -445,19 +471,27 @@ public:
                                      rows.data(), o.data());
             }
         }
-        if (out_w)
-            for (std::int64_t a = 0; a < r; ++a)
-                for (std::int64_t b = 0; b <= a; ++b) {
-                    double s = 0.0;
-                    for (std::int64_t gi = 0; gi < groups; ++gi) s += partial[gi * (rr + r) + a * r + b];
-                    out_w[a * r + b] = s;
-                    out_w[b * r + a] = s;
-                }
+        if (out_w) sum_lower(partial.data(), groups, rr + r, r, out_w);
         if (out_g) {
             std::fill(out_g, out_g + r, 0.0);
             for (std::int64_t gi = 0; gi < groups; ++gi)
                 for (std::int64_t a = 0; a < r; ++a) out_g[a] += partial[gi * (rr + r) + rr + a];
         }
+    }
+
+    void features_gram(MatrixView f, const double* w, double* out) const override {
+        const std::int64_t r = f.cols, rr = r * r;
+        const std::int64_t groups = std::max<std::int64_t>(1, std::min<std::int64_t>(16, (f.rows + 1023) / 1024));
+        std::vector<double> partial(static_cast<size_t>(groups * rr), 0.0);
+#pragma omp parallel num_threads(threads_) if (groups > 1)
+        {
+            std::vector<double> p(r * kPanel), q(r * kPanel);
+#pragma omp for schedule(dynamic, 1)
+            for (std::int64_t gi = 0; gi < groups; ++gi)
+                rows_features_gram(f, f.rows * gi / groups, f.rows * (gi + 1) / groups, w, partial.data() + gi * rr,
+                                   p.data(), q.data());
+        }
+        sum_lower(partial.data(), groups, rr, r, out);
     }
 
     void features_expm1_sum(MatrixView f, const double* v, std::int64_t b, const double* w,
@@ -522,6 +556,18 @@ public:
 
 private:
     int threads_;
+
+    // out (r x r, symmetric) = sum over groups of the lower triangles at partial + g * stride.
+    static void sum_lower(const double* partial, std::int64_t groups, std::int64_t stride, std::int64_t r,
+                          double* out) {
+        for (std::int64_t a = 0; a < r; ++a)
+            for (std::int64_t b = 0; b <= a; ++b) {
+                double s = 0.0;
+                for (std::int64_t gi = 0; gi < groups; ++gi) s += partial[gi * stride + a * r + b];
+                out[a * r + b] = s;
+                out[b * r + a] = s;
+            }
+    }
 
     // (rows, b) row-major -> (rows, bp), zero-padded columns.
     static std::vector<double> pad_columns(const double* v, std::int64_t rows, std::int64_t b, std::int64_t bp) {

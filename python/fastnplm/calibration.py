@@ -28,6 +28,7 @@ from . import _checks
 from . import _spectral
 from .kernel import HESSIAN_MODES, ConvergenceWarning, KernelNPLM, sigma_heuristic
 from .neural import NeuralNPLM
+from .nuisance import Nuisance, fit_kernel_with_nuisances
 
 log = logging.getLogger("fastnplm")
 
@@ -58,6 +59,7 @@ class Calibration:
     converged: np.ndarray
     seed: int
     settings: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)  # nuisances: tau, delta (toys, widths), nu_tau, nu_delta, auxiliary
 
     @property
     def toys(self) -> int:
@@ -215,7 +217,8 @@ def _model_spec(model, path) -> dict:
     return spec
 
 
-def _fingerprint(model, reference, pool, n_expected, sigmas, seed, path, n_reference) -> dict:
+def _fingerprint(model, reference, pool, n_expected, sigmas, seed, path, n_reference, nuisances=None,
+                 nu_true=None) -> dict:
     """What a store's toys depend on; a store written with anything else is refused."""
     h = hashlib.sha256()
     for arr in (reference, pool):
@@ -229,6 +232,13 @@ def _fingerprint(model, reference, pool, n_expected, sigmas, seed, path, n_refer
            "n_expected": float(n_expected), "seed": int(seed), "path": path, "data_sha256": h.hexdigest()}
     if n_reference is not None:
         out["n_reference"] = int(n_reference)  # a reference generator: each toy draws this many events
+    if nuisances:
+        out["nuisances"] = [{"name": x.name, "sigma": x.sigma, "kind": x.kind, "central": x.central,
+                             "coefficients_sha256": None if x.coefficients is None else hashlib.sha256(
+                                 np.ascontiguousarray(x.coefficients.a).tobytes()
+                                 + np.ascontiguousarray(x.coefficients.centers).tobytes()).hexdigest()}
+                            for x in nuisances]
+        out["nu_true"] = dict(nu_true or {})
     return json.loads(json.dumps(out))
 
 
@@ -255,6 +265,11 @@ def _calibration(recs, header, models=None) -> Calibration:
                       n_events=np.array([r["n"] for r in recs]),
                       converged=np.array([r["converged"] for r in recs]), seed=header["seed"], settings=header)
     cal._models = models
+    if recs and "tau" in recs[0]:
+        cal.details = {"tau": np.array([r.get("tau", r["t"]) for r in recs], dtype=float),
+                       "delta": np.array([r.get("delta", [0.0] * len(r["t"])) for r in recs], dtype=float),
+                       "nu_tau": [r.get("nu_tau") for r in recs], "nu_delta": [r.get("nu_delta") for r in recs],
+                       "auxiliary": [r.get("auxiliary") for r in recs]}
     return cal
 
 
@@ -293,9 +308,10 @@ def _read_store(path, header):
 class _Toys:
     """Everything a block of toys needs, picklable (it travels to dask workers once)."""
 
-    def __init__(self, models, reference, n_reference, pool, n_exp, seed, d, path):
+    def __init__(self, models, reference, n_reference, pool, n_exp, seed, d, path, nuisances=None, nu_true=None):
         self.models, self.reference, self.n_reference = models, reference, n_reference
         self.pool, self.n_exp, self.seed, self.d, self.path = pool, n_exp, seed, d, path
+        self.nuisances, self.nu_true = nuisances, nu_true
         self._shared, self._lock = {}, threading.Lock()
 
     def __getstate__(self):  # the per-process spectral state is rebuilt where the job lands
@@ -309,11 +325,15 @@ class _Toys:
         """Toy k's events (Poisson(N(R)) of them, from the pool without replacement or the
         generator) and, for a reference generator, its fresh reference: from toy_rng(seed, k)."""
         rng = toy_rng(self.seed, k)
-        n = int(rng.poisson(self.n_exp))
+        n_exp = self.n_exp
+        if self.nu_true:  # normalisation nuisances scale the expected yield by e^nu*
+            n_exp *= np.exp(sum(self.nu_true[x.name] for x in self.nuisances if x.kind == "normalization"))
+        n = int(rng.poisson(n_exp))
         if n == 0:
             data = np.empty((0, self.d))
         elif callable(self.pool):
-            data = _checks.as_events(self.pool(rng, n), "pool(rng, n)", d=self.d)
+            made = self.pool(rng, n, dict(self.nu_true)) if self.nu_true else self.pool(rng, n)
+            data = _checks.as_events(made, "pool(rng, n)", d=self.d)
             if data.shape[0] != n:
                 raise ValueError(f"pool(rng, n) returned {data.shape[0]} events, expected n={n}")
         else:
@@ -323,7 +343,11 @@ class _Toys:
         ref = self.reference
         if callable(ref):
             ref = _checks.as_events(ref(rng, self.n_reference), "reference(rng, n)", d=self.d)
-        return data, ref, int(rng.integers(2**63))  # the last: a network's initialisation seed
+        extra = int(rng.integers(2**63))  # a network's initialisation seed
+        if self.nuisances:  # the auxiliary measurements of this toy: A ~ N(nu*, sigma)
+            extra = {x.name: float(rng.normal(self.nu_true.get(x.name, 0.0) if self.nu_true else 0.0, x.sigma))
+                     for x in self.nuisances}
+        return data, ref, extra
 
     def shared(self, j):
         """The spectral state of width j, built once per process that runs this job."""
@@ -349,6 +373,24 @@ class _Toys:
         if idle:
             yield idle
         if not busy:
+            return
+        if self.nuisances:  # tau, Delta and t per toy, with its own auxiliary values
+            for k in busy:
+                for j, m in enumerate(self.models):
+                    data, ref, aux = drawn[k]
+                    w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
+                    centers, center_w = m._centers(ref, data, w)
+                    shared = self.shared(j) if self.path == "spectral" else None
+                    r = fit_kernel_with_nuisances(m, ref, data, w, centers, center_w, m.sigma, self.nuisances, aux,
+                                                  shared=shared)
+                    recs[k]["t"][j], recs[k]["converged"][j] = r.t, r.converged
+                    recs[k]["cg_iterations"][j] = r.newton_iterations
+                    recs[k].setdefault("tau", [0.0] * s)[j] = r.tau
+                    recs[k].setdefault("delta", [0.0] * s)[j] = r.delta
+                    recs[k].setdefault("nu_tau", [None] * s)[j] = r.nu_tau
+                    recs[k].setdefault("nu_delta", [None] * s)[j] = r.nu_delta
+                    recs[k]["auxiliary"] = aux
+                yield [recs[k]]
             return
         if self.path == "plain" and not isinstance(self.models[0], NeuralNPLM):
             for k in busy:
@@ -418,7 +460,7 @@ def _progress_bar(progress, total, initial):
 
 def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=None, sigmas=None, seed=0,
               store=None, executor=None, progress=None, fast=None, batch: int = 32,
-              n_reference=None) -> Calibration:
+              n_reference=None, nuisances=None, nu_true=None) -> Calibration:
     """Null distribution of t from toys.
 
     Parameters
@@ -463,11 +505,37 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         many-networks call of a neural model.
     n_reference : int or None
         Events per generated reference (required when ``reference`` is a generator).
+    nuisances : sequence of fastnplm.Nuisance or None
+        Kernel models: every toy is fitted with these nuisances (tau, Delta, t = tau - Delta;
+        the calibration's t is t, ``cal.details`` holds tau, Delta, the fitted nu and the
+        auxiliary values), each toy drawing its auxiliary central values A ~ N(nu*, sigma).
+    nu_true : dict {name: float} or None
+        Validation toys generated at nu* != 0: normalisation nuisances scale the expected
+        yield by e^nu*; shape nuisances need ``pool=callable(rng, n, nu)`` generating events at
+        nu (a dict by name).
     """
     if not isinstance(model, (KernelNPLM, NeuralNPLM)):
         raise TypeError(f"model must be a fastnplm.KernelNPLM or NeuralNPLM, got {type(model).__name__}")
     if isinstance(model, NeuralNPLM) and sigmas is not None:
         raise ValueError("sigmas is for kernel models; a NeuralNPLM has no width")
+    if nuisances is not None:
+        if isinstance(model, NeuralNPLM):
+            raise ValueError("nuisances are not yet supported for NeuralNPLM toys (kernel models only)")
+        nuisances = list(nuisances)
+        for x in nuisances:
+            if not isinstance(x, Nuisance):
+                raise TypeError(f"nuisances must be fastnplm.Nuisance objects, got {type(x).__name__}")
+        if not nuisances:
+            raise ValueError("nuisances is empty")
+        nu_true = {} if nu_true is None else {str(k): float(v) for k, v in nu_true.items()}
+        unknown = set(nu_true) - {x.name for x in nuisances}
+        if unknown or not all(np.isfinite(v) for v in nu_true.values()):
+            raise ValueError(f"nu_true must give finite values for known nuisances, got {nu_true}")
+        shape_shift = any(nu_true.get(x.name, 0.0) != 0.0 for x in nuisances if x.kind == "shape")
+        if shape_shift and not callable(pool):
+            raise ValueError("toys at a shape nuisance nu* != 0 need pool=callable(rng, n, nu) generating at nu")
+    elif nu_true is not None:
+        raise ValueError("nu_true needs nuisances")
     toys = _checks.positive_int(toys, "toys")
     batch = _checks.positive_int(batch, "batch")
     if n_expected is None:
@@ -501,9 +569,12 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
             raise ValueError("sigmas is empty")
         models = [_with_sigma(model, s) for s in sigmas]
     path = _choose_path(models, n_reference or ref.shape[0], n_exp, d, toys, fast, generator)
+    if nuisances and path == "plain" and fast is None and not generator and all(
+            m.centers is not None or m.center_pool == "reference" for m in models):
+        path = "spectral"  # nuisance fits always work in the spectral features: share them
 
     header = _fingerprint(model, reference if generator else ref, pool if callable(pool) else pool_arr, n_exp,
-                          sigmas, seed, path, n_reference)
+                          sigmas, seed, path, n_reference, nuisances, nu_true)
     stored = _store_header(store)
     if stored is not None and fast is None and stored.get("path") != path:
         # resume the way the store was started: the cost model may choose otherwise for another toys count
@@ -512,11 +583,11 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
             path, header = stored["path"], alt
             log.info("store %s: resuming on the %s path it was started with", store, path)
     done = _read_store(store, header) if store is not None else {}
-    if path == "spectral":
+    if path == "spectral" and not nuisances:
         models = [_with_sigma(m, m.sigma, hessian="spectral") for m in models]
     todo = [k for k in range(toys) if k not in done]
     job = _Toys(models, reference if generator else ref, n_reference, pool if callable(pool) else pool_arr, n_exp,
-                seed, d, path)
+                seed, d, path, nuisances, nu_true)
     blocks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
     bar = _progress_bar(progress, toys, toys - len(todo))
     fh = _open_store(store, header) if store is not None else None

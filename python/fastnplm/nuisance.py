@@ -29,7 +29,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize
 
 from . import _checks, _core
 
@@ -154,10 +153,11 @@ def _constraint(nu, sig, aux):
 
 
 def _newton(fun, x0, tol, max_iter=100):
-    """Damped Newton with Armijo backtracking on a smooth function fun(x) -> (value, grad, hess);
-    converged when |grad| < tol or the Newton decrement -grad.step falls to roundoff of the value."""
+    """Damped Newton with Armijo backtracking on a smooth function: fun(x) -> value, and
+    fun(x, True) -> (value, grad, hess). Converged when |grad| < tol or the Newton decrement
+    -grad.step falls to roundoff of the value."""
     x = np.array(x0, dtype=float)
-    v, g, h = fun(x)
+    v, g, h = fun(x, True)
     for it in range(max_iter):
         if np.linalg.norm(g) < tol:
             return x, v, it, True
@@ -171,13 +171,14 @@ def _newton(fun, x0, tol, max_iter=100):
             return x, v, it, True
         t = 1.0
         for _ in range(60):
-            v_new, g_new, h_new = fun(x + t * step)
+            v_new = fun(x + t * step)
             if np.isfinite(v_new) and v_new <= v + 1e-4 * t * (g @ step):
                 break
             t *= 0.5
         else:
             return x, v, it, False
-        x, v, g, h = x + t * step, v_new, g_new, h_new
+        x = x + t * step
+        v, g, h = fun(x, True)
     return x, v, max_iter, np.linalg.norm(g) < tol
 
 
@@ -197,16 +198,18 @@ def delta_statistic(reference, data, nuisances, reference_weights=None, n_expect
 
 
 def _delta(lr_ref, lr_dat, w, sig, aux, tol):
-    def fun(nu):
+    def fun(nu, derivatives=False):
         lr = lr_ref.value(nu)
         if lr.max() > 700:
-            return np.inf, None, None
-        r = np.exp(lr)
-        gr, gd = lr_ref.grad(nu), lr_dat.grad(nu)
+            return (np.inf, None, None) if derivatives else np.inf
         c, cg, ch = _constraint(nu, sig, aux)
         v = w @ np.expm1(lr) - lr_dat.value(nu).sum() + c
-        g = gr.T @ (w * r) - gd.sum(axis=0) + cg
-        h = (gr.T * (w * r)) @ gr + np.diag((lr_ref.d2.T @ (w * r)) - lr_dat.d2.sum(axis=0) + ch)
+        if not derivatives:
+            return v
+        wr = w * np.exp(lr)
+        gr, gd = lr_ref.grad(nu), lr_dat.grad(nu)
+        g = gr.T @ wr - gd.sum(axis=0) + cg
+        h = (gr.T * wr) @ gr + np.diag(lr_ref.d2.T @ wr - lr_dat.d2.sum(axis=0) + ch)
         return v, g, h
 
     nu, v, _, ok = _newton(fun, np.zeros(len(sig)), tol * max(1.0, float(w.sum())))
@@ -247,8 +250,10 @@ class NuisanceFitResult:
                 f"nu_tau={self.nu_tau}, nu_delta={self.nu_delta}, converged={self.converged})")
 
 
-def fit_kernel_with_nuisances(model, ref, dat, w, centers, center_scale, sigma, nuisances, auxiliary, tol=1e-10):
-    """tau of a kernel model: (alpha, nu) minimise, jointly,
+def fit_kernel_with_nuisances(model, ref, dat, w, centers, center_scale, sigma, nuisances, auxiliary, tol=1e-10,
+                              shared=None):
+    """tau, Delta and t of a kernel model (``shared``: a SpectralReference of these centers and
+    reference, reused across toys). (alpha, nu) minimise, jointly,
 
         J = (1/n) [sum_R w softplus(F) + sum_D softplus(-F)] + (lam/2) |beta|^2
             + (1/n) sum_i [(nu_i - A_i)^2 - A_i^2] / (4 sigma_i^2),     F = f + log r(x; nu),
@@ -267,27 +272,34 @@ def fit_kernel_with_nuisances(model, ref, dat, w, centers, center_scale, sigma, 
     nus, sig, aux = _nuisance_list(nuisances, auxiliary)
     p = len(nus)
     lr_ref, lr_dat = _LogRatio(nus, ref), _LogRatio(nus, dat)
-    sr = SpectralReference(centers, center_scale, sigma, model.lam, ref, w, model.cg_tol, model.max_iter,
-                           model.threads, model.spectral_tol)
+    sr = shared  # toys with data-independent centers share the reference's features
+    if sr is None:
+        sr = SpectralReference(centers, center_scale, sigma, model.lam, ref, w, model.cg_tol, model.max_iter,
+                               model.threads, model.spectral_tol)
     phi_r = sr.features if sr.features is not None else _core.feature_project(ref, centers, sigma, sr.g, threads=model.threads)[0]
     phi_d = _core.feature_project(dat, centers, sigma, sr.g, threads=model.threads)[0]
     n, r = ref.shape[0] + dat.shape[0], sr.r
 
-    def fun(theta):
+    def fun(theta, derivatives=False):
         beta, nu = theta[:r], theta[r:]
         fr, fd = phi_r @ beta + lr_ref.value(nu), phi_d @ beta + lr_dat.value(nu)
-        sr_, sd_ = _sigmoid(fr), _sigmoid(-fd)  # l' / w on the reference, -l' on the data
         c, cg, ch = _constraint(nu, sig, aux)
         v = (w @ np.logaddexp(0.0, fr) + np.logaddexp(0.0, -fd).sum() + 0.5 * c) / n + 0.5 * model.lam * beta @ beta
-        ur, ud = w * sr_, -sd_  # dl/dF
+        if not derivatives:
+            return v
+        sr_, sd_ = _sigmoid(fr), _sigmoid(-fd)
+        ur, ud = w * sr_, -sd_  # dl/dF on the reference and the data
         hr, hd = w * sr_ * (1 - sr_), sd_ * (1 - sd_)  # d2l/dF2
-        gr, gd = lr_ref.grad(nu), lr_dat.grad(nu)
+        gr, gd = lr_ref.grad(nu), lr_dat.grad(nu)  # dF/dnu
         g = np.concatenate([phi_r.T @ ur + phi_d.T @ ud + n * model.lam * beta,
                             gr.T @ ur + gd.T @ ud + 0.5 * cg]) / n
-        jr, jd = np.hstack([phi_r, gr]), np.hstack([phi_d, gd])  # dF/dtheta
-        h = (jr.T * hr) @ jr + (jd.T * hd) @ jd
-        h[:r, :r] += n * model.lam * np.eye(r)
-        h[r:, r:] += np.diag(lr_ref.d2.T @ ur + lr_dat.d2.T @ ud + 0.5 * ch)
+        h = np.empty((r + p, r + p))
+        h[:r, :r] = (_core.features_gram(phi_r, hr, model.threads) + _core.features_gram(phi_d, hd, model.threads)
+                     + n * model.lam * np.eye(r))
+        hgr, hgd = gr * hr[:, None], gd * hd[:, None]
+        h[:r, r:] = phi_r.T @ hgr + phi_d.T @ hgd
+        h[r:, :r] = h[:r, r:].T
+        h[r:, r:] = gr.T @ hgr + gd.T @ hgd + np.diag(lr_ref.d2.T @ ur + lr_dat.d2.T @ ud + 0.5 * ch)
         return v, g, h / n
 
     theta, _, iters, ok = _newton(fun, np.zeros(r + p), tol)
@@ -383,7 +395,7 @@ def learn_coefficients(samples, order=2, weights=None, M=100, sigma=None, lam=1e
     phi = {k: _core.feature_project(x, centers, sigma, G, threads=threads)[0] for k, x in [(0.0, x0), *xs.items()]}
     coef = np.array([[nu**j / math.factorial(j) for j in range(1, order + 1)] for nu in others])  # (S, order)
 
-    def fun(flat):
+    def fun(flat, derivatives=False):
         b = flat.reshape(order, r)
         d = {k: f @ b.T for k, f in phi.items()}  # delta_k on each sample, (n, order)
         v, g, h = lam * flat @ flat, 2 * lam * flat, 2 * lam * np.eye(order * r)
@@ -396,11 +408,13 @@ def learn_coefficients(samples, order=2, weights=None, M=100, sigma=None, lam=1e
                 dres = -c * (1 - c)  # d res / d log r
                 wk = ws[key]
                 v += wk @ (res * res)
+                if not derivatives:
+                    continue
                 gs = 2 * wk * res * dres
                 jac = np.kron(coef[si], phi[key])  # d log r / d b, (n, order * r)
                 g += jac.T @ gs
                 h += 2 * (jac.T * (wk * dres * dres)) @ jac  # Gauss-Newton
-        return v, g, h
+        return (v, g, h) if derivatives else v
 
     flat, v, iters, ok = _newton(fun, np.zeros(order * r), 1e-12, max_iter=max_iter)
     a = (G @ flat.reshape(order, r).T).T

@@ -171,6 +171,18 @@ py::tuple feature_project(const Array& x, const Array& c, double sigma, const Ar
     return py::make_tuple(f, wout, gout);
 }
 
+py::array_t<double> features_gram(const Array& f, const Array& w, int threads) {
+    const MatrixView fv = matrix(f, "features");
+    const double* wp = vector(w, fv.rows, "w");
+    py::array_t<double> out({fv.cols, fv.cols});
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;  // safe: inputs are owned by the caller's frame
+        make_cpu_ops(threads)->features_gram(fv, wp, o);
+    }
+    return out;
+}
+
 py::array_t<double> features_expm1_sum(const Array& f, const Array& v, const Array& w, int threads) {
     const MatrixView fv = matrix(f, "features");
     if (v.ndim() != 2 || v.shape(0) != fv.cols)
@@ -240,6 +252,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("feature_project", &feature_project, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("G"),
           py::arg("w") = py::none(), py::arg("u") = py::none(), py::arg("features") = true, py::arg("threads") = 0,
           "With F = K(x, centers) @ G in one pass: (F or None, F.T @ diag(w) @ F if w, F.T @ u if u).");
+    m.def("features_gram", &features_gram, py::arg("F"), py::arg("w"), py::arg("threads") = 0,
+          "F.T @ diag(w) @ F in a fixed summation order.");
     m.def("features_expm1_sum", &features_expm1_sum, py::arg("F"), py::arg("V"), py::arg("w"), py::arg("threads") = 0,
           "sum_i w_i expm1((F @ V)[i]) per column of V, summed in an order independent of V's width.");
     m.def("kernel_tmv", &kernel_tmv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("u"),

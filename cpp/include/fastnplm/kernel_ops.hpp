@@ -35,6 +35,9 @@ public:
                                  const double* w, const double* u, double* out_f, double* out_w,
                                  double* out_g) const = 0;
 
+    /// out (r x r) = F^T diag(w) F for stored feature rows F (n, r).
+    virtual void features_gram(MatrixView f, const double* w, double* out) const = 0;
+
     /// out_q = sum_i w_i (exp((F V)_iq) - 1) for stored feature rows F (n, r) and b columns of V (r, b)
     /// row-major: the reference term of t for b fits in a precomputed feature basis.
     virtual void features_expm1_sum(MatrixView f, const double* v, std::int64_t b, const double* w,
