@@ -124,3 +124,28 @@ def test_imperfect_machine_1d_toy_validation(coefficients):
     for name in ("scale", "norm"):
         pulls = [r[0][name] for r in shifted.details["nu_delta"]]
         assert abs(np.mean(pulls) - S) < 3 * S / np.sqrt(24), name
+
+
+def test_nuisance_toys_are_fits_with_their_own_auxiliary_values(tmp_path):
+    # toy k: its events, then its auxiliary values A ~ N(nu*, sigma), from toy_rng(seed, k) only
+    rng = np.random.default_rng(4)
+    ref, pool = rng.exponential(size=(4000, 1)), rng.exponential(size=(40000, 1))
+    model = fastnplm.KernelNPLM(M=20, sigma=0.5, lam=1e-5, center_pool="reference")
+    nus = [Nuisance("norm", 0.1)]
+    store = tmp_path / "n.fnplm"
+    cal = fastnplm.calibrate(model, ref, pool, toys=4, n_expected=200.0, seed=5, nuisances=nus,
+                             nu_true={"norm": 0.1}, store=store)
+    r = fastnplm.calibration.toy_rng(5, 2)
+    data = pool[r.choice(len(pool), r.poisson(200.0 * np.exp(0.1)), replace=False)]
+    r.integers(2**63)  # the stream's network-seed draw
+    aux = {"norm": r.normal(0.1, 0.1)}
+    one = model.fit(ref, data, n_expected=200.0, nuisances=nus, auxiliary=aux)
+    assert cal.t[2, 0] == pytest.approx(one.t, rel=1e-12) and cal.details["tau"][2, 0] == pytest.approx(one.tau)
+    assert cal.details["auxiliary"][2] == pytest.approx(aux)
+    back = fastnplm.load_calibration(store)
+    assert np.array_equal(back.t, cal.t) and np.array_equal(back.details["delta"], cal.details["delta"])
+    with pytest.raises(ValueError, match="nu_true must give"):
+        fastnplm.calibrate(model, ref, pool, toys=2, n_expected=200.0, nuisances=nus, nu_true={"x": 1.0})
+    with pytest.raises(ValueError, match="callable"):
+        fastnplm.calibrate(model, ref, pool, toys=2, n_expected=200.0, nu_true={"s": 0.1},
+                           nuisances=[Nuisance("s", 0.1, "shape", fastnplm.ShapeCoefficients(ref[:3], 1.0, np.zeros(3)))])
