@@ -51,7 +51,7 @@ def main():
 
     ref = rng.exponential(size=(200_000, 1))
     nus = [Nuisance("scale", s, "shape", coef), Nuisance("norm", s)]
-    model = fastnplm.KernelNPLM(M=100, sigma=0.3, lam=1e-6, center_pool="reference")
+    model = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6, center_pool="reference")
 
     def generate(rng, n, nu=None):
         return scaled_exp((nu or {}).get("scale", 0.0), n, rng)

@@ -28,7 +28,7 @@ from . import _checks
 from . import _spectral
 from .kernel import HESSIAN_MODES, ConvergenceWarning, KernelNPLM, sigma_heuristic
 from .neural import NeuralNPLM
-from .nuisance import Nuisance, fit_kernel_with_nuisances
+from .nuisance import Nuisance, fit_kernel_with_nuisances, fit_neural_with_nuisances
 
 log = logging.getLogger("fastnplm")
 
@@ -379,10 +379,13 @@ class _Toys:
                 for j, m in enumerate(self.models):
                     data, ref, aux = drawn[k]
                     w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
-                    centers, center_w = m._centers(ref, data, w)
-                    shared = self.shared(j) if self.path == "spectral" else None
-                    r = fit_kernel_with_nuisances(m, ref, data, w, centers, center_w, m.sigma, self.nuisances, aux,
-                                                  shared=shared)
+                    if isinstance(m, NeuralNPLM):
+                        r = fit_neural_with_nuisances(m, ref, data, w, self.nuisances, aux)
+                    else:
+                        centers, center_w = m._centers(ref, data, w)
+                        shared = self.shared(j) if self.path == "spectral" else None
+                        r = fit_kernel_with_nuisances(m, ref, data, w, centers, center_w, m.sigma, self.nuisances,
+                                                      aux, shared=shared)
                     recs[k]["t"][j], recs[k]["converged"][j] = r.t, r.converged
                     recs[k]["cg_iterations"][j] = r.newton_iterations
                     recs[k].setdefault("tau", [0.0] * s)[j] = r.tau
@@ -519,8 +522,6 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
     if isinstance(model, NeuralNPLM) and sigmas is not None:
         raise ValueError("sigmas is for kernel models; a NeuralNPLM has no width")
     if nuisances is not None:
-        if isinstance(model, NeuralNPLM):
-            raise ValueError("nuisances are not yet supported for NeuralNPLM toys (kernel models only)")
         nuisances = list(nuisances)
         for x in nuisances:
             if not isinstance(x, Nuisance):
@@ -570,7 +571,7 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         models = [_with_sigma(model, s) for s in sigmas]
     path = _choose_path(models, n_reference or ref.shape[0], n_exp, d, toys, fast, generator)
     if nuisances and path == "plain" and fast is None and not generator and all(
-            m.centers is not None or m.center_pool == "reference" for m in models):
+            isinstance(m, KernelNPLM) and (m.centers is not None or m.center_pool == "reference") for m in models):
         path = "spectral"  # nuisance fits always work in the spectral features: share them
 
     header = _fingerprint(model, reference if generator else ref, pool if callable(pool) else pool_arr, n_exp,

@@ -177,7 +177,7 @@ class NeuralNPLM:
         s = self.seed if seed is None else _seed_arg(seed)
         return _core.mlp_init(int(d), list(self.hidden), s, self.clip)
 
-    def fit(self, reference, data, reference_weights=None, n_expected=None) -> NeuralFitResult:
+    def fit(self, reference, data, reference_weights=None, n_expected=None, nuisances=None, auxiliary=None):
         """Train the network on reference vs data and return t with the fitted model.
 
         Parameters
@@ -190,7 +190,17 @@ class NeuralNPLM:
             Per-event weights summing to N(R); a scalar gives every event that weight.
         n_expected : float or None
             N(R) when no weights are given: every weight is N(R)/N_R (default N(R) = N_D).
+        nuisances, auxiliary
+            As for KernelNPLM.fit: returns a NuisanceFitResult (tau, Delta, t, the pulls).
         """
+        if nuisances is not None:  # tau, Delta and t (fastnplm.nuisance.fit_neural_with_nuisances)
+            from .nuisance import fit_neural_with_nuisances
+            ref = _checks.as_events(reference, "reference")
+            dat = _checks.as_events(data, "data", d=ref.shape[1])
+            w = _checks.reference_weights(reference_weights, n_expected, ref.shape[0], dat.shape[0])
+            return fit_neural_with_nuisances(self, ref, dat, w, nuisances, auxiliary)
+        if auxiliary is not None:
+            raise ValueError("auxiliary values without nuisances")
         return self.fit_batch(reference, [data], reference_weights, n_expected)[0]
 
     def fit_batch(self, reference, datasets, reference_weights=None, n_expected=None, seeds=None) -> list:

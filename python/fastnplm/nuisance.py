@@ -420,3 +420,57 @@ def learn_coefficients(samples, order=2, weights=None, M=100, sigma=None, lam=1e
     a = (G @ flat.reshape(order, r).T).T
     return ShapeCoefficients(centers, sigma, a, info={"loss": float(v), "iterations": int(iters),
                                                       "converged": bool(ok), "nu": others})
+
+
+def fit_neural_with_nuisances(model, ref, dat, w, nuisances, auxiliary, rounds=20, tol=1e-10):
+    """tau, Delta and t of a neural model: L(f, nu) = sum_R w (e^{f + log r} - 1) - sum_D (f + log r)
+    - log L(nu|A)/L(0|A) minimised by block coordinates: ``rounds`` alternations of training the
+    network at fixed nu (the NPLM loss with reference weights w r(x; nu): it differs from
+    L(., nu) by a constant) for epochs / rounds updates (Adam's moments restart each round;
+    L-BFGS-B runs to convergence), and the exact minimisation over nu at fixed f (Delta's
+    problem with reference weights w e^f). Converges to a stationary point of the joint
+    loss; tau = -2 L there. With L-BFGS-B each round runs to convergence, and the rounds stop
+    once nu no longer moves (1e-9 of its width).
+    """
+    nus, sig, aux = _nuisance_list(nuisances, auxiliary)
+    lr_ref, lr_dat = _LogRatio(nus, ref), _LogRatio(nus, dat)
+    rounds = max(1, min(int(rounds), model.epochs))
+    train = model._adam if model.optimizer == "adam" else model._lbfgsb
+    params, nu = model.init_params(ref.shape[1]), np.zeros(len(nus))
+    hidden, threads = list(model.hidden), model.threads
+    epochs, done, ok = model.epochs, 0, True
+    adam = model.optimizer == "adam"
+    for k in range(rounds):
+        if adam:  # the epochs shared out over the rounds; L-BFGS-B gets its full limit each round
+            model.epochs = epochs // rounds + (1 if k < epochs % rounds else 0)
+        try:
+            out = train(ref, w * np.exp(lr_ref.value(nu)), [dat], params[None, :])[0]
+        finally:
+            model.epochs = epochs
+        params, done, ok = out["params"], done + out["epochs_done"], ok and out["converged"]
+        f_ref = _core.mlp_predict(ref, hidden, params, threads)
+        previous = nu
+        _, nu = _delta(lr_ref, lr_dat, w * np.exp(f_ref), sig, aux, tol)
+        if not adam and np.max(np.abs(nu - previous) / sig) < 1e-9:  # both blocks at their optimum
+            break
+    f_ref, f_dat = _core.mlp_predict(ref, hidden, params, threads), _core.mlp_predict(dat, hidden, params, threads)
+    fr, fd = f_ref + lr_ref.value(nu), f_dat + lr_dat.value(nu)
+    c, _, _ = _constraint(nu, sig, aux)
+    tau = -2.0 * (w @ np.expm1(fr) - fd.sum() + c)
+    delta, nu_d = _delta(lr_ref, lr_dat, w, sig, aux, tol)
+    names = [x.name for x in nus]
+    return NuisanceFitResult(tau=float(tau), delta=float(delta), nu_tau=dict(zip(names, nu.tolist())),
+                             nu_delta=dict(zip(names, nu_d.tolist())), auxiliary=dict(zip(names, aux.tolist())),
+                             converged=bool(ok), newton_iterations=int(done), f_reference=fr, f_data=fd,
+                             fit=_NeuralF(hidden, params, ref.shape[1]))
+
+
+class _NeuralF:
+    """f(x) of a neural nuisance fit (without the nuisance term)."""
+
+    def __init__(self, hidden, params, d):
+        self.hidden, self.params, self.d = hidden, params, d
+
+    def predict(self, x, threads=None):
+        x = _checks.as_events(x, "x", d=self.d)
+        return _core.mlp_predict(x, self.hidden, self.params, _checks.threads_arg(threads))

@@ -149,3 +149,29 @@ def test_nuisance_toys_are_fits_with_their_own_auxiliary_values(tmp_path):
     with pytest.raises(ValueError, match="callable"):
         fastnplm.calibrate(model, ref, pool, toys=2, n_expected=200.0, nu_true={"s": 0.1},
                            nuisances=[Nuisance("s", 0.1, "shape", fastnplm.ShapeCoefficients(ref[:3], 1.0, np.zeros(3)))])
+
+
+def test_neural_tau_with_a_tight_constraint_is_the_plain_fit():
+    # L-BFGS-B runs each round to convergence: with nu pinned at 0 the block-coordinate fit is
+    # the plain maximum-likelihood fit of the clipped network
+    rng = np.random.default_rng(6)
+    ref, data = rng.exponential(size=(4000, 1)), rng.exponential(size=(220, 1))
+    model = fastnplm.NeuralNPLM(hidden=(3,), clip=5.0, epochs=400, optimizer="lbfgsb", history_every=0)
+    plain = model.fit(ref, data, n_expected=200.0)
+    res = model.fit(ref, data, n_expected=200.0, nuisances=[Nuisance("n", 1e-7)])
+    assert abs(res.delta) < 1e-6 and abs(res.nu_tau["n"]) < 1e-8
+    assert res.tau == pytest.approx(plain.t, rel=1e-5, abs=1e-5)
+
+
+def test_neural_free_normalisation_absorbs_a_yield_excess():
+    # 20% more events than expected, same shape: Delta takes the excess (nu_N = log 1.2), t does not
+    rng = np.random.default_rng(3)
+    ref, data = rng.exponential(size=(8000, 1)), rng.exponential(size=(480, 1))
+    model = fastnplm.NeuralNPLM(hidden=(3,), clip=5.0, epochs=300, optimizer="lbfgsb", history_every=0)
+    res = model.fit(ref, data, n_expected=400.0, nuisances=[Nuisance("norm", 1.0)])
+    assert res.nu_delta["norm"] == pytest.approx(np.log(1.2), abs=0.01) and res.converged
+    assert res.delta > 10 and res.t < model.fit(ref, data, n_expected=400.0).t - 8
+    # neural toys with nuisances go through the same fit
+    cal = fastnplm.calibrate(model, ref, rng.exponential(size=(8000, 1)), toys=2, n_expected=400.0, seed=1,
+                             nuisances=[Nuisance("norm", 1.0)])
+    assert cal.details["delta"].shape == (2, 1) and np.isfinite(cal.t).all()
