@@ -70,17 +70,21 @@ FASTNPLM_INLINE inline V vabs(V a) {
     return a < V{} ? -a : a;
 }
 
-// exp(x), x clamped to [-708, 709]: the reduction and degree-12 Taylor polynomial (Estrin)
-// of the scalar vexp() in vexp.hpp, lane for lane the same operations.
+// exp(x) for x in [lo, 709] (x clamped to it; lo >= -708): the reduction and degree-12 Taylor
+// polynomial (Estrin) of the scalar vexp() in vexp.hpp. The exponent bias is folded into the
+// rounding shifter, so the low bits of x log2e + shifter are k + 1023 and 2^k is one shift.
+// kNonPos: the caller guarantees x <= 0 (the sigmoid's exp(-|z|)), the upper clamp is skipped.
+template <bool kNonPos = false>
 FASTNPLM_INLINE inline f64x4 vexp_simd(f64x4 x) {
     constexpr double log2e = 1.4426950408889634074;
     constexpr double ln2_hi = 6.93147180369123816490e-01;
     constexpr double ln2_lo = 1.90821492927058770002e-10;
-    constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52: rounds to integer
-    x = vmin(vmax(x, splat<f64x4>(-708.0)), splat<f64x4>(709.0));
+    constexpr double shifter = 6755399441055744.0 + 1023.0;  // 1.5 * 2^52 (rounds to integer) + bias
+    x = vmax(x, splat<f64x4>(-708.0));
+    if (!kNonPos) x = vmin(x, splat<f64x4>(709.0));
     f64x4 kd = x * log2e + shifter;
     const i64x4 kbits = (i64x4)kd;
-    kd -= shifter;
+    kd -= shifter;  // k
     const f64x4 r = (x - kd * ln2_hi) - kd * ln2_lo;
     const f64x4 r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
     const f64x4 p01 = 1.0 + r;
@@ -95,21 +99,29 @@ FASTNPLM_INLINE inline f64x4 vexp_simd(f64x4 x) {
     const f64x4 p07 = p03 + r4 * p47;
     const f64x4 p812 = p811 + r4 * (1.0 / 479001600.0);
     const f64x4 p = p07 + r8 * p812;
-    const i64x4 ebits = (kbits + 1023) << 52;  // 2^k, k in [-1022, 1023]
+    const i64x4 ebits = kbits << 52;  // (k + 1023) << 52 = 2^k, k in [-1022, 1023]; upper bits shift out
     return p * (f64x4)ebits;
 }
+
+// -|x|: the sign bit set (one OR).
+FASTNPLM_INLINE inline f64x4 neg_abs(f64x4 x) {
+    return (f64x4)((i64x4)x | static_cast<std::int64_t>(0x8000000000000000ull));
+}
+FASTNPLM_INLINE inline f32x8 neg_abs(f32x8 x) { return (f32x8)((i32x8)x | static_cast<std::int32_t>(0x80000000u)); }
 
 // expf(x) for float lanes, x clamped to [-87, 88] (k = round(x / ln 2) in [-126, 127], so
 // 2^k is a normal float): Cody-Waite reduction r = x - k ln 2 with ln 2 split as
 // 0.693359375 - 2.12194440e-4, then Cephes' expf polynomial (degree 5 in r on
-// [-ln2/2, ln2/2], relative error ~1 ulp = 6e-8). Callers that need overflow beyond 88
-// blend inf in themselves.
+// [-ln2/2, ln2/2], relative error ~1 ulp = 6e-8); bias folded into the shifter as above.
+// Callers that need overflow beyond 88 blend inf in themselves. kNonPos: x <= 0 guaranteed.
+template <bool kNonPos = false>
 FASTNPLM_INLINE inline f32x8 vexp_simd(f32x8 x) {
     constexpr float log2e = 1.44269504088896341f;
     constexpr float c1 = 0.693359375f;
     constexpr float c2 = -2.12194440e-4f;
-    constexpr float shifter = 12582912.0f;  // 1.5 * 2^23
-    x = vmin(vmax(x, splat<f32x8>(-87.0f)), splat<f32x8>(88.0f));
+    constexpr float shifter = 12582912.0f + 127.0f;  // 1.5 * 2^23 + bias
+    x = vmax(x, splat<f32x8>(-87.0f));
+    if (!kNonPos) x = vmin(x, splat<f32x8>(88.0f));
     f32x8 kd = x * log2e + shifter;
     const i32x8 kbits = (i32x8)kd;
     kd -= shifter;
@@ -121,7 +133,7 @@ FASTNPLM_INLINE inline f32x8 vexp_simd(f32x8 x) {
     const f32x8 p01 = 5.0000001201e-1f + r * 1.6666665459e-1f;
     const f32x8 p = p01 + r2 * (p23 + r2 * p45);
     const f32x8 y = (1.0f + r) + r2 * p;
-    const i32x8 ebits = (kbits + 127) << 23;
+    const i32x8 ebits = kbits << 23;
     return y * (f32x8)ebits;
 }
 
@@ -141,9 +153,13 @@ struct Wide<float> {
     static constexpr int H = 2;
     f64x4 v[2];
     FASTNPLM_INLINE static Wide of(f32x8 x) {
-        const f32x4 lo = __builtin_shufflevector(x, x, 0, 1, 2, 3);
-        const f32x4 hi = __builtin_shufflevector(x, x, 4, 5, 6, 7);
-        return Wide{{__builtin_convertvector(lo, f64x4), __builtin_convertvector(hi, f64x4)}};
+        // through a scalar loop: GCC's vectoriser turns it into two vcvtps2pd ymm, where
+        // __builtin_convertvector is lowered to 2-wide conversions inside target clones
+        float f[8];
+        double d[8];
+        store(f, x);
+        for (int i = 0; i < 8; ++i) d[i] = static_cast<double>(f[i]);
+        return Wide{{load<f64x4>(d), load<f64x4>(d + 4)}};
     }
 };
 

@@ -3,6 +3,7 @@
 // batch composition).
 #include <cmath>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "check.hpp"
@@ -151,8 +152,8 @@ TEST(mlp_results_independent_of_threads_and_batch) {
 TEST(mlp_one_hidden_layer_path_matches_general_path) {
     // the register-resident d-h-1 path against the layer-by-layer pass, both precisions; sizes
     // not multiples of a block; h up to the widest the path takes
-    for (std::int64_t h : {1, 4, 7, 32}) {
-        const Problem pb(3, {h}, 3001, 457, 31);
+    for (auto [dim, h] : std::vector<std::pair<std::int64_t, std::int64_t>>{{3, 1}, {3, 4}, {1, 4}, {3, 7}, {2, 32}}) {
+        const Problem pb(dim, {h}, 3001, 457, 31);
         std::vector<double> p = fastnplm::mlp_init(pb.s, 4);
         const std::int64_t P = pb.s.n_params();
         auto noise = normal(P, 12, 0.5);
