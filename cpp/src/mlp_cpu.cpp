@@ -9,6 +9,15 @@
 // gacc[p * kBlock + e]) across the blocks of a group, so the hot loop has only independent
 // vertical FMAs; each group's lane sums are reduced in a fixed order at its end.
 //
+// Networks with one hidden layer (d-h-1, the 1D toy's 1-4-1) take run_blocks_1h instead: the
+// same blocks and groups, the stages of a block fused in SIMD registers (simd.hpp), the block's
+// gradient terms summed per parameter in a register and added to double lanes once per block.
+//
+// Precision T: double, or float in the float32 mode (MlpPrecision): features, activations,
+// exps and per-event terms in float (8 lanes per AVX2 vector instead of 4); every loss and
+// gradient sum beyond a block's lane (4 events in the one-hidden-layer path, 1 elsewhere) is
+// double, as are parameters and the optimiser.
+//
 // The reference is cut into groups (a function of N_R only). A task takes one group,
 // transposes its events once and runs every network over them (the group stays in L2), so
 // the reference is read from memory once per pass for all B networks. Each network's data
