@@ -257,7 +257,8 @@ def test_float32_loss_and_gradient_within_derived_bound(d, h):
     roundings: input, d + 1 FMAs, exp (~2 ulp), the one-division sigmoid (~2h + 3), h FMAs of
     the output), so a term T_e = w e^f or f, or its derivative, is off by <= c u |T_e| (1 + A_e);
     gradient terms are also summed in float over the 4 events of a lane in a 32-event block
-    (3 more roundings); all longer sums are double. Bound used: c = 2h + d + 16."""
+    (3 more roundings); all longer sums are double. Bound used: c = 2h + d + 16. It is a worst
+    case (roundings aligned); the measured differences are ~200-400x below it."""
     ref, dat = problem(d, nr=20011, nd=1999, seed=4, shift=0.2)
     w = np.random.default_rng(2).uniform(0.5, 1.5, size=ref.shape[0]) * dat.shape[0] / ref.shape[0]
     hidden = [h]
@@ -279,7 +280,8 @@ def test_float32_loss_and_gradient_within_derived_bound(d, h):
 def test_float32_training_tracks_float64():
     """Adam in float32 mode against float64 on the 1D toy (reduced): the same updates up to float
     rounding of the gradient; Adam normalises each step, so trajectories separate only slowly.
-    Tolerances are empirical, ~30x what was measured (|dt| ~ 3e-6 here on both networks)."""
+    Tolerances are empirical, ~30x what was measured here (|dt| 1e-6 in 1D, 3e-6 in 3D; params
+    4e-8 in 1D)."""
     rng = np.random.default_rng(7)
     ref = rng.exponential(size=40000)
     dat = rng.exponential(size=400)
@@ -287,15 +289,15 @@ def test_float32_training_tracks_float64():
     r64 = fastnplm.NeuralNPLM(**kw).fit(ref, dat)
     r32 = fastnplm.NeuralNPLM(dtype="float32", **kw).fit(ref, dat)
     assert r32.converged and r32.dtype == "float32" and r64.dtype == "float64"
-    assert abs(r32.t - r64.t) < 1e-4 * max(1.0, abs(r64.t))
+    assert abs(r32.t - r64.t) < 1e-4
     print(f"\nmax |dparams| = {np.abs(r32.params - r64.params).max():.3g}")
-    np.testing.assert_allclose(r32.params, r64.params, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(r32.params, r64.params, rtol=0, atol=1e-6)
     # deeper networks go through the general path in float32 too
     ref3, dat3 = problem(3, nr=5003, nd=503, shift=0.3)
     kw3 = dict(hidden=(5, 3), clip=2.0, epochs=100, lr=1e-2, history_every=0, threads=2)
     a = fastnplm.NeuralNPLM(**kw3).fit(ref3, dat3)
     b = fastnplm.NeuralNPLM(dtype="float32", **kw3).fit(ref3, dat3)
-    assert abs(a.t - b.t) < 1e-4 * max(1.0, abs(a.t))
+    assert abs(a.t - b.t) < 1e-4
     print(f"\nfloat32 vs float64 training: 1D t {r32.t:.6f} vs {r64.t:.6f}; 3D t {b.t:.6f} vs {a.t:.6f}")
 
 
