@@ -55,14 +55,16 @@ FASTNPLM_INLINE inline void store(T* p, V v) {
     std::memcpy(p, &v, sizeof v);
 }
 
+// max/min that keep a NaN in a (as std::max/std::min with the value first): a NaN input of
+// the exps stays NaN, so a NaN loss is reported, not clamped into a finite one.
 template <class V>
 FASTNPLM_INLINE inline V vmax(V a, V b) {
-    return a > b ? a : b;
+    return a < b ? b : a;
 }
 
 template <class V>
 FASTNPLM_INLINE inline V vmin(V a, V b) {
-    return a < b ? a : b;
+    return b < a ? b : a;
 }
 
 template <class V>

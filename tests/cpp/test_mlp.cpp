@@ -172,6 +172,12 @@ TEST(mlp_one_hidden_layer_path_matches_general_path) {
             for (double g : gg) gmax = std::max(gmax, std::fabs(g));
             CHECK_CLOSE(ls, lg, tol, tol * (1 + std::fabs(lg)));
             for (std::int64_t j = 0; j < P; ++j) CHECK_CLOSE(gs[j], gg[j], tol, tol * (1 + gmax));
+            // a NaN parameter gives a NaN loss (the exps' clamps keep NaN)
+            std::vector<double> pn = p;
+            pn[0] = std::nan("");
+            fastnplm::detail::MlpPass(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, 2, prec, true)
+                .run(pn.data(), &net, 1, &ls, nullptr);
+            CHECK(std::isnan(ls));
         }
     }
 }
