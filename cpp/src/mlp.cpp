@@ -80,7 +80,7 @@ MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const
     std::vector<double> m(B * P, 0.0), v(B * P, 0.0), grad(B * P), loss(B);
     std::vector<std::int64_t> active(B);
     for (std::int64_t b = 0; b < B; ++b) active[b] = b;
-    const detail::MlpPass pass(shape, reference, reference_weights, data, o.threads);
+    const detail::MlpPass pass(shape, reference, reference_weights, data, o.threads, o.precision);
 
     const double c1 = 1.0 - o.beta1, c2 = 1.0 - o.beta2;
     for (std::int64_t epoch = 0; epoch < o.epochs && !active.empty(); ++epoch) {

@@ -12,8 +12,11 @@ namespace fastnplm::detail {
 class MlpPass {
 public:
     /// Validates and prepares reference (N_R, d) with weights (N_R,) and data[b] (N_D,b, d).
+    /// specialised = false forces the general layer-by-layer pass also for one hidden layer
+    /// (tests compare the two).
     MlpPass(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-            const std::vector<MatrixView>& data, int threads);
+            const std::vector<MatrixView>& data, int threads, MlpPrecision precision = MlpPrecision::float64,
+            bool specialised = true);
     ~MlpPass();
     std::int64_t n_networks() const;
     std::int64_t n_params() const;

@@ -25,6 +25,12 @@ MatrixView events(const Array& a, const std::string& name) {
     return MatrixView(a.data(), a.shape(0), a.shape(1));
 }
 
+MlpPrecision precision_of(const std::string& dtype) {
+    if (dtype == "float64") return MlpPrecision::float64;
+    if (dtype == "float32") return MlpPrecision::float32;
+    throw std::invalid_argument("dtype must be 'float64' or 'float32', got '" + dtype + "'");
+}
+
 MlpShape shape_of(std::int64_t d, const std::vector<std::int64_t>& hidden) {
     MlpShape s;
     s.d = d;
@@ -66,7 +72,8 @@ py::array_t<double> init(std::int64_t d, const std::vector<std::int64_t>& hidden
 }
 
 py::tuple loss_grad(const Array& reference, const Array& weights, const std::vector<Array>& data,
-                    const std::vector<std::int64_t>& hidden, const Array& params, bool with_grad, int threads) {
+                    const std::vector<std::int64_t>& hidden, const Array& params, bool with_grad, int threads, const std::string& dtype) {
+    const MlpPrecision prec = precision_of(dtype);
     const Batch b = batch(reference, weights, data, hidden, params);
     const py::ssize_t B = static_cast<py::ssize_t>(data.size());
     py::array_t<double> loss(B), grad(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(b.P)});
@@ -74,14 +81,15 @@ py::tuple loss_grad(const Array& reference, const Array& weights, const std::vec
     double* gp = with_grad ? grad.mutable_data() : nullptr;
     {
         py::gil_scoped_release release;  // safe: the arrays are owned by this frame's callers, read-only here
-        mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, threads);
+        mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, threads, prec);
     }
     return py::make_tuple(loss, with_grad ? py::object(grad) : py::object(py::none()));
 }
 
 py::dict train(const Array& reference, const Array& weights, const std::vector<Array>& data,
                const std::vector<std::int64_t>& hidden, const Array& params, double clip, double lr, double beta1,
-               double beta2, double eps, std::int64_t epochs, std::int64_t history_every, int threads) {
+               double beta2, double eps, std::int64_t epochs, std::int64_t history_every, int threads,
+               const std::string& dtype) {
     const Batch b = batch(reference, weights, data, hidden, params);
     MlpTrainOptions o;
     o.clip = clip;
@@ -92,6 +100,7 @@ py::dict train(const Array& reference, const Array& weights, const std::vector<A
     o.epochs = epochs;
     o.history_every = history_every;
     o.threads = threads;
+    o.precision = precision_of(dtype);
     const py::ssize_t B = static_cast<py::ssize_t>(data.size());
     py::array_t<double> out(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(b.P)});
     std::copy(params.data(), params.data() + B * b.P, out.mutable_data());
@@ -141,11 +150,11 @@ void bind_neural(py::module_& m) {
     m.def("mlp_init", &init, py::arg("d"), py::arg("hidden"), py::arg("seed"), py::arg("clip") = 0.0,
           "Glorot-uniform weights from splitmix64(seed), zero biases, clipped to [-clip, clip] (clip > 0).");
     m.def("mlp_loss_grad", &loss_grad, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("hidden"),
-          py::arg("params"), py::arg("with_grad") = true, py::arg("threads") = 0,
+          py::arg("params"), py::arg("with_grad") = true, py::arg("threads") = 0, py::arg("dtype") = "float64",
           "NPLM loss (B,) and gradient (B, P) of B networks params (B, P), data a list of B arrays.");
     m.def("mlp_train", &train, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("hidden"),
           py::arg("params"), py::arg("clip"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
-          py::arg("epochs"), py::arg("history_every"), py::arg("threads") = 0,
+          py::arg("epochs"), py::arg("history_every"), py::arg("threads") = 0, py::arg("dtype") = "float64",
           "Adam + clipping for B networks at once; returns a dict (params, loss, history, finite, epochs_done).");
     m.def("mlp_predict", &predict, py::arg("x"), py::arg("hidden"), py::arg("params"), py::arg("threads") = 0,
           "f(x) of one network.");

@@ -3,10 +3,12 @@
 // batch composition).
 #include <cmath>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "check.hpp"
 #include "fastnplm/mlp.hpp"
+#include "mlp_pass.hpp"
 #include "vexp.hpp"
 
 using fastnplm::MatrixView;
@@ -80,6 +82,16 @@ TEST(vexp_general_matches_std_exp) {
     CHECK(std::isfinite(fastnplm::detail::vexp(1e6)));
 }
 
+TEST(vexp_float_matches_std_exp) {
+    double worst = 0;
+    for (int i = 0; i <= 200000; ++i) {
+        const float x = -87.0f + 175.0f * static_cast<float>(i) / 200000.0f;
+        const double ref = std::exp(static_cast<double>(x));
+        worst = std::max(worst, std::fabs(fastnplm::detail::vexp(x) - ref) / ref);
+    }
+    CHECK(worst < 3e-7);  // a few float ulps (2^-24 = 6e-8)
+}
+
 TEST(mlp_loss_and_gradient_match_naive_and_finite_differences) {
     // sizes not multiples of any block or group; two hidden layers
     const Problem pb(3, {5, 4}, 5003, 611, 7);
@@ -135,6 +147,39 @@ TEST(mlp_results_independent_of_threads_and_batch) {
     for (double x : both) maxabs = std::max(maxabs, std::fabs(x));
     CHECK(maxabs <= 0.5);
     CHECK(r2.finite[0] == 1 && r2.finite[1] == 1 && r2.epochs_done[1] == 50);
+}
+
+TEST(mlp_one_hidden_layer_path_matches_general_path) {
+    // the register-resident d-h-1 path against the layer-by-layer pass, both precisions; sizes
+    // not multiples of a block; h up to the widest the path takes
+    for (auto [dim, h] : std::vector<std::pair<std::int64_t, std::int64_t>>{{3, 1}, {3, 4}, {1, 4}, {3, 7}, {2, 32}}) {
+        const Problem pb(dim, {h}, 3001, 457, 31);
+        std::vector<double> p = fastnplm::mlp_init(pb.s, 4);
+        const std::int64_t P = pb.s.n_params();
+        auto noise = normal(P, 12, 0.5);
+        for (std::int64_t j = 0; j < P; ++j) p[j] += noise[j];
+        for (auto prec : {fastnplm::MlpPrecision::float64, fastnplm::MlpPrecision::float32}) {
+            double ls, lg;
+            std::vector<double> gs(P), gg(P);
+            std::int64_t net = 0;
+            fastnplm::detail::MlpPass(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, 2, prec, true)
+                .run(p.data(), &net, 1, &ls, gs.data());
+            fastnplm::detail::MlpPass(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, 2, prec, false)
+                .run(p.data(), &net, 1, &lg, gg.data());
+            // double: a few ulps of the terms; float: float roundings in a different order
+            const double tol = prec == fastnplm::MlpPrecision::float64 ? 1e-12 : 1e-5;
+            double gmax = 0;
+            for (double g : gg) gmax = std::max(gmax, std::fabs(g));
+            CHECK_CLOSE(ls, lg, tol, tol * (1 + std::fabs(lg)));
+            for (std::int64_t j = 0; j < P; ++j) CHECK_CLOSE(gs[j], gg[j], tol, tol * (1 + gmax));
+            // a NaN parameter gives a NaN loss (the exps' clamps keep NaN)
+            std::vector<double> pn = p;
+            pn[0] = std::nan("");
+            fastnplm::detail::MlpPass(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, 2, prec, true)
+                .run(pn.data(), &net, 1, &ls, nullptr);
+            CHECK(std::isnan(ls));
+        }
+    }
 }
 
 TEST(mlp_predict_matches_naive) {

@@ -19,6 +19,12 @@
 
 namespace fastnplm {
 
+/// Arithmetic of the pass over the events. float64: everything in double. float32: features,
+/// activations and exps in float (twice the SIMD lanes), while loss and gradient sums, the
+/// parameters and the optimiser stay in double; f and every per-event term then carry float
+/// rounding (~1e-7 relative), and e^f overflows (inf, a non-finite loss) beyond f = 88.
+enum class MlpPrecision { float64, float32 };
+
 /// Layer sizes of a network: d inputs, hidden widths, one linear output.
 struct MlpShape {
     std::int64_t d = 1;                 ///< input features, >= 1
@@ -42,7 +48,7 @@ std::vector<double> mlp_init(const MlpShape& shape, std::uint64_t seed, double c
 /// loss (B) and grad (B, n_params) are overwritten; grad may be nullptr (loss only).
 void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
                    const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
-                   int threads = 0);
+                   int threads = 0, MlpPrecision precision = MlpPrecision::float64);
 
 /// f(x) of one network: x (n, d), params (n_params), out (n).
 void mlp_predict(const MlpShape& shape, const double* params, MatrixView x, double* out, int threads = 0);
@@ -56,6 +62,7 @@ struct MlpTrainOptions {
     std::int64_t epochs = 1000;   ///< full-batch updates, >= 1
     std::int64_t history_every = 1000;  ///< record L every this many updates (0: never)
     int threads = 0;              ///< <= 0: all cores
+    MlpPrecision precision = MlpPrecision::float64;  ///< arithmetic of the pass over the events
 };
 
 struct MlpTrainResult {
