@@ -112,7 +112,7 @@ class Calibration:
         if not spec:
             raise ValueError("this Calibration does not record its model")
         if spec.get("kind") == "neural":
-            return NeuralNPLM(threads=threads, **{k: spec[k] for k in _NEURAL_KEYS})
+            return NeuralNPLM(threads=threads, **{k: spec[k] for k in _NEURAL_KEYS if k in spec})
         if spec.get("centers") == "given":
             raise ValueError("the toys used given centers, which the store does not hold: build "
                              f"KernelNPLM(centers=..., hessian={spec['hessian']!r}, ...) yourself")
@@ -204,7 +204,7 @@ def power(t_signal, cal: Calibration, z: float = 2.0, sigma_index=None) -> dict:
 
 _MODEL_KEYS = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian",
                "center_pool", "spectral_tol")
-_NEURAL_KEYS = ("hidden", "clip", "epochs", "lr", "seed", "optimizer", "beta1", "beta2", "eps")
+_NEURAL_KEYS = ("hidden", "clip", "epochs", "lr", "seed", "optimizer", "beta1", "beta2", "eps", "dtype")
 
 
 def _model_spec(model, path) -> dict:

@@ -423,36 +423,51 @@ def learn_coefficients(samples, order=2, weights=None, M=100, sigma=None, lam=1e
 
 
 def fit_neural_with_nuisances(model, ref, dat, w, nuisances, auxiliary, rounds=20, tol=1e-10):
-    """tau, Delta and t of a neural model: L(f, nu) = sum_R w (e^{f + log r} - 1) - sum_D (f + log r)
-    - log L(nu|A)/L(0|A) minimised by block coordinates: ``rounds`` alternations of training the
-    network at fixed nu (the NPLM loss with reference weights w r(x; nu): it differs from
-    L(., nu) by a constant) for epochs / rounds updates (Adam's moments restart each round;
-    L-BFGS-B runs to convergence), and the exact minimisation over nu at fixed f (Delta's
-    problem with reference weights w e^f). Converges to a stationary point of the joint
-    loss; tau = -2 L there. With L-BFGS-B each round runs to convergence, and the rounds stop
-    once nu no longer moves (1e-9 of its width).
+    """tau, Delta and t of a neural model: the minimum over (network, nu) of
+    L = sum_R w (e^{f + log r} - 1) - sum_D (f + log r) - log L(nu|A)/L(0|A).
+
+    For fixed nu, L is the plain NPLM loss with reference weights w r(x; nu), up to a constant.
+    optimizer="lbfgsb": one L-BFGS-B run over the network parameters (boxed at the clip) and nu
+    (free) together, with the core's loss and gradient at weights w r(nu) and d L / d nu from
+    f on the events. optimizer="adam": ``rounds`` alternations of Adam on the network at fixed
+    nu (epochs / rounds updates each, its moments restarting every round) and the exact nu step
+    at fixed f (Delta's problem with reference weights w e^f). tau = -2 L at the end.
     """
     nus, sig, aux = _nuisance_list(nuisances, auxiliary)
     lr_ref, lr_dat = _LogRatio(nus, ref), _LogRatio(nus, dat)
-    rounds = max(1, min(int(rounds), model.epochs))
-    train = model._adam if model.optimizer == "adam" else model._lbfgsb
-    params, nu = model.init_params(ref.shape[1]), np.zeros(len(nus))
-    hidden, threads = list(model.hidden), model.threads
-    epochs, done, ok = model.epochs, 0, True
-    adam = model.optimizer == "adam"
-    for k in range(rounds):
-        if adam:  # the epochs shared out over the rounds; L-BFGS-B gets its full limit each round
+    hidden, threads, dtype = list(model.hidden), model.threads, getattr(model, "dtype", "float64")
+    params, nu, p = model.init_params(ref.shape[1]), np.zeros(len(nus)), len(nus)
+    n_par = params.shape[0]
+
+    def joint(theta):  # theta = (network parameters, nu / sigma): nu in units of its width
+        q, v = theta[:n_par], theta[n_par:] * sig
+        wr = w * np.exp(lr_ref.value(v))
+        loss, grad = _core.mlp_loss_grad(ref, wr, [dat], hidden, q.reshape(1, -1), True, threads, dtype)
+        c, cg, _ = _constraint(v, sig, aux)
+        f_ref = _core.mlp_predict(ref, hidden, q, threads)
+        value = float(loss[0]) + (wr - w).sum() - lr_dat.value(v).sum() + c
+        g_nu = lr_ref.grad(v).T @ (wr * np.exp(f_ref)) - lr_dat.grad(v).sum(axis=0) + cg
+        return value, np.concatenate([grad[0], g_nu * sig])
+
+    if model.optimizer == "lbfgsb":
+        from scipy.optimize import minimize
+        bounds = [(-model.clip, model.clip)] * n_par + [(None, None)] * p
+        res = minimize(joint, np.concatenate([params, nu]), jac=True, method="L-BFGS-B", bounds=bounds,
+                       options=dict(maxiter=model.epochs, maxfun=10 * model.epochs, ftol=1e-12, gtol=1e-7,
+                                    maxcor=20))
+        params, nu, done = res.x[:n_par], res.x[n_par:] * sig, int(res.nit)
+        ok = bool(np.isfinite(res.fun)) and (res.success or "ABNORMAL" in str(res.message))
+    else:
+        rounds, epochs, done, ok = max(1, min(int(rounds), model.epochs)), model.epochs, 0, True
+        for k in range(rounds):
             model.epochs = epochs // rounds + (1 if k < epochs % rounds else 0)
-        try:
-            out = train(ref, w * np.exp(lr_ref.value(nu)), [dat], params[None, :])[0]
-        finally:
-            model.epochs = epochs
-        params, done, ok = out["params"], done + out["epochs_done"], ok and out["converged"]
-        f_ref = _core.mlp_predict(ref, hidden, params, threads)
-        previous = nu
-        _, nu = _delta(lr_ref, lr_dat, w * np.exp(f_ref), sig, aux, tol)
-        if not adam and np.max(np.abs(nu - previous) / sig) < 1e-9:  # both blocks at their optimum
-            break
+            try:
+                out = model._adam(ref, w * np.exp(lr_ref.value(nu)), [dat], params[None, :])[0]
+            finally:
+                model.epochs = epochs
+            params, done, ok = out["params"], done + out["epochs_done"], ok and out["converged"]
+            f_ref = _core.mlp_predict(ref, hidden, params, threads)
+            _, nu = _delta(lr_ref, lr_dat, w * np.exp(f_ref), sig, aux, tol)
     f_ref, f_dat = _core.mlp_predict(ref, hidden, params, threads), _core.mlp_predict(dat, hidden, params, threads)
     fr, fd = f_ref + lr_ref.value(nu), f_dat + lr_dat.value(nu)
     c, _, _ = _constraint(nu, sig, aux)

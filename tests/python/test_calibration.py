@@ -352,5 +352,6 @@ def test_neural_toys_are_trained_together_and_reproducible(samples, tmp_path):
     assert a.t[4, 0] == alone.t
     back = fastnplm.load_calibration(tmp_path / "n.fnplm")
     assert np.array_equal(back.t, a.t) and back.model().hidden == (3,) and back.model().epochs == 40
+    assert back.model().dtype == "float64" and back.settings["model"]["dtype"] == "float64"
     with pytest.raises(ValueError, match="no width"):
         fastnplm.calibrate(model, ref, pool, toys=2, n_expected=N_EXP, sigmas=[0.3])
