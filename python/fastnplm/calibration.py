@@ -279,7 +279,15 @@ def _store_header(path):
         return None
     with open(path, "rb") as fh:
         first = fh.readline()
-    return json.loads(first) if first.strip() else None
+    if not first.strip():
+        return None
+    try:
+        header = json.loads(first)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path!r} is not a fastnplm calibration store: {err}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path!r} is not a fastnplm calibration store")
+    return header
 
 
 def _read_store(path, header):
@@ -468,9 +476,10 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
 
     Parameters
     ----------
-    model : KernelNPLM
-        Settings used for every toy, exactly as for the observed data (its ``sigma`` is
-        replaced by each entry of ``sigmas`` when given).
+    model : KernelNPLM or NeuralNPLM
+        Settings used for every toy, exactly as for the observed data (a kernel model's
+        ``sigma`` is replaced by each entry of ``sigmas`` when given; a neural model's toys
+        are trained a block at a time, each from its own initialisation seed).
     reference : array_like (N_R, d) or callable(rng, n) -> (n, d)
         The training reference, shared by all toys; or a generator, called by each toy for
         a fresh reference of ``n_reference`` events (as in the published toy studies; the

@@ -208,6 +208,8 @@ def test_store_loads_as_a_calibration(samples, tmp_path):
     (tmp_path / "junk").write_text("hello\n")
     with pytest.raises(ValueError, match="not a fastnplm calibration store"):
         fastnplm.load_calibration(tmp_path / "junk")
+    with pytest.raises(ValueError, match="not a fastnplm calibration store"):
+        fastnplm.calibrate(_model(), ref, pool, toys=2, n_expected=N_EXP, store=tmp_path / "junk")
 
 
 def _fast_model(**kw):
