@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "hot.hpp"
+#include "vexp.hpp"
 
 #if defined(__GNUC__)
 #define FASTNPLM_HAVE_SIMD 1
@@ -88,19 +89,7 @@ FASTNPLM_INLINE inline f64x4 vexp_simd(f64x4 x) {
     const i64x4 kbits = (i64x4)kd;
     kd -= shifter;  // k
     const f64x4 r = (x - kd * ln2_hi) - kd * ln2_lo;
-    const f64x4 r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-    const f64x4 p01 = 1.0 + r;
-    const f64x4 p23 = 0.5 + r * (1.0 / 6.0);
-    const f64x4 p45 = 1.0 / 24.0 + r * (1.0 / 120.0);
-    const f64x4 p67 = 1.0 / 720.0 + r * (1.0 / 5040.0);
-    const f64x4 p89 = 1.0 / 40320.0 + r * (1.0 / 362880.0);
-    const f64x4 p1011 = 1.0 / 3628800.0 + r * (1.0 / 39916800.0);
-    const f64x4 p03 = p01 + r2 * p23;
-    const f64x4 p47 = p45 + r2 * p67;
-    const f64x4 p811 = p89 + r2 * p1011;
-    const f64x4 p07 = p03 + r4 * p47;
-    const f64x4 p812 = p811 + r4 * (1.0 / 479001600.0);
-    const f64x4 p = p07 + r8 * p812;
+    const f64x4 p = exp_taylor12(r);
     const i64x4 ebits = kbits << 52;  // (k + 1023) << 52 = 2^k, k in [-1022, 1023]; upper bits shift out
     return p * (f64x4)ebits;
 }

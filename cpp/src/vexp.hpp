@@ -12,7 +12,29 @@
 #include <cstdint>
 #include <cstring>
 
+#include "hot.hpp"
+
 namespace fastnplm::detail {
+
+// exp(r) for |r| <= ln2/2 by its degree-12 Taylor polynomial (truncation < 1.7e-16 relative)
+// in Estrin's scheme (dependency depth 5 instead of 13 FMAs); T is double or a GCC vector of
+// doubles (simd.hpp), so the scalar and SIMD exps share it.
+template <class T>
+FASTNPLM_INLINE inline T exp_taylor12(T r) {
+    const T r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    const T p01 = 1.0 + r;
+    const T p23 = 0.5 + r * (1.0 / 6.0);
+    const T p45 = 1.0 / 24.0 + r * (1.0 / 120.0);
+    const T p67 = 1.0 / 720.0 + r * (1.0 / 5040.0);
+    const T p89 = 1.0 / 40320.0 + r * (1.0 / 362880.0);
+    const T p1011 = 1.0 / 3628800.0 + r * (1.0 / 39916800.0);
+    const T p03 = p01 + r2 * p23;
+    const T p47 = p45 + r2 * p67;
+    const T p811 = p89 + r2 * p1011;
+    const T p07 = p03 + r4 * p47;
+    const T p812 = p811 + r4 * (1.0 / 479001600.0);
+    return p07 + r8 * p812;
+}
 
 inline double vexp_nonpos(double x) {
     constexpr double log2e = 1.4426950408889634074;
@@ -59,19 +81,7 @@ inline double vexp(double x) {
     std::memcpy(&kbits, &kd, sizeof kbits);
     kd -= shifter;
     const double r = (x - kd * ln2_hi) - kd * ln2_lo;
-    const double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-    const double p01 = 1.0 + r;
-    const double p23 = 0.5 + r * (1.0 / 6.0);
-    const double p45 = 1.0 / 24.0 + r * (1.0 / 120.0);
-    const double p67 = 1.0 / 720.0 + r * (1.0 / 5040.0);
-    const double p89 = 1.0 / 40320.0 + r * (1.0 / 362880.0);
-    const double p1011 = 1.0 / 3628800.0 + r * (1.0 / 39916800.0);
-    const double p03 = p01 + r2 * p23;
-    const double p47 = p45 + r2 * p67;
-    const double p811 = p89 + r2 * p1011;
-    const double p07 = p03 + r4 * p47;
-    const double p812 = p811 + r4 * (1.0 / 479001600.0);
-    const double p = p07 + r8 * p812;
+    const double p = exp_taylor12(r);
     const std::uint64_t ebits = (kbits + 1023u) << 52;  // 2^k, k in [-1022, 1023]
     double scale;
     std::memcpy(&scale, &ebits, sizeof scale);
