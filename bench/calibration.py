@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import time
 
@@ -23,6 +22,8 @@ import numpy as np
 import fastnplm
 from fastnplm import _spectral
 from fastnplm.kernel import reference_center_indices
+
+from _report import emit  # bench/_report.py
 
 
 def _calibrate(model, ref, pool, toys, n_expected, fast, sigmas=None):
@@ -109,11 +110,7 @@ def main():
                          sigmas=list(sigma * np.geomspace(0.25, 4, 9)))
     out["scenarios"]["dqm_9_widths"] = {"one_width": one, "nine_widths": nine,
                                         "time_ratio_9_over_1": nine["seconds"] / one["seconds"], "target_ratio_max": 9}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import time
 
@@ -22,6 +21,8 @@ import numpy as np
 from scipy import stats
 
 import fastnplm
+
+from _report import emit  # bench/_report.py
 
 
 def main():
@@ -45,11 +46,7 @@ def main():
            "all_converged": bool(cal.converged.all()), "t_mean": float(t.mean()), "t_sd": float(t.std(ddof=1)),
            "chi2_13": {"mean": 13.0, "sd": float(np.sqrt(26.0)), "ks_pvalue": float(stats.kstest(t, stats.chi2(13).cdf).pvalue)},
            "chi2_fit": fit}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import time
 
@@ -23,6 +22,8 @@ from scipy import stats
 
 import fastnplm
 from fastnplm import Nuisance
+
+from _report import emit  # bench/_report.py
 
 
 def scaled_exp(nu, n, rng):
@@ -92,11 +93,7 @@ def main():
                                 "median_z_chi2_extrapolation": float(np.median(zc)), "chi2_dof": dof,
                                 "note": "toy-based Z is capped by the null toys (p >= 1/(toys+1)); the chi2 "
                                         "figure extrapolates the fitted null beyond them"}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":
