@@ -5,18 +5,21 @@
 // (xs[k * kBlock + e] = feature k of event e of the block), so that every loop below runs
 // over the events of a block with unit stride and vectorises; the activations, sigmoid
 // derivatives and back-propagated deltas of a block live in small per-thread buffers (L1).
-// Gradient and loss sums are kept lane-wise (one accumulator per event slot of a block,
-// gacc[p * kBlock + e]) across the blocks of a group, so the hot loop has only independent
-// vertical FMAs; each group's lane sums are reduced in a fixed order at its end.
+// Loss sums are kept lane-wise in double (one accumulator per event slot of a block, lacc[e])
+// across the blocks of a group. Gradient sums: with SIMD, a block's terms of a parameter are
+// summed in a register over its kBlock / N vectors (N lanes: kBlock / N events per lane) and
+// added to N double lanes, gacc[p * N + lane]; the products of a layer (pre-activations,
+// back-propagated deltas) likewise accumulate in registers (block_affine). Each group's lane
+// sums are reduced in a fixed order at its end.
 //
 // Networks with one hidden layer (d-h-1, the 1D toy's 1-4-1) take run_blocks_1h instead: the
 // same blocks and groups, the stages of a block fused in SIMD registers (simd.hpp), the block's
 // gradient terms summed per parameter in a register and added to double lanes once per block.
 //
 // Precision T: double, or float in the float32 mode (MlpPrecision): features, activations,
-// exps and per-event terms in float (8 lanes per AVX2 vector instead of 4); every loss and
-// gradient sum beyond a block's lane (4 events in the one-hidden-layer path, 1 elsewhere) is
-// double, as are parameters and the optimiser.
+// exps and per-event terms in float (8 lanes per AVX2 vector instead of 4); every gradient sum
+// beyond a block's lane (kBlock / 8 = 4 events) and every loss sum beyond one event is double,
+// as are parameters and the optimiser.
 //
 // The reference is cut into groups (a function of N_R only). A task takes one group,
 // transposes its events once and runs every network over them (the group stays in L2), so
@@ -140,6 +143,35 @@ std::int64_t n_groups(std::int64_t nb) {
     return std::max<std::int64_t>(1, std::min(kMaxGroups, (nb * kBlock + kGroupEvents - 1) / kGroupEvents));
 }
 
+// out[e] = (b + sum_{k < n} W[k * ws] in[k * kBlock + e]) * (scale ? scale[e] : 1) for the
+// kBlock events of a block: a layer's pre-activation of one unit (W a row, ws = 1) or, in the
+// backward pass, a unit's back-propagated delta (W a column, ws = the row length, scale the
+// sigmoid'). With SIMD the block's kBlock / N vectors accumulate in registers across k.
+template <class T>
+FASTNPLM_INLINE inline void block_affine(const T* __restrict W, std::int64_t ws, std::int64_t n, T b,
+                                         const T* __restrict in, const T* __restrict scale, T* __restrict out) {
+#ifdef FASTNPLM_HAVE_SIMD
+    using V = typename detail::Simd<T>::V;
+    constexpr std::int64_t N = detail::Simd<T>::N, kU = kBlock / N;
+    V acc[kU];
+    for (std::int64_t u = 0; u < kU; ++u) acc[u] = detail::splat<V>(b);
+    for (std::int64_t k = 0; k < n; ++k) {
+        const T wk = W[k * ws];
+        for (std::int64_t u = 0; u < kU; ++u) acc[u] += wk * detail::load<V>(in + k * kBlock + u * N);
+    }
+    for (std::int64_t u = 0; u < kU; ++u)
+        detail::store(out + u * N, scale != nullptr ? acc[u] * detail::load<V>(scale + u * N) : acc[u]);
+#else
+    for (std::int64_t e = 0; e < kBlock; ++e) out[e] = b;
+    for (std::int64_t k = 0; k < n; ++k) {
+        const T wk = W[k * ws];
+        for (std::int64_t e = 0; e < kBlock; ++e) out[e] += wk * in[k * kBlock + e];
+    }
+    if (scale != nullptr)
+        for (std::int64_t e = 0; e < kBlock; ++e) out[e] *= scale[e];
+#endif
+}
+
 // Forward pass of one block: hidden activations act (and sigmoid derivatives der when
 // wanted), output f; pre is a (max_width x kBlock) scratch.
 //
@@ -158,19 +190,8 @@ FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p
         const T* __restrict b = p + L.b_off[l];
         const bool last = l + 1 == L.layers;
         T* __restrict out = last ? f : act + L.act_off[l];
-        for (std::int64_t j = 0; j < nout; ++j) {
-            T* __restrict z = out + j * kBlock;
-            const T bj = b[j];
-            const T w0 = W[j * nin];
-#pragma omp simd
-            for (std::int64_t e = 0; e < kBlock; ++e) z[e] = bj + w0 * in[e];
-            for (std::int64_t k = 1; k < nin; ++k) {
-                const T wk = W[j * nin + k];
-                const T* __restrict ik = in + k * kBlock;
-#pragma omp simd
-                for (std::int64_t e = 0; e < kBlock; ++e) z[e] += wk * ik[e];
-            }
-        }
+        for (std::int64_t j = 0; j < nout; ++j)
+            block_affine<T>(W + j * nin, 1, nin, b[j], in, nullptr, out + j * kBlock);
         if (last) break;
         T* __restrict ex = der + L.act_off[l];  // holds e = exp(-|z|) until overwritten by sigmoid'
         for (std::int64_t j = 0; j < nout; ++j) {
@@ -216,6 +237,41 @@ FASTNPLM_INLINE inline float exp_f(float f) {
     return f > 88.0f ? std::numeric_limits<float>::infinity() : detail::vexp(f);
 }
 
+// Gradient sums of the general pass: gacc[p * kGradLanes + lane] (double). With SIMD, a
+// block's terms of a parameter are summed over its kBlock / N vectors in a register (in T: at
+// most kBlock / N events per lane, as in run_blocks_1h) and widened once into N double lanes;
+// without, every event slot of a block has its own double lane.
+#ifdef FASTNPLM_HAVE_SIMD
+template <class T>
+constexpr std::int64_t kGradLanes = detail::Simd<T>::N;
+
+// acc[0 .. N) += the block's sum of a[e] * b[e] (b == nullptr: of a[e]), lane-wise.
+template <class T>
+FASTNPLM_INLINE inline void block_dot_acc(const T* __restrict a, const T* __restrict b, double* __restrict acc) {
+    using V = typename detail::Simd<T>::V;
+    constexpr std::int64_t N = detail::Simd<T>::N;
+    V s = b != nullptr ? detail::load<V>(a) * detail::load<V>(b) : detail::load<V>(a);
+    for (std::int64_t u = N; u < kBlock; u += N)
+        s += b != nullptr ? detail::load<V>(a + u) * detail::load<V>(b + u) : detail::load<V>(a + u);
+    detail::acc_add<T>(acc, detail::Wide<T>::of(s));
+}
+#else
+template <class T>
+constexpr std::int64_t kGradLanes = kBlock;
+
+template <class T>
+inline void block_dot_acc(const T* __restrict a, const T* __restrict b, double* __restrict acc) {
+    // float32 mode: the product of two floats is exact in double
+    for (std::int64_t e = 0; e < kBlock; ++e)
+        acc[e] += static_cast<double>(a[e]) * (b != nullptr ? static_cast<double>(b[e]) : 1.0);
+}
+#endif
+
+template <class T>
+FASTNPLM_INLINE inline void block_sum_acc(const T* __restrict a, double* __restrict acc) {
+    block_dot_acc<T>(a, nullptr, acc);
+}
+
 // Loss and lane-wise gradient of one network (params pt, in T) over nb blocks of transposed
 // events xs with slot weights wt / w (reference weights, or 1 for data events; 0 on padding).
 // Adds to s.gacc, s.lacc (double).
@@ -253,42 +309,19 @@ FASTNPLM_INLINE inline void run_blocks(const Layout& L, const T* __restrict p, c
         for (std::int64_t l = L.layers - 1; l >= 0; --l) {
             const std::int64_t nin = L.in[l], nout = L.out[l];
             const T* in = l == 0 ? xb : s.act.data() + L.act_off[l - 1];
-            double* __restrict gW = gacc + L.w_off[l] * kBlock;
-            double* __restrict gb = gacc + L.b_off[l] * kBlock;
             for (std::int64_t j = 0; j < nout; ++j) {
                 const T* __restrict dj = delta + j * kBlock;
-                double* __restrict gbj = gb + j * kBlock;
-#pragma omp simd
-                for (std::int64_t e = 0; e < kBlock; ++e) gbj[e] += dj[e];
-                for (std::int64_t k = 0; k < nin; ++k) {
-                    const T* __restrict ik = in + k * kBlock;
-                    double* __restrict g = gW + (j * nin + k) * kBlock;
-                    // float32 mode: the product of two floats is exact in double
-#pragma omp simd
-                    for (std::int64_t e = 0; e < kBlock; ++e)
-                        g[e] += static_cast<double>(dj[e]) * static_cast<double>(ik[e]);
-                }
+                block_sum_acc(dj, gacc + (L.b_off[l] + j) * kGradLanes<T>);
+                for (std::int64_t k = 0; k < nin; ++k)
+                    block_dot_acc(dj, in + k * kBlock, gacc + (L.w_off[l] + j * nin + k) * kGradLanes<T>);
             }
             if (l == 0) break;
             // delta_{l-1}[k] = (sum_j W[j, k] delta_l[j]) * sigmoid'(z_{l-1}[k])
             const T* __restrict W = p + L.w_off[l];
             T* __restrict nd = delta == s.da.data() ? s.db.data() : s.da.data();
             const T* __restrict dv = s.der.data() + L.act_off[l - 1];
-            for (std::int64_t k = 0; k < nin; ++k) {
-                T* __restrict ndk = nd + k * kBlock;
-                const T w0 = W[k];
-#pragma omp simd
-                for (std::int64_t e = 0; e < kBlock; ++e) ndk[e] = w0 * delta[e];
-                for (std::int64_t j = 1; j < nout; ++j) {
-                    const T wj = W[j * nin + k];
-                    const T* __restrict dj = delta + j * kBlock;
-#pragma omp simd
-                    for (std::int64_t e = 0; e < kBlock; ++e) ndk[e] += wj * dj[e];
-                }
-                const T* __restrict dvk = dv + k * kBlock;
-#pragma omp simd
-                for (std::int64_t e = 0; e < kBlock; ++e) ndk[e] *= dvk[e];
-            }
+            for (std::int64_t k = 0; k < nin; ++k)
+                block_affine<T>(W + k, nin, nout, T(0), delta, dv + k * kBlock, nd + k * kBlock);
             delta = nd;
         }
     }
@@ -441,7 +474,7 @@ FASTNPLM_INLINE inline void group_pass_impl(const Layout& L, const EventBlocks<T
         if (kGrad)
             for (std::int64_t j = 0; j < P; ++j) {
                 double acc = 0.0;
-                for (std::int64_t e = 0; e < kBlock; ++e) acc += s.gacc[j * kBlock + e];
+                for (std::int64_t e = 0; e < kGradLanes<T>; ++e) acc += s.gacc[j * kGradLanes<T> + e];
                 o[j] = acc;
             }
         double acc = 0.0;
