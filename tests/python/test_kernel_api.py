@@ -6,6 +6,7 @@ import pytest
 from scipy.spatial.distance import pdist
 
 import fastnplm
+import oracle
 
 
 def _problem(seed=0, n_r=4000, n_d=400, d=2):
@@ -166,18 +167,24 @@ def test_dense_and_streamed_hessian_give_the_same_step():
 def test_spectral_hessian_gives_the_same_step(center_pool):
     # Pooled centers carry unequal class weights (1 for data, w for reference): the spectral
     # preconditioner is then diagonalised in the kept directions. Same step as the core's, to
-    # roundoff x conditioning (cond(K_MM) ~1e11 here; measured 5e-9 relative in t).
+    # roundoff x conditioning: cond(K_MM) ~1e11 here. Judged against the step solved in long
+    # double: measured errors in t, dense 1e-9 and spectral 1.5e-8 (pooled) / 2e-10
+    # (reference) on an AVX-512 machine, where spectral's eigendecompositions run other
+    # OpenBLAS kernels than on AVX2 (5e-9 there). Tolerances ~7x the largest measured.
     ref, dat = _problem(11)
     kw = dict(M=40, sigma=1.5, lam=1e-4, cg_tol=1e-12, center_pool=center_pool)
     a = fastnplm.KernelNPLM(hessian="dense", **kw).fit(ref, dat)
     b = fastnplm.KernelNPLM(hessian="spectral", **kw).fit(ref, dat)
-    assert b.t == pytest.approx(a.t, rel=1e-8) and b.objective == pytest.approx(a.objective, rel=1e-8)
-    np.testing.assert_allclose(b.predict(dat), a.predict(dat), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(b.f_reference, a.f_reference, rtol=1e-6, atol=1e-8)
+    truth = oracle.first_step_t_longdouble(ref, dat, a.centers, 1.5, 1e-4, jitter=1e-13)  # Falkon's jitter
+    assert a.t == pytest.approx(truth, rel=1e-8) and b.t == pytest.approx(truth, rel=1e-7)
+    assert b.objective == pytest.approx(a.objective, rel=1e-7)
+    # f moves with the same error (measured 7e-8 at most, on |f| <= 0.3)
+    np.testing.assert_allclose(b.predict(dat), a.predict(dat), rtol=1e-5, atol=5e-7)
+    np.testing.assert_allclose(b.f_reference, a.f_reference, rtol=1e-5, atol=5e-7)
     # early-stopped at the published tolerance: the same CG iterates
     c = fastnplm.KernelNPLM(hessian="dense", **{**kw, "cg_tol": None}).fit(ref, dat)
     e = fastnplm.KernelNPLM(hessian="spectral", **{**kw, "cg_tol": None}).fit(ref, dat)
-    assert e.cg_iterations == c.cg_iterations and e.t == pytest.approx(c.t, rel=1e-8)
+    assert e.cg_iterations == c.cg_iterations and e.t == pytest.approx(c.t, rel=1e-7)
     with pytest.raises(ValueError, match="lam > 0"):
         fastnplm.KernelNPLM(hessian="spectral", M=40, sigma=1.5, lam=0.0).fit(ref, dat)
 
