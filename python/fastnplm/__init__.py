@@ -27,6 +27,7 @@ _preload_openblas()
 from . import _core  # noqa: E402
 from .calibration import Calibration, aggregate, calibrate, load_calibration, power  # noqa: E402
 from ._info import build_info, cuda_available, cuda_built  # noqa: E402
+from .model_io import SavedModel, load_model, save_model  # noqa: E402
 from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuristic  # noqa: E402
 from .nuisance import Nuisance, ShapeCoefficients, delta_statistic, learn_coefficients  # noqa: E402
 from .neural import NeuralFitResult, NeuralNPLM  # noqa: E402
@@ -41,6 +42,7 @@ __all__ = [
     "ShapeCoefficients",
     "NeuralFitResult",
     "NeuralNPLM",
+    "SavedModel",
     "aggregate",
     "build_info",
     "calibrate",
@@ -49,6 +51,8 @@ __all__ = [
     "delta_statistic",
     "learn_coefficients",
     "load_calibration",
+    "load_model",
     "power",
+    "save_model",
     "sigma_heuristic",
 ]

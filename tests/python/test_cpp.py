@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +45,69 @@ def test_cpp_unit_tests(cpp_build):
     assert " 0 failed" in detail and "PASS newton_step_matches_dense_solution" in detail
 
 
-def test_installed_core_links_into_downstream_project(cpp_build, tmp_path):
+@pytest.fixture(scope="module")
+def installed(cpp_build):
     cmake, build, prefix, gen = cpp_build
     _run([cmake, "--install", build])
+    return cpp_build
+
+
+def test_installed_core_links_into_downstream_project(installed, tmp_path):
+    cmake, build, prefix, gen = installed
     consumer = tmp_path / "consumer"
     _run([cmake, "-S", ROOT / "tests" / "cpp" / "consumer", "-B", consumer, *gen, f"-DCMAKE_PREFIX_PATH={prefix}"])
     _run([cmake, "--build", consumer])
     out = _run([consumer / "consumer"])
     assert "converged = 1" in out
+
+
+@pytest.fixture(scope="module")
+def embed(installed, tmp_path_factory):
+    """examples/cpp built against the installed core, as its README says."""
+    cmake, _, prefix, gen = installed
+    build = tmp_path_factory.mktemp("embed")
+    _run([cmake, "-S", ROOT / "examples" / "cpp", "-B", build, *gen, f"-DCMAKE_PREFIX_PATH={prefix}"])
+    _run([cmake, "--build", build])
+    return build / "embed"
+
+
+def test_cpp_example_fits_saves_loads_and_python_reads_it(embed, tmp_path):
+    import fastnplm
+
+    path = tmp_path / "cpp_kernel.fnplm"
+    out = _run([embed, "fit", path])
+    assert "converged = 1" in out and "max |f_loaded - f_fit| on the data = 0" in out
+    m = fastnplm.load_model(path)  # written by C++, read by the Python implementation
+    assert m.kind == "kernel" and m.d == 1 and m.centers.shape == (40, 1) and m.sigma == 0.5
+    assert m.metadata["source"] == "examples/cpp/embed.cpp" and m.metadata["t"] > 0
+    x = np.linspace(0.0, 6.0, 25)
+    events = tmp_path / "x.f64"
+    x.astype("<f8").tofile(events)
+    f_cpp = np.array(_run([embed, "eval", path, events]).split(), dtype=float)
+    np.testing.assert_allclose(f_cpp, m.predict(x), rtol=1e-13, atol=1e-14)
+    # the kernel sum by hand; alpha's terms cancel (|alpha| ~1e3 for |f| ~0.1), so the
+    # rounding bound scales with sum_j |alpha_j k_j|
+    k = np.exp(-(x[:, None] - m.centers[:, 0]) ** 2 / (2 * 0.25))
+    assert np.all(np.abs(f_cpp - k @ m.alpha) <= 1e-14 * (np.abs(k) @ np.abs(m.alpha)))
+
+
+def test_python_models_evaluate_the_same_in_cpp(embed, tmp_path):
+    import fastnplm
+
+    rng = np.random.default_rng(3)
+    ref, dat = rng.normal(size=(3000, 3)) * [1, 2, 3] + 5, rng.normal(size=(300, 3)) * [1, 2, 3] + 5
+    shift, scale = ref.mean(0), ref.std(0)
+    fits = {
+        "kernel": fastnplm.KernelNPLM(M=30, sigma=1.0, lam=1e-5, seed=0).fit((ref - shift) / scale, (dat - shift) / scale),
+        "neural": fastnplm.NeuralNPLM(hidden=(4, 3), epochs=50, seed=1).fit((ref - shift) / scale, (dat - shift) / scale),
+    }
+    x = rng.normal(size=(40, 3)) * [1, 2, 3] + 5
+    events = tmp_path / "x.f64"
+    x.astype("<f8").tofile(events)
+    for kind, fit in fits.items():
+        path = tmp_path / f"{kind}.fnplm"
+        fastnplm.save_model(fit, path, preprocessing=(shift, scale), metadata={"case": kind})
+        f_cpp = np.array(_run([embed, "eval", path, events]).split(), dtype=float)
+        np.testing.assert_allclose(f_cpp, fit.predict((x - shift) / scale), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(fastnplm.load_model(path).predict(x), f_cpp, rtol=1e-13, atol=1e-14)
+    assert "events/s" in _run([embed, "rate", tmp_path / "kernel.fnplm", 1000])
