@@ -28,6 +28,7 @@ from . import _core  # noqa: E402
 from .calibration import Calibration, aggregate, calibrate, load_calibration, power  # noqa: E402
 from ._info import build_info, cuda_available, cuda_built  # noqa: E402
 from .model_io import SavedModel, load_model, save_model  # noqa: E402
+from .onnx_export import export_onnx  # noqa: E402
 from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuristic  # noqa: E402
 from .nuisance import Nuisance, ShapeCoefficients, delta_statistic, learn_coefficients  # noqa: E402
 from .neural import NeuralFitResult, NeuralNPLM  # noqa: E402
@@ -49,6 +50,7 @@ __all__ = [
     "cuda_available",
     "cuda_built",
     "delta_statistic",
+    "export_onnx",
     "learn_coefficients",
     "load_calibration",
     "load_model",

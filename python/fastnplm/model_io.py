@@ -82,6 +82,8 @@ def _preprocessing_arrays(preprocessing, d):
 
 def as_saved_model(fit, preprocessing=None, metadata=None) -> SavedModel:
     """The SavedModel of a kernel or neural fit result (``KernelFitResult``/``NeuralFitResult``)."""
+    if isinstance(fit, SavedModel):
+        return fit
     meta = {"fastnplm": _core.version, **(metadata or {})}
     if hasattr(fit, "centers") and hasattr(fit, "alpha"):
         centers = np.ascontiguousarray(fit.centers, dtype=np.float64)
@@ -96,8 +98,6 @@ def as_saved_model(fit, preprocessing=None, metadata=None) -> SavedModel:
         meta.setdefault("t", float(fit.t))
         return SavedModel("neural", d, meta, shift, scale, hidden=tuple(int(h) for h in fit.hidden),
                           params=np.ascontiguousarray(fit.params, dtype=np.float64))
-    if isinstance(fit, SavedModel):
-        return fit
     raise TypeError(f"cannot save a {type(fit).__name__}: expected a KernelFitResult, NeuralFitResult or SavedModel")
 
 

@@ -1,0 +1,95 @@
+"""ONNX export of a fitted f(x), for software that runs ONNX models (``pip install
+"fastnplm[onnx]"``).
+
+The graph takes a float64 tensor ``x`` of shape (n, d) in the original feature space and
+returns ``f`` of shape (n,): the stored preprocessing (x - shift) / scale, then
+
+* kernel: f = exp(-gamma ||x - c||^2) alpha with ||x - c||^2 = |x|^2 - 2 x c^T + |c|^2
+  (clamped at 0; the expansion costs one matrix product instead of an (n, M, d) tensor, and
+  rounds the squared distance to ~1e-16 |x|^2 absolute -- negligible against 2 sigma^2);
+* neural: the affine layers with sigmoids between them, linear output.
+
+The fastnplm model file (:func:`fastnplm.save_model`) stays the exact, versioned format;
+ONNX is the bridge to other runtimes.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .model_io import as_saved_model
+
+OPSET = 17
+
+
+def _onnx():
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise ImportError('ONNX export needs the onnx package: pip install "fastnplm[onnx]"') from None
+    return onnx, helper, numpy_helper
+
+
+def export_onnx(fit, path, preprocessing=None):
+    """Writes f of a kernel or neural fit (or a SavedModel) as an ONNX model.
+
+    Parameters
+    ----------
+    fit : KernelFitResult, NeuralFitResult or SavedModel
+    path : str or os.PathLike
+    preprocessing : (shift, scale) or object with ``.shift`` and ``.scale``, optional
+        As in :func:`fastnplm.save_model` (ignored for a SavedModel, which carries its own).
+
+    Returns
+    -------
+    onnx.ModelProto
+    """
+    onnx, helper, numpy_helper = _onnx()
+    m = as_saved_model(fit, preprocessing)
+    nodes, inits = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float64), name))
+        return name
+
+    def node(op, inputs, out, **attrs):
+        nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+    x = "x"
+    if m.shift is not None:
+        x = node("Sub", [x, const("shift", m.shift)], "x_shifted")
+        x = node("Div", [x, const("scale", m.scale)], "x_pre")
+    if m.kind == "kernel":
+        gamma = 0.5 / m.sigma ** 2
+        x2 = node("ReduceSumSquare", [x], "x2", axes=[1], keepdims=1)              # (n, 1)
+        xc = node("MatMul", [x, const("centers_t", m.centers.T)], "xc")            # (n, M)
+        c2 = const("c2", (m.centers ** 2).sum(1)[None, :])                          # (1, M)
+        r = node("Sub", [node("Add", [x2, c2], "x2c2"), node("Mul", [xc, const("two", 2.0)], "xc2")], "d2_raw")
+        r = node("Max", [r, const("zero", 0.0)], "d2")
+        k = node("Exp", [node("Mul", [r, const("neg_gamma", -gamma)], "e")], "k")
+        f = node("MatMul", [k, const("alpha", m.alpha[:, None])], "f2")
+    else:
+        a, off, nin = x, 0, m.d
+        sizes = (*m.hidden, 1)
+        for i, nout in enumerate(sizes):
+            W = m.params[off:off + nin * nout].reshape(nout, nin)
+            b = m.params[off + nin * nout:off + nin * nout + nout]
+            off += nin * nout + nout
+            z = node("Add", [node("MatMul", [a, const(f"W{i}_t", W.T)], f"xw{i}"), const(f"b{i}", b)], f"z{i}")
+            a = node("Sigmoid", [z], f"h{i}") if i + 1 < len(sizes) else z
+            nin = nout
+        f = a
+    node("Reshape", [f, numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat").name], "f")
+    inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat"))
+    graph = helper.make_graph(
+        nodes, f"fastnplm_{m.kind}",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, ["n", m.d])],
+        [helper.make_tensor_value_info("f", onnx.TensorProto.DOUBLE, ["n"])], inits)
+    model = helper.make_model(graph, producer_name="fastnplm", opset_imports=[helper.make_opsetid("", OPSET)])
+    model.doc_string = f"NPLM f(x), {m.kind} model; input: float64 (n, {m.d}) events in the original features"
+    onnx.checker.check_model(model)
+    onnx.save(model, os.fspath(path))
+    return model
