@@ -22,7 +22,11 @@ std::uint64_t splitmix64(std::uint64_t& state) {
     return z ^ (z >> 31);
 }
 
-void check_options(const MlpTrainOptions& o) {
+}  // namespace
+
+namespace detail {
+
+void check_train_options(const MlpTrainOptions& o) {
     auto bad = [](const std::string& what) { throw std::invalid_argument("mlp_train_adam: " + what); };
     if (!(o.clip > 0) || !std::isfinite(o.clip)) bad("clip must be finite and > 0, got " + std::to_string(o.clip));
     if (!(o.lr > 0) || !std::isfinite(o.lr)) bad("lr must be finite and > 0, got " + std::to_string(o.lr));
@@ -32,6 +36,10 @@ void check_options(const MlpTrainOptions& o) {
     if (o.epochs < 1) bad("epochs must be >= 1, got " + std::to_string(o.epochs));
     if (o.history_every < 0) bad("history_every must be >= 0, got " + std::to_string(o.history_every));
 }
+
+}  // namespace detail
+
+namespace {
 
 bool all_finite(const double* v, std::int64_t n) {
     for (std::int64_t i = 0; i < n; ++i)
@@ -63,7 +71,7 @@ std::vector<double> mlp_init(const MlpShape& shape, std::uint64_t seed, double c
 
 MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
                               const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o) {
-    check_options(o);
+    detail::check_train_options(o);
     const std::int64_t P = shape.n_params(), B = static_cast<std::int64_t>(data.size());
     if (B < 1) throw std::invalid_argument("mlp_train_adam: no networks (data list is empty)");
     if (params == nullptr) throw std::invalid_argument("mlp_train_adam: params is null");

@@ -9,6 +9,10 @@
 
 namespace fastnplm::detail {
 
+/// Throws std::invalid_argument naming the first bad training option (clip, lr, betas, eps,
+/// epochs, history_every); shared by the CPU and CUDA trainers.
+void check_train_options(const MlpTrainOptions& o);
+
 class MlpPass {
 public:
     /// Validates and prepares reference (N_R, d) with weights (N_R,) and data[b] (N_D,b, d).

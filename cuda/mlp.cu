@@ -1,0 +1,431 @@
+// Neural NPLM on the device: loss + gradient of B small networks (sigmoid hidden layers, linear
+// output) over the reference and each network's data, then the Adam + clip update, all in
+// kernels; the epoch loop runs on the host without copies (parameters, moments, flags and the
+// loss history stay on the device until training ends). float64 throughout.
+//
+// Pass (mlp_pass_kernel): a block takes tiles of T events (T threads, one event each; tile t
+// goes to block t mod gridDim.x, a function of n only), grid.y = the networks of the launch.
+// Each thread runs its event forward (activations and sigmoid' in shared memory, column =
+// thread) and backward (deltas overwrite the sigmoid'). Then the block switches to one thread
+// per parameter: parameter p's terms over the tile's T events are summed in event order and
+// added to the thread's running sum, so a block's partial is a fixed-order sum over its
+// tiles; sum_partials_kernel adds the partials in block order (reference blocks, then data
+// blocks). Results are a function of the inputs and the event counts alone.
+//
+// Adam (adam_kernel): one block per network; torch.optim.Adam's update in the same order of
+// operations as the CPU trainer (mlp.cpp), then the clip. A network whose loss or gradient is
+// non-finite stops there (its flag is cleared on the device), as on the CPU.
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "device.cuh"
+#include "fastnplm/mlp.hpp"
+#include "mlp_cuda.hpp"
+#include "mlp_pass.hpp"  // detail::check_train_options
+
+namespace fastnplm::FASTNPLM_CUDA_NS {
+namespace {
+
+constexpr int kMaxLayers = 8;         // hidden layers + output
+constexpr int kParamsPerThread = 8;   // parameters (plus the loss) each thread sums: P + 1 <= 8 T
+constexpr std::size_t kMlpSmem = 48 * 1024;  // dynamic shared memory without an opt-in attribute
+
+// Layer geometry (passed by value to the kernels).
+struct Dims {
+    int d = 0, layers = 0, P = 0, hidden_total = 0, max_width = 0;
+    int in[kMaxLayers] = {}, out[kMaxLayers] = {}, w_off[kMaxLayers] = {}, b_off[kMaxLayers] = {},
+        act_off[kMaxLayers] = {};
+};
+
+Dims make_dims(const MlpShape& s) {
+    s.validate();
+    if (static_cast<int>(s.hidden.size()) + 1 > kMaxLayers)
+        throw std::invalid_argument("CUDA MLP: at most " + std::to_string(kMaxLayers - 1) + " hidden layers, got " +
+                                    std::to_string(s.hidden.size()));
+    Dims D;
+    D.d = static_cast<int>(s.d);
+    D.layers = static_cast<int>(s.hidden.size()) + 1;
+    int nin = D.d, off = 0, act = 0;
+    D.max_width = D.d;
+    for (int l = 0; l < D.layers; ++l) {
+        const int nout = l + 1 < D.layers ? static_cast<int>(s.hidden[l]) : 1;
+        D.in[l] = nin;
+        D.out[l] = nout;
+        D.w_off[l] = off;
+        off += nin * nout;
+        D.b_off[l] = off;
+        off += nout;
+        D.act_off[l] = act;
+        if (l + 1 < D.layers) act += nout;
+        if (nout > D.max_width) D.max_width = nout;
+        nin = nout;
+    }
+    D.P = off;
+    D.hidden_total = act;
+    return D;
+}
+
+// Shared memory per tile of T events: parameters, inputs (d x T), activations and sigmoid'
+// (hidden_total x T each), the output delta and loss terms (T each).
+std::size_t smem_doubles(const Dims& D, int T) {
+    return static_cast<std::size_t>(D.P) + static_cast<std::size_t>(T) * (D.d + 2 * D.hidden_total + 2);
+}
+
+// The largest tile (threads per block) whose shared memory fits and whose threads can own
+// every parameter; throws when none does.
+int tile_threads(const Dims& D) {
+    for (int T : {128, 64, 32})
+        if (smem_doubles(D, T) * sizeof(double) <= kMlpSmem && D.P + 1 <= kParamsPerThread * T) return T;
+    throw std::invalid_argument("CUDA MLP: the network (" + std::to_string(D.P) + " parameters, " +
+                                std::to_string(D.hidden_total) +
+                                " hidden units) does not fit the kernel's shared memory; use backend='cpu'");
+}
+
+int pass_blocks(std::int64_t n, int T) {
+    const std::int64_t tiles = (n + T - 1) / T;
+    return static_cast<int>(tiles < 1 ? 1 : (tiles > kMaxBlocks ? kMaxBlocks : tiles));
+}
+
+// partial[(i * gridDim.x + blockIdx.x) * (P + 1) + p]: this block's sum over its events of
+// network nets[i]'s gradient term p (p = P: the loss term). x (n, d) row-major; weights w (n)
+// or nullptr for data events (weight 1); ref: reference loss w (e^f - 1), else data loss -f.
+__global__ void mlp_pass_kernel(Dims D, const double* params, const int* nets, const double* x, long long n,
+                                const double* w, bool ref, bool grad, double* partial) {
+    const int T = static_cast<int>(blockDim.x), t = static_cast<int>(threadIdx.x);
+    const int net = nets[blockIdx.y], P = D.P;
+    double* sp = dynamic_smem<double>();        // P parameters
+    double* xs = sp + P;                        // d x T inputs
+    double* act = xs + D.d * T;                 // hidden_total x T activations
+    double* der = act + D.hidden_total * T;     // hidden_total x T sigmoid', then deltas
+    double* q = der + D.hidden_total * T;       // T output deltas dL/df
+    double* lt = q + T;                         // T loss terms
+    for (int p = t; p < P; p += T) sp[p] = params[static_cast<long long>(net) * P + p];
+    double acc[kParamsPerThread];
+    for (int s = 0; s < kParamsPerThread; ++s) acc[s] = 0.0;
+    __syncthreads();  // parameters staged
+    const long long tiles = (n + T - 1) / T;
+    for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const long long e = tile * T + t;
+        const bool live = e < n;
+        const double we = live ? (w != nullptr ? w[e] : 1.0) : 0.0;
+        for (int k = 0; k < D.d; ++k) xs[k * T + t] = live ? x[e * D.d + k] : 0.0;
+        // forward, this thread's event (its own columns of xs, act, der)
+        double f = 0.0;
+        for (int l = 0; l < D.layers; ++l) {
+            const double* in = l == 0 ? xs : act + D.act_off[l - 1] * T;
+            const double* W = sp + D.w_off[l];
+            const double* b = sp + D.b_off[l];
+            for (int j = 0; j < D.out[l]; ++j) {
+                double z = b[j];
+                for (int k = 0; k < D.in[l]; ++k) z += W[j * D.in[l] + k] * in[k * T + t];
+                if (l + 1 == D.layers) {
+                    f = z;
+                } else {  // sigmoid from e = exp(-|z|) <= 1, without cancellation
+                    const double ez = exp(-fabs(z)), r = 1.0 / (1.0 + ez);
+                    act[(D.act_off[l] + j) * T + t] = z >= 0 ? r : ez * r;
+                    der[(D.act_off[l] + j) * T + t] = ez * r * r;
+                }
+            }
+        }
+        if (ref) {
+            const double ef = exp(f);
+            q[t] = we * ef;
+            lt[t] = we * (ef - 1.0);
+        } else {
+            q[t] = -we;
+            lt[t] = -we * f;
+        }
+        // backward: deltas of each hidden layer overwrite its sigmoid'
+        if (grad)
+            for (int l = D.layers - 1; l >= 1; --l) {
+                const double* W = sp + D.w_off[l];
+                for (int k = 0; k < D.in[l]; ++k) {
+                    double s = 0.0;
+                    for (int j = 0; j < D.out[l]; ++j)
+                        s += W[j * D.in[l] + k] * (l + 1 == D.layers ? q[t] : der[(D.act_off[l] + j) * T + t]);
+                    der[(D.act_off[l - 1] + k) * T + t] *= s;
+                }
+            }
+        __syncthreads();  // the tile's columns are complete
+        // one thread per parameter (and the loss): its terms over the tile, in event order
+        for (int s = 0; s < kParamsPerThread; ++s) {
+            const int p = t + s * T;
+            if (p > P || (!grad && p != P)) continue;
+            double sum = 0.0;
+            if (p == P) {
+                for (int u = 0; u < T; ++u) sum += lt[u];
+            } else {
+                int l = 0;
+                while (l + 1 < D.layers && p >= D.w_off[l + 1]) ++l;
+                const double* delta = l + 1 == D.layers ? q : der + D.act_off[l] * T;
+                const double* in = l == 0 ? xs : act + D.act_off[l - 1] * T;
+                if (p >= D.b_off[l]) {
+                    const int j = p - D.b_off[l];
+                    for (int u = 0; u < T; ++u) sum += delta[j * T + u];
+                } else {
+                    const int j = (p - D.w_off[l]) / D.in[l], k = (p - D.w_off[l]) % D.in[l];
+                    for (int u = 0; u < T; ++u) sum += delta[j * T + u] * in[k * T + u];
+                }
+            }
+            acc[s] += sum;
+        }
+        __syncthreads();  // every thread is done with the tile before the next overwrites it
+    }
+    double* out = partial + (static_cast<long long>(blockIdx.y) * gridDim.x + blockIdx.x) * (P + 1);
+    for (int s = 0; s < kParamsPerThread; ++s) {
+        const int p = t + s * T;
+        if (p <= P) out[p] = acc[s];
+    }
+}
+
+// out[i * (P + 1) + p] = sum over blocks b (in order) of ref[(i * rb + b) * (P + 1) + p], plus
+// the same over data partials data[(dofs[i] + b) * (P + 1) + p] for b < dblocks[i].
+__global__ void sum_partials_kernel(int width, int n_nets, const double* ref, int rb, const double* data,
+                                    const int* dofs, const int* dblocks, double* out) {
+    const long long total = static_cast<long long>(n_nets) * width;
+    for (long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+         idx += static_cast<long long>(gridDim.x) * blockDim.x) {
+        const int i = static_cast<int>(idx / width), p = static_cast<int>(idx % width);
+        double sr = 0.0, sd = 0.0;
+        for (int b = 0; b < rb; ++b) sr += ref[(static_cast<long long>(i) * rb + b) * width + p];
+        for (int b = 0; b < dblocks[i]; ++b) sd += data[(static_cast<long long>(dofs[i]) + b) * width + p];
+        out[idx] = sr + sd;
+    }
+}
+
+struct AdamStep {
+    double c1, c2, beta2, eps, clip, step_size, bc2_sqrt;
+    long long epoch, history_every, n_history;
+};
+
+// Block b: network b, lg[b * (P + 1) ..] its gradient and (at P) loss. Active networks with a
+// finite loss and gradient take the update; others are flagged and stop.
+__global__ void adam_kernel(int P, const double* lg, double* params, double* m, double* v, int* active,
+                            int* finite, long long* epochs_done, double* history, AdamStep a) {
+    __shared__ int bad[kThreads];
+    const int b = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
+    if (!active[b]) return;  // uniform across the block
+    const double* g = lg + static_cast<long long>(b) * (P + 1);
+    int nb = 0;
+    for (int p = t; p <= P; p += kThreads) nb |= !(g[p] - g[p] == 0.0);  // NaN or inf
+    bad[t] = nb;
+    __syncthreads();
+    for (int s = kThreads / 2; s > 0; s >>= 1) {
+        if (t < s) bad[t] |= bad[t + s];
+        __syncthreads();
+    }
+    const bool stop = bad[0] != 0;
+    __syncthreads();  // everyone has read bad[0] before thread 0 may change the flags
+    if (stop) {
+        if (t == 0) {
+            finite[b] = 0;
+            active[b] = 0;
+        }
+        return;
+    }
+    if (t == 0) {
+        if (a.history_every > 0 && a.epoch % a.history_every == 0)
+            history[b * a.n_history + a.epoch / a.history_every] = g[P];
+        epochs_done[b] = a.epoch + 1;
+    }
+    double* pb = params + static_cast<long long>(b) * P;
+    double* mb = m + static_cast<long long>(b) * P;
+    double* vb = v + static_cast<long long>(b) * P;
+    for (int j = t; j < P; j += kThreads) {
+        mb[j] += a.c1 * (g[j] - mb[j]);
+        vb[j] = vb[j] * a.beta2 + a.c2 * g[j] * g[j];
+        const double denom = sqrt(vb[j]) / a.bc2_sqrt + a.eps;
+        const double pj = pb[j] - a.step_size * (mb[j] / denom);
+        pb[j] = fmin(a.clip, fmax(-a.clip, pj));
+    }
+}
+
+unsigned flat_grid(long long work) {
+    const long long b = (work + kThreads - 1) / kThreads;
+    return static_cast<unsigned>(b < 1 ? 1 : (b > 1024 ? 1024 : b));
+}
+
+// Events, weights and scratch of one training (or one loss + gradient evaluation) on the device.
+class DevicePass {
+public:
+    DevicePass(const MlpShape& shape, MatrixView reference, const double* w, const std::vector<MatrixView>& data)
+        : D_(make_dims(shape)), T_(tile_threads(D_)), B_(static_cast<int>(data.size())) {
+        if (B_ < 1) throw std::invalid_argument("CUDA MLP: no networks (data list is empty)");
+        if (w == nullptr) throw std::invalid_argument("CUDA MLP: reference weights are missing");
+        check_events(reference, "reference");
+        upload_rows(reference, ref_);
+        nr_ = reference.rows;
+        w_.upload(w, static_cast<std::size_t>(nr_));
+        rb_ = pass_blocks(nr_, T_);
+        dat_.resize(B_);
+        std::vector<int> dofs(B_), dblocks(B_);
+        int off = 0;
+        for (int b = 0; b < B_; ++b) {
+            check_events(data[b], "data set " + std::to_string(b));
+            upload_rows(data[b], dat_[b]);
+            nd_.push_back(data[b].rows);
+            dblocks[b] = pass_blocks(data[b].rows, T_);
+            dofs[b] = off;
+            off += dblocks[b];
+        }
+        dblocks_host_ = dblocks;
+        dofs_host_ = dofs;
+        dofs_.upload(dofs.data(), dofs.size());
+        dblocks_.upload(dblocks.data(), dblocks.size());
+        ref_part_.resize(static_cast<std::size_t>(B_) * rb_ * (D_.P + 1));
+        dat_part_.resize(static_cast<std::size_t>(off) * (D_.P + 1));
+        lg_.resize(static_cast<std::size_t>(B_) * (D_.P + 1));
+        std::vector<int> all(B_);
+        for (int b = 0; b < B_; ++b) all[b] = b;
+        nets_.upload(all.data(), all.size());
+    }
+
+    int P() const { return D_.P; }
+    int B() const { return B_; }
+    double* lg() { return lg_.data(); }
+
+    // lg (B x (P + 1)) = gradient and loss of every network at device params (B x P).
+    void run(const double* params, bool grad) {
+        const std::size_t smem = smem_doubles(D_, T_) * sizeof(double);
+        FASTNPLM_LAUNCH(mlp_pass_kernel, dim3(rb_, B_), T_, smem, nullptr)(D_, params, nets_.data(), ref_.data(), nr_,
+                                                                         w_.data(), true, grad, ref_part_.data());
+        check_launch("mlp_pass_kernel");
+        for (int b = 0; b < B_; ++b) {
+            FASTNPLM_LAUNCH(mlp_pass_kernel, dim3(dblocks_host_[b], 1), T_, smem, nullptr)(
+                D_, params, nets_.data() + b, dat_[b].data(), nd_[b], nullptr, false, grad,
+                dat_part_.data() + static_cast<std::size_t>(dofs_host_[b]) * (D_.P + 1));
+            check_launch("mlp_pass_kernel");
+        }
+        FASTNPLM_LAUNCH(sum_partials_kernel, flat_grid(static_cast<long long>(B_) * (D_.P + 1)), kThreads, 0, nullptr)(
+            D_.P + 1, B_, ref_part_.data(), rb_, dat_part_.data(), dofs_.data(), dblocks_.data(), lg_.data());
+        check_launch("sum_partials_kernel");
+    }
+
+private:
+    void check_events(MatrixView x, const std::string& name) const {
+        if (x.rows < 1) throw std::invalid_argument("CUDA MLP: " + name + " is empty (0 events)");
+        if (x.cols != D_.d)
+            throw std::invalid_argument("CUDA MLP: " + name + " has " + std::to_string(x.cols) +
+                                        " features but the network takes " + std::to_string(D_.d));
+    }
+    static void upload_rows(MatrixView x, DeviceArray<double>& dst) {
+        std::vector<double> packed(static_cast<std::size_t>(x.rows * x.cols));
+        for (std::int64_t i = 0; i < x.rows; ++i)
+            for (std::int64_t k = 0; k < x.cols; ++k) packed[i * x.cols + k] = x.row(i)[k];
+        dst.upload(packed.data(), packed.size());
+    }
+
+    Dims D_;
+    int T_, B_, rb_ = 0;
+    std::int64_t nr_ = 0;
+    std::vector<std::int64_t> nd_;
+    std::vector<int> dblocks_host_, dofs_host_;
+    DeviceArray<double> ref_, w_, ref_part_, dat_part_, lg_;
+    std::vector<DeviceArray<double>> dat_;
+    DeviceArray<int> nets_, dofs_, dblocks_;
+};
+
+}  // namespace
+
+const std::vector<std::string>& mlp_kernel_names() {
+    static const std::vector<std::string> names = {"mlp_pass_kernel", "sum_partials_kernel", "adam_kernel"};
+    return names;
+}
+
+void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad) {
+    DevicePass pass(shape, reference, reference_weights, data);
+    const int P = pass.P(), B = pass.B();
+    DeviceArray<double> dp;
+    dp.upload(params, static_cast<std::size_t>(B) * P);
+    pass.run(dp.data(), grad != nullptr);
+    std::vector<double> lg(static_cast<std::size_t>(B) * (P + 1));
+    check(cudaMemcpy(lg.data(), pass.lg(), lg.size() * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    for (int b = 0; b < B; ++b) {
+        loss[b] = lg[static_cast<std::size_t>(b) * (P + 1) + P];
+        if (grad != nullptr)
+            for (int j = 0; j < P; ++j) grad[static_cast<std::size_t>(b) * P + j] = lg[static_cast<std::size_t>(b) * (P + 1) + j];
+    }
+}
+
+MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o) {
+    detail::check_train_options(o);
+    if (o.precision != MlpPrecision::float64)
+        throw std::invalid_argument("CUDA MLP: only float64 is implemented on the CUDA backend; use dtype='float64'");
+    if (params == nullptr) throw std::invalid_argument("CUDA MLP: params is null");
+    DevicePass pass(shape, reference, reference_weights, data);
+    const int P = pass.P(), B = pass.B();
+    for (std::int64_t i = 0; i < static_cast<std::int64_t>(B) * P; ++i)
+        if (!std::isfinite(params[i])) throw std::invalid_argument("CUDA MLP: initial parameters contain NaN or inf");
+
+    MlpTrainResult res;
+    const std::int64_t h = o.history_every;
+    res.n_history = h > 0 ? o.epochs / h + 1 : 0;
+    std::vector<double> history(static_cast<std::size_t>(B * res.n_history), std::numeric_limits<double>::quiet_NaN());
+    DeviceArray<double> dp, m, v, dh;
+    dp.upload(params, static_cast<std::size_t>(B) * P);
+    m.resize(static_cast<std::size_t>(B) * P);
+    m.zero();
+    v.resize(static_cast<std::size_t>(B) * P);
+    v.zero();
+    dh.upload(history.data(), history.size());
+    std::vector<int> ones(B, 1);
+    std::vector<long long> zeros(B, 0);
+    DeviceArray<int> active, finite;
+    DeviceArray<long long> done;
+    active.upload(ones.data(), ones.size());
+    finite.upload(ones.data(), ones.size());
+    done.upload(zeros.data(), zeros.size());
+
+    AdamStep a{};
+    a.c1 = 1.0 - o.beta1;
+    a.c2 = 1.0 - o.beta2;
+    a.beta2 = o.beta2;
+    a.eps = o.eps;
+    a.clip = o.clip;
+    a.history_every = h;
+    a.n_history = res.n_history;
+    for (std::int64_t epoch = 0; epoch < o.epochs; ++epoch) {
+        pass.run(dp.data(), true);
+        // the CPU trainer's bias corrections, computed the same way on the host
+        const double step = static_cast<double>(epoch + 1);
+        const double bc1 = 1.0 - std::pow(o.beta1, step), bc2 = 1.0 - std::pow(o.beta2, step);
+        a.step_size = o.lr / bc1;
+        a.bc2_sqrt = std::sqrt(bc2);
+        a.epoch = epoch;
+        FASTNPLM_LAUNCH(adam_kernel, B, kThreads, 0, nullptr)(P, pass.lg(), dp.data(), m.data(), v.data(), active.data(),
+                                                            finite.data(), done.data(), dh.data(), a);
+        check_launch("adam_kernel");
+    }
+    pass.run(dp.data(), false);  // the final loss
+    std::vector<double> lg(static_cast<std::size_t>(B) * (P + 1));
+    std::vector<int> act(B), fin(B);
+    std::vector<long long> ed(B);
+    check(cudaMemcpy(lg.data(), pass.lg(), lg.size() * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    active.download(act.data(), act.size());
+    finite.download(fin.data(), fin.size());
+    done.download(ed.data(), ed.size());
+    dh.download(history.data(), history.size());
+    dp.download(params, static_cast<std::size_t>(B) * P);
+    res.loss.assign(B, std::numeric_limits<double>::quiet_NaN());
+    res.finite.assign(fin.begin(), fin.end());
+    res.epochs_done.assign(ed.begin(), ed.end());
+    for (int b = 0; b < B; ++b) {
+        if (!act[b]) continue;
+        const double L = lg[static_cast<std::size_t>(b) * (P + 1) + P];
+        if (!std::isfinite(L)) {
+            res.finite[b] = 0;
+            continue;
+        }
+        res.loss[b] = L;
+        if (h > 0 && o.epochs % h == 0) history[b * res.n_history + o.epochs / h] = L;
+    }
+    res.history = std::move(history);
+    return res;
+}
+
+}  // namespace fastnplm::FASTNPLM_CUDA_NS
