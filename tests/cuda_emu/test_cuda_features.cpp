@@ -1,0 +1,74 @@
+// The projected-feature kernels (cuda/features.cu, the batched-toy path) through the CPU
+// emulation, against the CPU backend, at sizes that are not multiples of the row tile. Under
+// the emulation device memory is host memory, so device-pointer functions take host arrays.
+#include <array>
+#include <random>
+#include <vector>
+
+#include "check.hpp"
+#include "features_cuda.hpp"
+#include "fastnplm/kernel_ops.hpp"
+
+using fastnplm::MatrixView;
+namespace ce = fastnplm::cuda_emu;
+
+namespace {
+
+std::vector<double> normal(std::size_t n, unsigned seed, double scale = 1.0) {
+    std::mt19937_64 g(seed);
+    std::normal_distribution<double> N(0.0, scale);
+    std::vector<double> v(n);
+    for (auto& e : v) e = N(g);
+    return v;
+}
+
+std::vector<double> transpose(const std::vector<double>& c, std::int64_t m, std::int64_t d) {
+    std::vector<double> t(c.size());
+    for (std::int64_t j = 0; j < m; ++j)
+        for (std::int64_t q = 0; q < d; ++q) t[q * m + j] = c[j * d + q];
+    return t;
+}
+
+void check_all_close(const std::vector<double>& a, const std::vector<double>& b, double rtol, double atol) {
+    CHECK(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) CHECK_CLOSE(a[i], b[i], rtol, atol);
+}
+
+}  // namespace
+
+TEST(cuda_feature_project_matches_the_cpu) {
+    const auto cpu = fastnplm::make_cpu_ops(1);
+    for (auto [n, m, d, r] : {std::array<std::int64_t, 4>{1, 1, 1, 1}, {7, 33, 2, 5}, {130, 65, 3, 17}, {257, 20, 1, 33}}) {
+        const auto x = normal(n * d, 1), c = normal(m * d, 2), g = normal(m * r, 3), w = normal(n, 4), u = normal(n, 5);
+        const auto ct = transpose(c, m, d);
+        std::vector<double> fc(n * r), wc(r * r), gc(r), fe(n * r), we(r * r), ge(r);
+        cpu->feature_project(MatrixView(x.data(), n, d), MatrixView(c.data(), m, d), 0.4, g.data(), r, w.data(), u.data(),
+                             fc.data(), wc.data(), gc.data());
+        ce::Workspace ws;
+        ce::feature_project({x.data(), n, static_cast<int>(d)}, {ct.data(), m, static_cast<int>(d)}, 0.4, g.data(), r,
+                             w.data(), u.data(), fe.data(), we.data(), ge.data(), ws);
+        // sums of <= ~300 terms of size <= ~50 in another order
+        check_all_close(fe, fc, 1e-12, 1e-12);
+        check_all_close(we, wc, 1e-11, 1e-10);
+        check_all_close(ge, gc, 1e-11, 1e-11);
+        std::vector<double> wo(r * r);  // outputs are optional
+        ce::feature_project({x.data(), n, static_cast<int>(d)}, {ct.data(), m, static_cast<int>(d)}, 0.4, g.data(), r,
+                             w.data(), nullptr, nullptr, wo.data(), nullptr, ws);
+        CHECK(wo == we);
+    }
+}
+
+TEST(cuda_features_gram_and_expm1_match_the_cpu) {
+    const auto cpu = fastnplm::make_cpu_ops(1);
+    for (auto [n, r, b] : {std::array<std::int64_t, 3>{1, 1, 1}, {9, 5, 3}, {131, 17, 130}, {300, 40, 7}}) {
+        const auto f = normal(n * r, 6, 0.1), v = normal(r * b, 7, 0.5), w = normal(n, 8);
+        std::vector<double> gc(r * r), ge(r * r), ec(b), ee(b);
+        cpu->features_gram(MatrixView(f.data(), n, r), w.data(), gc.data());
+        cpu->features_expm1_sum(MatrixView(f.data(), n, r), v.data(), b, w.data(), ec.data());
+        ce::Workspace ws;
+        ce::features_gram(f.data(), n, r, w.data(), ge.data(), ws);
+        ce::features_expm1_sum(f.data(), n, r, v.data(), b, w.data(), ee.data(), ws);
+        check_all_close(ge, gc, 1e-11, 1e-12);
+        check_all_close(ee, ec, 1e-11, 1e-12);
+    }
+}
