@@ -131,10 +131,12 @@ __global__ void __launch_bounds__(kThreads)
             double s[kRows] = {};
             for (long long a = 0; a < r; ++a) {
                 const double va = v[a * b + q];
-                for (int rr = 0; rr < rows; ++rr) s[rr] += f[(row0 + rr) * r + a] * va;
+                for (int rr = 0; rr < kRows; ++rr)  // constant trip count: s stays in registers
+                    if (rr < rows) s[rr] += f[(row0 + rr) * r + a] * va;
             }
             double t = 0.0;
-            for (int rr = 0; rr < rows; ++rr) t += w[row0 + rr] * expm1(s[rr]);
+            for (int rr = 0; rr < kRows; ++rr)
+                if (rr < rows) t += w[row0 + rr] * expm1(s[rr]);
             acc[q] += t;
         }
     }
