@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""GPU benchmark: the kernel-fit, calibration and neural scenarios of the CPU benches on the CUDA
+backend, timed with CUDA events after a warm-up, with achieved rates against the device's peaks
+and the CPU backend measured in the same run.
+
+    python bench/gpu.py [--out bench/results/gpu.json] [--cpu-peer/--no-cpu-peer]
+    python bench/gpu.py --smoke          # tiny sizes on the CPU backend: checks this script only
+
+Needs a CUDA build of fastnplm (``fastnplm.cuda_built()``) and a device
+(``fastnplm.cuda_available()``); otherwise it says so and exits with status 2. Until a run on a
+GPU is recorded in bench/results/, this project has no GPU figure: none is estimated here.
+
+Achieved rates use nominal operation counts, stated in the output:
+* kernel fits: kernel evaluations = (events) x M x (passes over the events); each costs
+  3d + 2 FLOPs (differences, squares, sums, scale) plus one exp, counted as 1, and a fused
+  Hessian product adds 4 (two multiply-adds); bytes = 8 (d + 2) per event per pass.
+* neural epochs: 6 P FLOPs per event (forward, backward and gradient multiply-adds of P
+  parameters) plus one exp per hidden unit and per reference event, counted as 1 each;
+  bytes = 8 (d + 1) per event per epoch (events and weights read once).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+import fastnplm
+
+from _report import emit
+
+KERNEL = {"1d": dict(d=1, n_r=200_000, n_d=2_000, M=1000, sigma=0.3),
+          "5d": dict(d=5, n_r=100_000, n_d=20_000, M=2000, sigma=1.0)}
+NEURAL = {"1d": dict(d=1, hidden=(4,), n_r=200_000, n_d=2_000, clip=9.0),
+          "5d": dict(d=5, hidden=(5, 5, 5), n_r=100_000, n_d=20_000, clip=2.0)}
+TOYS = dict(d=1, n_r=200_000, n_expected=2000, M=1000, sigma=0.3, toys=300)
+SMOKE_SCALE = 100  # --smoke divides event counts by this (and uses small M, few epochs/toys)
+
+
+class Timer:
+    """CUDA events on the device; perf_counter on the CPU backend."""
+
+    def __init__(self, device: bool):
+        self._ev = fastnplm._core.CudaEventTimer() if device else None
+
+    def __enter__(self):
+        if self._ev is not None:
+            self._ev.start()
+        else:
+            self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = self._ev.stop() / 1e3 if self._ev is not None else time.perf_counter() - self._t0
+
+
+def timed(fn, backend, repeats=3):
+    fn()  # warm-up: module load, allocations, device caches
+    best = float("inf")
+    for _ in range(repeats):
+        with Timer(backend == "cuda") as t:
+            out = fn()
+        best = min(best, t.seconds)
+    return best, out
+
+
+def kernel_case(c, backend, smoke):
+    rng = np.random.default_rng(0)
+    n_r, n_d = (c["n_r"] // SMOKE_SCALE, c["n_d"] // SMOKE_SCALE) if smoke else (c["n_r"], c["n_d"])
+    M = 50 if smoke else c["M"]
+    ref = rng.exponential(size=(n_r, c["d"]))
+    dat = rng.exponential(size=(n_d, c["d"]))
+    model = fastnplm.KernelNPLM(M=M, sigma=c["sigma"], lam=1e-6, hessian="stream", backend=backend)
+    s, res = timed(lambda: model.fit(ref, dat), backend)
+    passes = sum(res.cg_iterations) + 2  # CG products plus the gradient and the final f
+    evals = (n_r + n_d) * M * passes
+    flops = evals * (3 * c["d"] + 3 + 4)
+    return {"N_R": n_r, "N_D": n_d, "M": M, "seconds": s, "t": res.t, "cg_iterations": res.cg_iterations,
+            "kernel_evaluations_per_s": evals / s, "flops_per_s": flops / s,
+            "bytes_per_s": 8 * (c["d"] + 2) * (n_r + n_d) * passes / s}
+
+
+def neural_case(c, backend, smoke):
+    rng = np.random.default_rng(0)
+    n_r, n_d = (c["n_r"] // SMOKE_SCALE, c["n_d"] // SMOKE_SCALE) if smoke else (c["n_r"], c["n_d"])
+    epochs = 20 if smoke else 2000
+    ref = rng.exponential(size=(n_r, c["d"]))
+    dat = rng.exponential(size=(n_d, c["d"]))
+    model = fastnplm.NeuralNPLM(hidden=c["hidden"], clip=c["clip"], epochs=epochs, history_every=0, backend=backend)
+    s, res = timed(lambda: model.fit(ref, dat), backend)
+    P, units, n = res.n_params, sum(c["hidden"]), n_r + n_d
+    flops_epoch = n * (6 * P + units) + n_r
+    return {"N_R": n_r, "N_D": n_d, "epochs": epochs, "seconds": s, "ms_per_epoch": 1e3 * s / epochs, "t": res.t,
+            "flops_per_s": flops_epoch * epochs / s, "bytes_per_s": 8 * (c["d"] + 1) * n * epochs / s}
+
+
+def toys_case(backend, smoke):
+    c = TOYS
+    rng = np.random.default_rng(1)
+    n_r = c["n_r"] // SMOKE_SCALE if smoke else c["n_r"]
+    n_exp = c["n_expected"] // (10 if smoke else 1)
+    toys = 10 if smoke else c["toys"]
+    ref = rng.exponential(size=(n_r, 1))
+    pool = rng.exponential(size=(5 * n_r, 1))
+    model = fastnplm.KernelNPLM(M=50 if smoke else c["M"], sigma=c["sigma"], lam=1e-6, center_pool="reference")
+
+    def run():
+        return fastnplm.calibrate(model, ref, pool, toys=toys, n_expected=n_exp, seed=0, backend=backend)
+
+    s, cal = timed(run, backend, repeats=1)
+    return {"N_R": n_r, "toys": toys, "path": cal.settings["path"], "seconds": s, "toys_per_second": toys / s}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU backend (checks the script)")
+    ap.add_argument("--no-cpu-peer", action="store_true", help="skip the CPU backend measurements")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        backends = ["cpu"]
+        facts = None
+    else:
+        if not fastnplm.cuda_built():
+            print("fastnplm was built without CUDA: not yet measured on a GPU", file=sys.stderr)
+            return 2
+        if not fastnplm.cuda_available():
+            print("no CUDA device available: not yet measured on a GPU", file=sys.stderr)
+            return 2
+        backends = ["cuda"] if args.no_cpu_peer else ["cuda", "cpu"]
+        facts = fastnplm._core.cuda_device_facts()
+    doc = {"benchmark": "gpu", "mode": "smoke" if args.smoke else "full",
+           "machine": {"cpu": platform.processor() or platform.machine(), "nproc": os.cpu_count(),
+                       "fastnplm_build_info": fastnplm.build_info(), "device": facts,
+                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+           "operation_counts": "see the docstring of bench/gpu.py", "cases": {}}
+    for backend in backends:
+        rows = {}
+        for name, c in KERNEL.items():
+            rows[f"kernel_fit_{name}"] = kernel_case(c, backend, args.smoke)
+        for name, c in NEURAL.items():
+            rows[f"neural_epochs_{name}"] = neural_case(c, backend, args.smoke)
+        rows["toys_1d"] = toys_case(backend, args.smoke)
+        if backend == "cuda" and facts:
+            for row in rows.values():
+                if "flops_per_s" in row:
+                    row["fraction_of_peak_fp64"] = row["flops_per_s"] / facts["peak_fp64_flops"]
+                if "bytes_per_s" in row:
+                    row["fraction_of_peak_bandwidth"] = row["bytes_per_s"] / facts["peak_bandwidth"]
+        doc["cases"][backend] = rows
+    if "cuda" in doc["cases"] and "cpu" in doc["cases"]:
+        doc["speedup_cuda_vs_cpu"] = {
+            k: doc["cases"]["cpu"][k]["seconds"] / v["seconds"] for k, v in doc["cases"]["cuda"].items()}
+    emit(doc, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
