@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "samples.hpp"
 #include "fastnplm/kernel_ops.hpp"
 #include "vexp.hpp"
 
@@ -11,13 +12,7 @@ using fastnplm::MatrixView;
 
 namespace {
 
-std::vector<double> normal(std::size_t n, unsigned seed) {
-    std::mt19937_64 g(seed);
-    std::normal_distribution<double> N;
-    std::vector<double> v(n);
-    for (auto& e : v) e = N(g);
-    return v;
-}
+using samples::normal;
 
 double naive_k(const double* x, const double* c, int d, double gamma) {
     double s = 0;

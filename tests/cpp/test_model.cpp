@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "samples.hpp"
 #include "fastnplm/model.hpp"
 
 using fastnplm::MatrixView;
@@ -16,13 +17,7 @@ using fastnplm::Model;
 
 namespace {
 
-std::vector<double> uniform(std::size_t n, unsigned seed, double lo = -1.0, double hi = 1.0) {
-    std::mt19937_64 g(seed);
-    std::uniform_real_distribution<double> U(lo, hi);
-    std::vector<double> v(n);
-    for (auto& e : v) e = U(g);
-    return v;
-}
+using samples::uniform;
 
 std::string tmp_path(const char* name) { return std::string("fastnplm_test_") + name + ".fnplm"; }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "samples.hpp"
 #include "features_cuda.hpp"
 #include "fastnplm/kernel_ops.hpp"
 
@@ -14,13 +15,7 @@ namespace ce = fastnplm::cuda_emu;
 
 namespace {
 
-std::vector<double> normal(std::size_t n, unsigned seed, double scale = 1.0) {
-    std::mt19937_64 g(seed);
-    std::normal_distribution<double> N(0.0, scale);
-    std::vector<double> v(n);
-    for (auto& e : v) e = N(g);
-    return v;
-}
+using samples::normal;
 
 std::vector<double> transpose(const std::vector<double>& c, std::int64_t m, std::int64_t d) {
     std::vector<double> t(c.size());

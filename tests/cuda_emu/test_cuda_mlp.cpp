@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "samples.hpp"
 #include "fastnplm/mlp.hpp"
 #include "mlp_cuda.hpp"
 
@@ -15,13 +16,7 @@ using fastnplm::MlpShape;
 
 namespace {
 
-std::vector<double> normal(std::size_t n, unsigned seed, double scale = 1.0) {
-    std::mt19937_64 g(seed);
-    std::normal_distribution<double> N(0.0, scale);
-    std::vector<double> v(n);
-    for (auto& e : v) e = N(g);
-    return v;
-}
+using samples::normal;
 
 struct Problem {
     MlpShape shape;
