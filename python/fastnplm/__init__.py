@@ -30,11 +30,14 @@ from ._info import build_info, cuda_available, cuda_built  # noqa: E402
 from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuristic  # noqa: E402
 from .nuisance import Nuisance, ShapeCoefficients, delta_statistic, learn_coefficients  # noqa: E402
 from .neural import NeuralFitResult, NeuralNPLM  # noqa: E402
+from .io import load  # noqa: E402
+from .preprocessing import DivideByMean, Standardize, scaler_from_dict  # noqa: E402
 
 __version__ = _core.version
 __all__ = [
     "Calibration",
     "ConvergenceWarning",
+    "DivideByMean",
     "KernelFitResult",
     "KernelNPLM",
     "Nuisance",
@@ -48,7 +51,10 @@ __all__ = [
     "cuda_built",
     "delta_statistic",
     "learn_coefficients",
+    "load",
     "load_calibration",
     "power",
+    "scaler_from_dict",
     "sigma_heuristic",
+    "Standardize",
 ]
