@@ -31,6 +31,7 @@ from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuri
 from .nuisance import Nuisance, ShapeCoefficients, delta_statistic, learn_coefficients  # noqa: E402
 from .neural import NeuralFitResult, NeuralNPLM  # noqa: E402
 from .io import load  # noqa: E402
+from . import plot  # noqa: E402,F401  (matplotlib is imported only when a plot is drawn)
 from .preprocessing import DivideByMean, Standardize, scaler_from_dict  # noqa: E402
 
 __version__ = _core.version
