@@ -87,9 +87,11 @@ def null_distribution(cal, t_obs=None, sigma_index=None, bins=30, chi2=True, ax=
         text = f"$t_{{obs}}$ = {t_obs:.4g}"
         if calib is not None:
             pv = calib.p_value(t_obs, sigma_index)
-            text += f", p = {pv['p']:.3g}, Z = {stats.norm.isf(pv['p']):.2f}"
-            if pv["exceeded"] == 0:
-                text += " (bound)"
+            z = stats.norm.isf(pv["p"])
+            if pv["exceeded"] == 0:  # no toy reached t_obs: the toys give a bound only
+                text += f", p < {pv['p']:.3g}, Z > {z:.2f}"
+            else:
+                text += f", p = {pv['p']:.3g}, Z = {z:.2f}"
         ax.axvline(t_obs, color="C3", ls="--", label=text)
     ax.set_xlabel("t")
     ax.set_ylabel("density")
@@ -152,7 +154,7 @@ def _reference_weights(fit, reference, reference_weights):
 
 
 def reconstruction(reference, data, fit, features=None, names=None, bins=30, reference_weights=None, axes=None,
-                   f_reference=None):
+                   f_reference=None, quantile=None):
     """Per feature: data, reference, and reference reweighted by exp f̂, with a ratio panel.
 
     The reweighted reference, bin by bin Σ_R w e^{f̂(x_R)}, is the fit's reconstruction of
@@ -161,7 +163,9 @@ def reconstruction(reference, data, fit, features=None, names=None, bins=30, ref
     Parameters
     ----------
     reference, data : array_like (n, d) or (n,)
-        The samples the fit used (after any preprocessing).
+        The samples the fit used, event for event, in any units (e.g. before the
+        preprocessing: f̂ is taken per reference event, not recomputed from these values
+        when ``fit.f_reference`` exists).
     fit : fit result
         Kernel, neural or nuisance result; ``fit.f_reference`` (f̂ at the reference events)
         is used when present, else ``fit.predict(reference)``.
@@ -170,7 +174,10 @@ def reconstruction(reference, data, fit, features=None, names=None, bins=30, ref
     names : sequence of str or None
         Axis labels, one per feature of the data.
     bins : int
-        Equal-width bins over the range of reference and data together.
+        Equal-width bins over the range of reference and data together (see ``quantile``).
+    quantile : float or None
+        Bin over the [quantile, 1 - quantile] range of reference and data together instead
+        (heavy tails: events outside are not drawn).
     reference_weights : float, array_like (N_R,) or None
         The weights of the fit (default: N(R)/N_R from ``fit.n_expected``).
     axes : array of matplotlib Axes, shape (2, len(features)), or None
@@ -203,8 +210,8 @@ def reconstruction(reference, data, fit, features=None, names=None, bins=30, ref
                                   sharex="col", gridspec_kw={"height_ratios": [3, 1]})
     axes = np.asarray(axes).reshape(2, len(features))
     for col, i in enumerate(features):
-        lo = min(ref[:, i].min(), dat[:, i].min())
-        hi = max(ref[:, i].max(), dat[:, i].max())
+        both = np.concatenate([ref[:, i], dat[:, i]])
+        lo, hi = (both.min(), both.max()) if quantile is None else np.quantile(both, [quantile, 1 - quantile])
         edges = np.linspace(lo, hi, int(bins) + 1)
         n_dat, _ = np.histogram(dat[:, i], edges)
         n_ref, _ = np.histogram(ref[:, i], edges, weights=w)
@@ -222,6 +229,9 @@ def reconstruction(reference, data, fit, features=None, names=None, bins=30, ref
         bottom.stairs(ratio_rw, edges, color="C1")
         bottom.errorbar(centers, ratio_dat, yerr=err, fmt="o", ms=3, color="k")
         bottom.axhline(1.0, color="C0", lw=0.8)
+        finite = np.concatenate([ratio_dat[np.isfinite(ratio_dat)], ratio_rw[np.isfinite(ratio_rw)]])
+        if finite.size and finite.max() > 3:  # sparse tail bins would flatten the panel
+            bottom.set_ylim(0, 3)
         bottom.set_ylabel("/ reference", fontsize="small")
         bottom.set_xlabel(names[i] if names is not None else f"feature {i}")
         if col == 0:

@@ -144,8 +144,13 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def figures(reference, data, result, names=None) -> list:
-    """(caption, matplotlib Figure) pairs for an :func:`analyse` result, drawn without pyplot."""
+def figures(reference, data, result, names=None, quantile=None) -> list:
+    """(caption, matplotlib Figure) pairs for an :func:`analyse` result, drawn without pyplot.
+
+    ``reference`` and ``data`` are drawn in the reconstruction, event for event as fitted
+    (they may be in the original units of preprocessed inputs); ``quantile`` as in
+    :func:`fastnplm.plot.reconstruction`.
+    """
     from ._optional import require
     require("matplotlib", "the report's plots")
     from matplotlib.figure import Figure
@@ -167,7 +172,7 @@ def figures(reference, data, result, names=None) -> list:
     d = np.asarray(reference).reshape(len(reference), -1).shape[1]
     fig = Figure(figsize=(3.2 * d, 4.4))
     axes = fig.subplots(2, d, squeeze=False, sharex="col", gridspec_kw={"height_ratios": [3, 1]})
-    plot.reconstruction(reference, data, fits[best], names=names, axes=axes)
+    plot.reconstruction(reference, data, fits[best], names=names, axes=axes, quantile=quantile)
     out.append((f"Reconstruction at σ = {cal.sigmas[best]:.3g} (smallest p): data, reference, and the reference "
                 "reweighted by exp f̂; bottom: ratios to the reference", fig))
     return out
