@@ -8,7 +8,6 @@ creating a figure only when none is given, and returns it. For the HEP look use
 """
 from __future__ import annotations
 
-import contextlib
 
 import numpy as np
 from scipy import stats
