@@ -353,12 +353,15 @@ def _demo_text(out):
         lines.append("")
         lines.append(title)
         for row in out[case]["per_width"]:
-            z = f"Z {'>' if row['exceeded'] == 0 else '='} {row['z']:.2f}"
+            bound = row["exceeded"] == 0
+            z = f"p {'<' if bound else '='} {row['p']:.3g}  Z {'>' if bound else '='} {row['z']:.2f}"
             extra = (f"  (no toy above: chi2 extrapolation Z = {row['chi2_extrapolation_z']:.1f})"
                      if "chi2_extrapolation_z" in row else "")
-            lines.append(f"  sigma = {row['sigma']:.3g}:  t = {row['t']:8.2f}  p = {row['p']:.3g}  {z}{extra}")
+            lines.append(f"  sigma = {row['sigma']:.3g}:  t = {row['t']:8.2f}  {z}{extra}")
         for m in ("min-p", "prod-p", "avg-p", "softmax-t"):
-            lines.append(f"  {m:<9}  p = {out[case][m]['p']:.3g}  Z = {out[case][m]['z']:.2f}")
+            p = out[case][m]["p"]
+            bound = p * (s["toys"] + 1) < 1 + 1e-9  # no toy reached the observed statistic
+            lines.append(f"  {m:<9}  p {'<' if bound else '='} {p:.3g}  Z {'>' if bound else '='} {out[case][m]['z']:.2f}")
     lines.append("")
     lines.append(f"{out['timings']['total_seconds']:.1f} s" +
                  (f"; report: {out['report']['html']} (+ {out['report']['json']})" if "report" in out else ""))
