@@ -139,19 +139,13 @@ def test_root(tmp_path, events):
 
 
 def test_missing_optional_dependency_names_the_extra(monkeypatch, tmp_path):
-    import builtins
-    real_import = builtins.__import__
-
-    def no_uproot(name, *a, **k):
-        if name.split(".")[0] == "uproot":
-            raise ImportError("No module named 'uproot'")
-        return real_import(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_uproot)
-    monkeypatch.delitem(__import__("sys").modules, "uproot", raising=False)
-    (tmp_path / "a.root").write_bytes(b"root")
-    with pytest.raises(ImportError, match=r"pip install 'fastnplm\[root\]'"):
-        fastnplm.load(tmp_path / "a.root")
+    import sys
+    for module, ext, extra in (("uproot", "root", "root"), ("h5py", "h5", "hdf5"), ("pyarrow", "parquet", "parquet")):
+        monkeypatch.setitem(sys.modules, module, None)              # makes "import module" fail
+        monkeypatch.setitem(sys.modules, f"{module}.parquet", None)
+        (tmp_path / f"a.{ext}").write_bytes(b"x")
+        with pytest.raises(ImportError, match=rf"needs the optional package '{module}'.*pip install 'fastnplm\[{extra}\]'"):
+            fastnplm.load(tmp_path / f"a.{ext}")
 
 
 def test_standardize_fitted_on_reference_only(tmp_path):
