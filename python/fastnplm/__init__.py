@@ -33,6 +33,7 @@ from .neural import NeuralFitResult, NeuralNPLM  # noqa: E402
 from .io import load  # noqa: E402
 from . import plot  # noqa: E402,F401  (matplotlib is imported only when a plot is drawn)
 from .report import report  # noqa: E402
+from .monitor import Monitor  # noqa: E402
 from .preprocessing import DivideByMean, Standardize, scaler_from_dict  # noqa: E402
 
 __version__ = _core.version
@@ -55,6 +56,7 @@ __all__ = [
     "learn_coefficients",
     "load",
     "load_calibration",
+    "Monitor",
     "power",
     "report",
     "scaler_from_dict",

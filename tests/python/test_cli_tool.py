@@ -115,6 +115,16 @@ def test_report_command(tmp_path, capsys):
     assert [r["t"] for r in rec["per_width"]] == pytest.approx([cal.model(j).fit(ref, dat).t for j in range(2)],
                                                                rel=1e-12)
     assert rec["inputs"]["pool"]["file"]["path"] == str(tmp_path / "P.npy")
+    # from a calibration store instead of toys run on the spot: the same numbers
+    store = str(tmp_path / "toys.fnplm")
+    assert main(["calibrate", "--reference", str(tmp_path / "R.npy"), "--pool", str(tmp_path / "P.npy"),
+                 "--n-expected", "200", "--toys", "20", "--sigmas", "0.8,1.6", "--M", "40", "--seed", "2",
+                 "--center-pool", "reference", "--store", store, "--quiet"]) == 0
+    assert main(["report", "--reference", str(tmp_path / "R.npy"), "--data", str(tmp_path / "D.npy"),
+                 "--calibration", store, "--out", str(tmp_path / "rep2.html"), "--json", "-q"]) == 0
+    rec2 = json.loads(capsys.readouterr().out)
+    assert [r["t"] for r in rec2["per_width"]] == pytest.approx([r["t"] for r in rec["per_width"]], rel=1e-12)
+    assert [r["p"] for r in rec2["per_width"]] == [r["p"] for r in rec["per_width"]]
     with pytest.raises(SystemExit) as e:
         main(["report", "--reference", str(tmp_path / "R.npy"), "--data", str(tmp_path / "D.npy")])
     assert e.value.code == 2 and "exactly one of --pool" in capsys.readouterr().err
