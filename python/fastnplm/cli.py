@@ -313,6 +313,10 @@ def _fit_record(res, args, extra):
 def _demo(args) -> int:
     if args.real:
         return _demo_real(args)
+    only_real = [opt for opt, given in (("--toys", args.toys is not None), ("--signal", args.signal is not None),
+                                        ("--no-report", args.no_report)) if given]
+    if only_real:
+        raise InputError(f"{', '.join(only_real)} apply to 'fastnplm demo --real' only")
     ref, dat, n_exp = exp_bump(seed=args.seed)
     res = _model(args).fit(ref, dat, n_expected=n_exp)
     _emit(_fit_record(res, args, {"problem": "reference Exp(1), N_R=200000; data Poisson(2000) Exp(1) events "

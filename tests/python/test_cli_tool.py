@@ -77,6 +77,9 @@ def test_exit_codes(tmp_path, capsys, monkeypatch):
     _problem(tmp_path)
     assert main([]) == 2                                            # no command
     with pytest.raises(SystemExit) as e:
+        main(["demo", "--toys", "10"])
+    assert e.value.code == 2 and "--toys apply to 'fastnplm demo --real' only" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
         main(["fit", "--no-such-option"])
     assert e.value.code == 2
     np.save(tmp_path / "D3.npy", np.ones((5, 3)))
