@@ -13,7 +13,6 @@ import json
 import logging
 import sys
 
-import numpy as np
 
 from .calibration import aggregate, calibrate, load_calibration
 from .datasets import exp_bump
