@@ -106,7 +106,7 @@ def _chi2_dof(t, calib, sigma_index):
                        seed=0).chi2_fit(0)["dof"]
 
 
-def aggregated(result, ax=None):
+def aggregated(result, ax=None, toys=None):
     """Z per width and of the aggregated tests, from :func:`fastnplm.aggregate`'s output.
 
     Parameters
@@ -114,6 +114,9 @@ def aggregated(result, ax=None):
     result : dict
         ``aggregate(cal, t_obs)``: ``per_width`` entries and one entry per aggregation.
     ax : matplotlib Axes or None
+    toys : int or None
+        The calibration's number of toys: bars whose p is 1/(toys + 1) (no toy reached the
+        observation) are hatched, their Z being a lower bound.
 
     Returns
     -------
@@ -131,7 +134,16 @@ def aggregated(result, ax=None):
     labels += methods
     z += [result[m]["z"] for m in methods]
     colors = ["C0"] * len(result["per_width"]) + ["C1"] * len(methods)
-    ax.bar(np.arange(len(z)), z, color=colors)
+    bars = ax.bar(np.arange(len(z)), z, color=colors)
+    if toys is not None:
+        ps = [w["p"] for w in result["per_width"]] + [result[m]["p"] for m in methods]
+        bound = [p * (toys + 1) < 1 + 1e-9 for p in ps]
+        for bar, b in zip(bars, bound):
+            if b:
+                bar.set_hatch("//")
+        if any(bound):
+            ax.text(0.01, 0.99, "hatched: no toy above, Z is a lower bound", transform=ax.transAxes, va="top",
+                    fontsize="x-small")
     ax.set_xticks(np.arange(len(z)), labels, rotation=30, ha="right")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylabel("Z (toys)")

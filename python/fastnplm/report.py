@@ -167,7 +167,7 @@ def figures(reference, data, result, names=None, quantile=None) -> list:
     out.append(("Null distribution of t (toys) with the fitted χ², and the observed t", fig))
     if result["aggregate"] is not None:
         fig = Figure(figsize=(5, 3.2))
-        plot.aggregated(result["aggregate"], ax=fig.subplots())
+        plot.aggregated(result["aggregate"], ax=fig.subplots(), toys=cal.toys)
         out.append(("Z per width and of the aggregated tests (same toys)", fig))
     d = np.asarray(reference).reshape(len(reference), -1).shape[1]
     fig = Figure(figsize=(3.2 * d, 4.4))

@@ -67,6 +67,9 @@ def test_aggregated_bars(problem):
     heights = [b.get_height() for b in ax.patches]
     expected = [w["z"] for w in res["per_width"]] + [res[m]["z"] for m in ("min-p", "prod-p", "avg-p", "softmax-t")]
     np.testing.assert_allclose(heights, expected, rtol=1e-12)
+    ax = plot.aggregated(res, toys=cal.toys)
+    ps = [w["p"] for w in res["per_width"]] + [res[m]["p"] for m in ("min-p", "prod-p", "avg-p", "softmax-t")]
+    assert [bool(b.get_hatch()) for b in ax.patches] == [p == 1 / (cal.toys + 1) for p in ps]
     with pytest.raises(TypeError, match="fastnplm.aggregate"):
         plot.aggregated([1, 2])
 
