@@ -21,30 +21,10 @@ import numpy as np
 
 import fastnplm
 from fastnplm import _spectral
+from fastnplm._bench import calibrate_run as _calibrate, naive_toys as _naive
 from fastnplm.kernel import reference_center_indices
 
 from _report import emit  # bench/_report.py
-
-
-def _calibrate(model, ref, pool, toys, n_expected, fast, sigmas=None):
-    start = time.perf_counter()
-    cal = fastnplm.calibrate(model, ref, pool, toys=toys, n_expected=n_expected, sigmas=sigmas, seed=0, fast=fast)
-    seconds = time.perf_counter() - start
-    return {"path": cal.settings["path"], "toys": toys, "widths": len(cal.sigmas), "seconds": seconds,
-            "toys_per_second": toys / seconds, "all_converged": bool(cal.converged.all())}, cal
-
-
-def _naive(model, ref, pool, toys, n_expected):
-    """The loop a user would write: one plain fit per toy, same toy data as calibrate draws."""
-    start = time.perf_counter()
-    ts = []
-    for k in range(toys):
-        rng = fastnplm.calibration.toy_rng(0, k)
-        data = pool[rng.choice(len(pool), rng.poisson(n_expected), replace=False)]
-        ts.append(model.fit(ref, data, n_expected=n_expected).t)
-    seconds = time.perf_counter() - start
-    return {"path": f"naive loop of fit(hessian={model.hessian!r})", "toys": toys, "seconds": seconds,
-            "toys_per_second": toys / seconds}, np.array(ts)
 
 
 def _setup_seconds(model, ref, n_expected):

@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
-import json
 import os
-import platform
-import re
-import statistics
 import time
 import warnings
 
@@ -31,15 +26,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics.pairwise import rbf_kernel
 
 import fastnplm
-from fastnplm import _core
+from fastnplm import _bench, _core
+from fastnplm._bench import BUMP, LAM, bump_data, cpuinfo, emit, timed
 
 try:
     from threadpoolctl import threadpool_info, threadpool_limits
 except ImportError:  # optional: without it the BLAS libraries use their own thread counts
     threadpool_info, threadpool_limits = None, None
 
-LAM = 1e-6
-BUMP = {"fraction": 0.05, "mean_first_coordinate": 1.5, "width": 0.3}
 FULL = {
     "scenarios": {"dqm": dict(d=5, n_r=200_000, n_d=5_000, M=50, target_s=0.1, repeats=5, warmup=True, peer_repeats=5),
                   "search": dict(d=5, n_r=100_000, n_d=20_000, M=2000, target_s=10.0, repeats=2, warmup=False,
@@ -60,44 +54,9 @@ def limit(threads):
     return threadpool_limits(threads) if threadpool_limits else contextlib.nullcontext()
 
 
-def timed(fn, repeats, budget_s=None):
-    """Median wall time of fn() over repeats (fewer once budget_s is spent), the runs, the last result."""
-    runs, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        runs.append(time.perf_counter() - t0)
-        if budget_s is not None and sum(runs) > budget_s:
-            break
-    return statistics.median(runs), runs, out
-
-
-def cpuinfo():
-    text = open("/proc/cpuinfo").read()
-    field = lambda key: (re.findall(rf"^{key}\s*:\s*(.*)$", text, re.M) or [""])[0].strip()  # noqa: E731
-    mhz = [float(v) for v in re.findall(r"^cpu MHz\s*:\s*(\S+)", text, re.M)]
-    flags = set(field("flags").split())
-    return {"model": field("model name"), "family": field("cpu family"), "model_number": field("model"),
-            "mhz": statistics.mean(mhz) if mhz else None,
-            "simd": sorted(flags & {"avx", "avx2", "fma", "avx512f"})}
-
-
-def compiler():
-    """The GCC/clang version string in the extension's .comment section, if cheaply found."""
-    with open(_core.__file__, "rb") as fh:
-        hits = re.findall(rb"GCC: \([^)]*\) [\d.]+|clang version [\d.]+", fh.read())
-    return sorted({h.decode() for h in hits}) or None
-
-
 def machine(threads):
-    info = {"cpu": cpuinfo(), "nproc": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
-            "threads_used": threads, "loadavg_at_start": os.getloadavg(), "python": platform.python_version(),
-            "numpy": np.__version__, "scipy": scipy.__version__, "sklearn": sklearn.__version__,
-            "fastnplm_build_info": fastnplm.build_info(), "compiler": compiler(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    if threadpool_info:
-        info["threadpools"] = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "filepath")}
-                               for p in threadpool_info()]
+    info = _bench.machine(threads)
+    info["sklearn"] = sklearn.__version__
     return info
 
 
@@ -109,19 +68,8 @@ def openblas_version(path_part):
     return None
 
 
-def make_data(d, n_r, n_d, rng):
-    """Reference ~ N(0, I); data ~ N(0, I) with a narrow Gaussian bump in BUMP['fraction'] of events."""
-    ref = rng.standard_normal((n_r, d))
-    dat = rng.standard_normal((n_d, d))
-    nb = int(BUMP["fraction"] * n_d)
-    mean = np.zeros(d)
-    mean[0] = BUMP["mean_first_coordinate"]
-    dat[:nb] = mean + BUMP["width"] * rng.standard_normal((nb, d))
-    return ref, dat
-
-
 def scenario(cfg, threads, seed):
-    ref, dat = make_data(cfg["d"], cfg["n_r"], cfg["n_d"], np.random.default_rng(seed))
+    ref, dat = bump_data(cfg["d"], cfg["n_r"], cfg["n_d"], np.random.default_rng(seed))
     sigma = fastnplm.sigma_heuristic(ref)
     n_r, n_d, M = len(ref), len(dat), cfg["M"]
     model = fastnplm.KernelNPLM(M=M, sigma=sigma, lam=LAM, solver="newton-step", seed=0, threads=threads)
@@ -241,12 +189,7 @@ def main():
     doc["cholesky"] = cholesky(sizes["cholesky_Ms"], threads, seed=20)
     doc["machine"]["loadavg_at_end"] = os.getloadavg()
     doc["total_seconds"] = time.perf_counter() - start
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    emit(doc, args.out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 import fastnplm
+from fastnplm import _bench
 
 CASES = {"1d": dict(d=1, hidden=(4,), n_r=200_000, n_d=2_000, clip=9.0),
          "5d": dict(d=5, hidden=(5, 5, 5), n_r=100_000, n_d=20_000, clip=2.0)}
@@ -31,35 +32,18 @@ QUICK_EPOCHS = {"fastnplm": 50, "torch": 5, "tf": 5}
 
 
 def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return _bench.cpuinfo()["model"]
 
 
 def data(case, seed=0):
-    rng = np.random.default_rng(seed)
-    ref = rng.exponential(size=(case["n_r"], case["d"]))
-    dat = rng.exponential(size=(case["n_d"], case["d"]))
-    return ref, dat
+    return _bench.exp_data(case["d"], case["n_r"], case["n_d"], seed)
 
 
 def time_fastnplm(case, ref, dat, epochs, threads, dtype="float64", repeats=3):
-    """Best of `repeats` fits (the machine may be shared); all timings are kept."""
-    m = fastnplm.NeuralNPLM(hidden=case["hidden"], clip=case["clip"], epochs=epochs, history_every=0, threads=threads,
-                            dtype=dtype)
-    m.fit(ref[:1000], dat[:100])  # warm-up (page-in, thread pool)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        r = m.fit(ref, dat)
-        times.append(time.perf_counter() - t0)
-    s = min(times)
-    return {"dtype": dtype, "epochs": epochs, "seconds": s, "ms_per_epoch": 1e3 * s / epochs,
-            "ms_per_epoch_all_repeats": [1e3 * x / epochs for x in times], "t": r.t}
+    """Best of `repeats` fits (the machine may be shared); all timings are kept. The data are
+    data(case), which _bench.neural_epochs regenerates (same seed)."""
+    return _bench.neural_epochs(case["d"], case["hidden"], case["n_r"], case["n_d"], case["clip"], epochs, threads,
+                                dtype, repeats)
 
 
 def time_torch(case, ref, dat, epochs, threads, dtype_name):

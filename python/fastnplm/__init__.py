@@ -32,11 +32,17 @@ from .onnx_export import export_onnx  # noqa: E402
 from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuristic  # noqa: E402
 from .nuisance import Nuisance, ShapeCoefficients, delta_statistic, learn_coefficients  # noqa: E402
 from .neural import NeuralFitResult, NeuralNPLM  # noqa: E402
+from .io import load  # noqa: E402
+from . import plot  # noqa: E402,F401  (matplotlib is imported only when a plot is drawn)
+from .report import report  # noqa: E402
+from .monitor import Monitor  # noqa: E402
+from .preprocessing import DivideByMean, Standardize, scaler_from_dict  # noqa: E402
 
 __version__ = _core.version
 __all__ = [
     "Calibration",
     "ConvergenceWarning",
+    "DivideByMean",
     "KernelFitResult",
     "KernelNPLM",
     "Nuisance",
@@ -52,9 +58,14 @@ __all__ = [
     "delta_statistic",
     "export_onnx",
     "learn_coefficients",
+    "load",
     "load_calibration",
     "load_model",
+    "Monitor",
     "power",
+    "report",
     "save_model",
+    "scaler_from_dict",
     "sigma_heuristic",
+    "Standardize",
 ]

@@ -1,15 +1,129 @@
-"""Command line: ``fastnplm fit`` on .npy files and ``fastnplm demo`` on the bundled problem."""
+"""Command line: ``fastnplm fit | demo | calibrate | test | report | bench``.
+
+Exit codes: 0 success; 2 usage error or bad input (unknown option, unreadable file,
+missing column, invalid setting, CUDA requested where there is none); 1 runtime failure
+(anything else, e.g. a missing optional package or a failed computation). ``main(argv)``
+returns the code; usage errors and unreadable inputs raise ``SystemExit(2)`` from it, as
+argparse does, after printing the message.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
-import numpy as np
 
 from .calibration import aggregate, calibrate, load_calibration
 from .datasets import exp_bump
 from .kernel import KernelNPLM
+
+log = logging.getLogger("fastnplm")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+EXIT_CODES = """exit codes:
+  0  success
+  2  usage error or bad input (unreadable file, missing column, invalid setting)
+  1  runtime failure (a missing optional package, a failed computation)"""
+
+MAIN_EPILOG = f"""examples:
+  fastnplm demo                                   # the 1-D toy problem of the papers
+  fastnplm demo --real                            # CMS open-data dimuons: null and injected resonance
+  fastnplm fit --reference R.npy --data D.npy --M 1000 --lam 1e-6 --json
+  fastnplm calibrate --reference R.npy --pool P.npy --n-expected 2000 --toys 300 --store toys.fnplm
+  fastnplm test --reference R.npy --data D.npy --calibration toys.fnplm
+  fastnplm report --reference R.parquet --data D.parquet --pool P.parquet --columns pt1,pt2 --out r.html
+  fastnplm bench --quick
+  fastnplm --cite > nplm.bib
+
+global options (--threads, --seed, --quiet, --json) go before or after the command.
+
+{EXIT_CODES}"""
+
+EPILOGS = {
+    "fit": """examples:
+  fastnplm fit --reference R.npy --data D.npy --n-expected 2000 --M 1000 --lam 1e-6 --json
+  fastnplm fit --reference ref.root --data data.root --tree Events --columns pt1,pt2,eta1 --standardize
+
+Inputs: .npy, .npz, .csv(.gz), .parquet, .h5 or .root (see fastnplm.load); --columns and
+--tree apply to every input file.""",
+    "demo": """examples:
+  fastnplm demo --M 1000 --sigma 0.3            # reference Exp(1), 10 signal events at 6.4
+  fastnplm demo --real                          # writes fastnplm-demo-real.html (+ .json)
+  fastnplm demo --real --toys 100 --signal 150 --report my.html --json
+
+--real: 20000 CMS 2011 open-data Upsilon -> mu mu candidates (bundled, CC0), features pt1,
+pt2, eta1, eta2, delta-phi (not the mass). A random split into reference, toy pool and data
+(the null: modest Z expected), then the same data plus events from the Upsilon(1S) mass
+window (an injected narrow resonance: detected).""",
+    "calibrate": """examples:
+  fastnplm calibrate --reference R.npy --pool P.npy --n-expected 2000 --toys 300 \\
+      --sigmas 0.3,0.7,1.4 --center-pool reference --store toys.fnplm --json
+
+Re-running the same command resumes the store.""",
+    "test": """examples:
+  fastnplm test --reference R.npy --data D.npy --calibration toys.fnplm --json""",
+    "report": """examples:
+  fastnplm report --reference R.npy --data D.npy --pool P.npy --n-expected 2000 --toys 200 \\
+      --sigmas 0.5,1.0 --center-pool reference --out report.html
+  fastnplm report --reference R.npy --data D.npy --calibration toys.fnplm --out report.html
+
+Writes one self-contained HTML page (plots embedded, opens offline) and the JSON record
+next to it (report.json): input fingerprints, settings, t/p/Z per width and aggregated,
+timings, versions.""",
+    "bench": """examples:
+  fastnplm bench --quick              # a few seconds: the four scenarios at small sizes
+  fastnplm bench --json --out bench.json
+
+Scenarios: a kernel fit (d=5, M=50), toy calibration (1D) against the loop of fits, neural
+epochs (1-4-1), and the evaluation of fitted models on a batch of events (events/s).""",
+}
+
+
+class InputError(SystemExit):
+    """Bad input: exits with status 2; the message was printed to stderr when raised."""
+
+    def __init__(self, message):
+        super().__init__(EXIT_USAGE)
+        self.message = message
+        print(f"fastnplm: error: {message}", file=sys.stderr)
+
+    def __str__(self):
+        return self.message
+
+
+def _load(path, what, columns=None, tree=None):
+    from .io import load
+    try:
+        return load(path, columns=columns, tree=tree)
+    except (OSError, ValueError, TypeError) as err:
+        raise InputError(f"cannot read {what} file {path!r}: {err}") from err
+
+
+def _columns(text):
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _floats(text, what):
+    if text is None:
+        return None
+    try:
+        return [float(s) for s in text.split(",") if s.strip()]
+    except ValueError as err:
+        raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from err
+
+
+# options that may stand before or after the command: the command's copy has no default, so
+# it does not overwrite a value given before the command
+def _common(p, top=False):
+    d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=d(None), help="CPU threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=d(0), help="seed of every random choice: centers, toys, splits (default 0)")
+    p.add_argument("--quiet", "-q", action="store_true", default=d(False),
+                   help="no log messages, progress bars or text results (JSON output, with --json, stays)")
+    p.add_argument("--verbose", "-v", action="store_true", default=d(False), help="log the library's progress messages")
+    p.add_argument("--json", action="store_true", default=d(False), help="print one JSON document instead of text")
 
 
 def _add_model_args(p):
@@ -17,118 +131,326 @@ def _add_model_args(p):
     p.add_argument("--sigma", type=float, default=None, help="Gaussian width (default: 90th percentile of reference pairwise distances)")
     p.add_argument("--lam", type=float, default=1e-6, help="ridge penalty lambda (default 1e-6)")
     p.add_argument("--solver", choices=["newton-step", "newton"], default="newton-step")
-    p.add_argument("--seed", type=int, default=0, help="seed of the center draw (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
-def _report(res, args, extra):
-    out = {
-        "t": res.t, "M": int(res.alpha.shape[0]), "sigma": res.sigma, "lam": res.lam, "solver": res.solver,
-        "seed": args.seed, "converged": res.converged, "cg_iterations": res.cg_iterations,
-        "n_reference": res.n_reference, "n_data": res.n_data, "n_expected": res.n_expected,
-        "threads": res.threads, "seconds": res.seconds, **extra,
-    }
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        width = max(map(len, out))
-        for k, v in out.items():
-            print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+def _add_input_args(p, pool=False):
+    p.add_argument("--reference", required=True, help="reference events (any format of fastnplm.load)")
+    p.add_argument("--data", required=True, help="observed events")
+    if pool:
+        p.add_argument("--pool", default=None, help="reference-distributed events disjoint from the reference, for toys")
+    p.add_argument("--columns", default=None, help="comma-separated feature names (or positions) to read")
+    p.add_argument("--tree", default=None, help="ROOT TTree / HDF5 dataset / .npz array to read")
+    pre = p.add_mutually_exclusive_group()
+    pre.add_argument("--standardize", action="store_true", help="standardise features with the reference's mean and std")
+    pre.add_argument("--divide-by-mean", action="store_true", help="divide features by their reference mean")
 
 
-def _load(path, what):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"fastnplm: cannot read {what} file {path!r}: {err}")
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="fastnplm", formatter_class=fmt, epilog=MAIN_EPILOG,
+                                     description="New Physics Learning Machine: a signal-agnostic goodness-of-fit test "
+                                                 "of data against a reference sample")
+    parser.add_argument("--version", action="version", version=f"fastnplm {__version__}")
+    parser.add_argument("--cite", action="store_true", help="print the BibTeX of the method's papers and exit")
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    def command(name, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name] + "\n\n" + EXIT_CODES,
+                           formatter_class=fmt)
+        _common(p)
+        return p
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="fastnplm", description="New Physics Learning Machine goodness-of-fit test")
-    sub = parser.add_subparsers(dest="command", required=True)
-    fit = sub.add_parser("fit", help="fit reference vs data (.npy arrays of shape (n, d) or (n,))")
-    fit.add_argument("--reference", required=True)
-    fit.add_argument("--data", required=True)
-    fit.add_argument("--weights", default=None, help=".npy of per-event reference weights")
+    fit = command("fit", "fit reference vs data and print t")
+    _add_input_args(fit)
+    fit.add_argument("--weights", default=None, help="per-event reference weights (a file of one column)")
     fit.add_argument("--n-expected", type=float, default=None, help="N(R): expected data events under the reference")
     _add_model_args(fit)
-    demo = sub.add_parser("demo", help="the bundled problem: Exp(1) reference, 2000 expected events + a 10-event bump at 6.4")
+
+    demo = command("demo", "the bundled problems: the 1-D toy, or --real CMS open-data dimuons")
+    demo.add_argument("--real", action="store_true", help="the real-data demo (CMS open-data dimuon events)")
+    demo.add_argument("--toys", type=int, default=None, help="--real: toys of the calibration (default 200)")
+    demo.add_argument("--signal", type=int, default=None, help="--real: injected Upsilon(1S)-window events (default 200)")
+    demo.add_argument("--report", default="fastnplm-demo-real.html",
+                      help="--real: HTML report to write (default fastnplm-demo-real.html; JSON next to it)")
+    demo.add_argument("--no-report", action="store_true", help="--real: print only, draw nothing")
     _add_model_args(demo)
-    cal = sub.add_parser("calibrate", help="toys under the reference hypothesis, recorded in a resumable store")
+
+    cal = command("calibrate", "toys under the reference hypothesis, recorded in a resumable store")
     cal.add_argument("--reference", required=True)
-    cal.add_argument("--pool", required=True, help=".npy of reference-distributed events disjoint from the reference")
+    cal.add_argument("--pool", required=True, help="reference-distributed events disjoint from the reference")
+    cal.add_argument("--columns", default=None, help="comma-separated feature names (or positions) to read")
+    cal.add_argument("--tree", default=None, help="ROOT TTree / HDF5 dataset / .npz array to read")
     cal.add_argument("--n-expected", type=float, required=True, help="N(R): expected events per toy")
     cal.add_argument("--toys", type=int, default=300)
     cal.add_argument("--sigmas", default=None, help="comma-separated widths (default: --sigma or the heuristic)")
     cal.add_argument("--store", default=None, help="append-only toy record; re-running resumes")
-    cal.add_argument("--toy-seed", type=int, default=0, help="seed of the toys (default 0)")
+    cal.add_argument("--toy-seed", type=int, default=None, help="seed of the toys (default: --seed)")
     cal.add_argument("--hessian", choices=["auto", "stream", "dense", "spectral"], default="auto")
     cal.add_argument("--center-pool", choices=["pooled", "reference"], default="pooled",
                      help="'reference' enables the shared-reference fast toy path; 'fastnplm test' uses the same")
     _add_model_args(cal)
-    tst = sub.add_parser("test", help="t, p and Z of data against a calibration store, per width and aggregated")
+
+    tst = command("test", "t, p and Z of data against a calibration store, per width and aggregated")
     tst.add_argument("--reference", required=True)
     tst.add_argument("--data", required=True)
+    tst.add_argument("--columns", default=None, help="comma-separated feature names (or positions) to read")
+    tst.add_argument("--tree", default=None, help="ROOT TTree / HDF5 dataset / .npz array to read")
     tst.add_argument("--calibration", required=True, help="store written by 'fastnplm calibrate'")
     tst.add_argument("--temperature", type=float, default=1.0, help="of the soft-max aggregation (default 1)")
-    tst.add_argument("--threads", type=int, default=None)
-    tst.add_argument("--json", action="store_true")
+
+    rep = command("report", "run the test and write one self-contained HTML report plus its JSON record")
+    _add_input_args(rep, pool=True)
+    rep.add_argument("--calibration", default=None, help="store written by 'fastnplm calibrate' (instead of --pool)")
+    rep.add_argument("--n-expected", type=float, default=None, help="N(R) (default: the number of data events)")
+    rep.add_argument("--toys", type=int, default=200)
+    rep.add_argument("--sigmas", default=None, help="comma-separated widths (default: --sigma or the heuristic)")
+    rep.add_argument("--center-pool", choices=["pooled", "reference"], default="reference")
+    rep.add_argument("--names", default=None, help="comma-separated feature names for the plots")
+    rep.add_argument("--title", default="NPLM goodness-of-fit test")
+    rep.add_argument("--out", default="nplm-report.html", help="HTML file (default nplm-report.html)")
+    _add_model_args(rep)
+    rep.set_defaults(M=500)
+
+    bench = command("bench", "time the standard scenarios on this machine (table + JSON)")
+    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    bench.add_argument("--quick", action="store_true", help="small sizes: a few seconds")
+    bench.add_argument("--out", default=None, help="also write the JSON document to this file")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.cite:
+        from ._cite import BIBTEX
+        print(BIBTEX, end="")
+        return EXIT_OK
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print("fastnplm: error: a command is required (fastnplm --help lists them)", file=sys.stderr)
+        return EXIT_USAGE
+    # log records to stderr for this call only (a library importing the CLI keeps its logging)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("fastnplm: %(message)s"))
+    level = logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(level)
     try:
-        if args.command == "calibrate":
-            return _calibrate(args)
-        if args.command == "test":
-            return _test(args)
+        return COMMANDS[args.command](args)
     except (ValueError, TypeError) as err:
         print(f"fastnplm: error: {err}", file=sys.stderr)
-        return 2
-
-    model_kwargs = dict(M=args.M, sigma=args.sigma, lam=args.lam, solver=args.solver, seed=args.seed, threads=args.threads)
-    try:
-        if args.command == "fit":
-            ref, dat = _load(args.reference, "reference"), _load(args.data, "data")
-            w = None if args.weights is None else _load(args.weights, "weights")
-            res = KernelNPLM(**model_kwargs).fit(ref, dat, reference_weights=w, n_expected=args.n_expected)
-            _report(res, args, {"reference": args.reference, "data": args.data})
-        else:
-            ref, dat, n_exp = exp_bump(seed=args.seed)
-            res = KernelNPLM(**model_kwargs).fit(ref, dat, n_expected=n_exp)
-            _report(res, args, {"problem": "reference Exp(1), N_R=200000; data Poisson(2000) Exp(1) events "
-                                           "+ 10 events N(6.4, 0.16)"})
-    except (ValueError, TypeError) as err:
-        print(f"fastnplm: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_USAGE
+    except (ImportError, RuntimeError, MemoryError, ArithmeticError, OSError) as err:
+        print(f"fastnplm: failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
 
 
-def _print(out, as_json):
-    print(json.dumps(out, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+def _emit(out, args, text=None):
+    """The result: JSON with --json; else ``text`` (or key: value lines) unless --quiet."""
+    if args.json:
+        print(json.dumps(out, indent=2, default=_json_default))
+    elif not args.quiet:
+        print(text if text is not None else _lines(out))
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def _lines(out):
+    width = max(map(len, out)) if out else 0
+    return "\n".join(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in out.items())
+
+
+def _model(args, **extra):
+    return KernelNPLM(M=args.M, sigma=args.sigma, lam=args.lam, solver=args.solver, seed=args.seed,
+                      threads=args.threads, **extra)
+
+
+def _inputs(args, keys):
+    """Arrays for the given argument names, read with --columns/--tree, preprocessed (fitted on the reference)."""
+    columns = _columns(getattr(args, "columns", None))
+    columns = None if columns is None else [int(c) if c.isdigit() else c for c in columns]
+    arrays = {k: _load(getattr(args, k), k, columns, getattr(args, "tree", None)) for k in keys
+              if getattr(args, k, None) is not None}
+    pre = None
+    if getattr(args, "standardize", False) or getattr(args, "divide_by_mean", False):
+        from .preprocessing import DivideByMean, Standardize
+        pre = (Standardize() if args.standardize else DivideByMean()).fit(arrays["reference"])
+        arrays = {k: pre.transform(v) for k, v in arrays.items()}
+    return arrays, pre
+
+
+def _fit(args) -> int:
+    arrays, pre = _inputs(args, ["reference", "data"])
+    w = None if args.weights is None else _load(args.weights, "weights").ravel()
+    res = _model(args).fit(arrays["reference"], arrays["data"], reference_weights=w, n_expected=args.n_expected)
+    extra = {"reference": args.reference, "data": args.data}
+    if pre is not None:
+        extra["preprocessing"] = pre.to_dict()
+    _emit(_fit_record(res, args, extra), args)
+    return EXIT_OK
+
+
+def _fit_record(res, args, extra):
+    return {"t": res.t, "M": int(res.alpha.shape[0]), "sigma": res.sigma, "lam": res.lam, "solver": res.solver,
+            "seed": args.seed, "converged": res.converged, "cg_iterations": res.cg_iterations,
+            "n_reference": res.n_reference, "n_data": res.n_data, "n_expected": res.n_expected,
+            "threads": res.threads, "seconds": res.seconds, **extra}
+
+
+def _demo(args) -> int:
+    if args.real:
+        return _demo_real(args)
+    only_real = [opt for opt, given in (("--toys", args.toys is not None), ("--signal", args.signal is not None),
+                                        ("--no-report", args.no_report)) if given]
+    if only_real:
+        raise InputError(f"{', '.join(only_real)} apply to 'fastnplm demo --real' only")
+    ref, dat, n_exp = exp_bump(seed=args.seed)
+    res = _model(args).fit(ref, dat, n_expected=n_exp)
+    _emit(_fit_record(res, args, {"problem": "reference Exp(1), N_R=200000; data Poisson(2000) Exp(1) events "
+                                             "+ 10 events N(6.4, 0.16)"}), args)
+    return EXIT_OK
+
+
+def _demo_real(args) -> int:
+    from . import demo
+    kw = {"seed": args.seed, "threads": args.threads}
+    if args.toys is not None:
+        kw["toys"] = args.toys
+    if args.signal is not None:
+        kw["n_signal"] = args.signal
+    report_path = None
+    if not args.no_report:
+        try:
+            import matplotlib  # noqa: F401
+            report_path = args.report
+        except ImportError:
+            log.warning("matplotlib is not installed: no report drawn (pip install 'fastnplm[plot]')")
+    if args.M != 1000:  # --M left at the 1-D demo's default: the real demo's own M
+        kw["M"] = args.M
+    log.info("CMS open-data dimuons: calibrating, then testing the null split and the injected resonance ...")
+    out = demo.run(report_path=report_path, **kw)
+    _emit(out, args, _demo_text(out))
+    return EXIT_OK
+
+
+def _demo_text(out):
+    s = out["settings"]
+    lines = [f"{s['sample']}; features {', '.join(s['features'])} (standardised on the reference)",
+             f"reference {s['n_reference']}, toy pool {s['n_pool']} (disjoint), data {s['n_data']}; "
+             f"{s['toys']} toys, M = {s['M']}, lambda = {s['lam']:g}, path {s['path']}"]
+    for case, title in (("null", "null: a random split of the real events"),
+                        ("injected", f"injected: + {s['n_signal']} events from the Upsilon(1S) window "
+                                     f"{s['signal_window_gev'][0]}-{s['signal_window_gev'][1]} GeV")):
+        lines.append("")
+        lines.append(title)
+        for row in out[case]["per_width"]:
+            bound = row["exceeded"] == 0
+            z = f"p {'<' if bound else '='} {row['p']:.3g}  Z {'>' if bound else '='} {row['z']:.2f}"
+            extra = (f"  (no toy above: chi2 extrapolation Z = {row['chi2_extrapolation_z']:.1f})"
+                     if "chi2_extrapolation_z" in row else "")
+            lines.append(f"  sigma = {row['sigma']:.3g}:  t = {row['t']:8.2f}  {z}{extra}")
+        for m in ("min-p", "prod-p", "avg-p", "softmax-t"):
+            p = out[case][m]["p"]
+            bound = p * (s["toys"] + 1) < 1 + 1e-9  # no toy reached the observed statistic
+            lines.append(f"  {m:<9}  p {'<' if bound else '='} {p:.3g}  Z {'>' if bound else '='} {out[case][m]['z']:.2f}")
+    lines.append("")
+    lines.append(f"{out['timings']['total_seconds']:.1f} s" +
+                 (f"; report: {out['report']['html']} (+ {out['report']['json']})" if "report" in out else ""))
+    return "\n".join(lines)
 
 
 def _calibrate(args) -> int:
-    ref, pool = _load(args.reference, "reference"), _load(args.pool, "pool")
-    sigmas = None if args.sigmas is None else [float(s) for s in args.sigmas.split(",") if s.strip()]
-    model = KernelNPLM(M=args.M, sigma=args.sigma, lam=args.lam, solver=args.solver, seed=args.seed,
-                       threads=args.threads, hessian=args.hessian, center_pool=args.center_pool)
+    columns = _columns(args.columns)
+    ref = _load(args.reference, "reference", columns, args.tree)
+    pool = _load(args.pool, "pool", columns, args.tree)
+    sigmas = _floats(args.sigmas, "--sigmas")
+    model = _model(args, hessian=args.hessian, center_pool=args.center_pool)
+    toy_seed = args.seed if args.toy_seed is None else args.toy_seed
     cal = calibrate(model, ref, pool, toys=args.toys, n_expected=args.n_expected, sigmas=sigmas,
-                    seed=args.toy_seed, store=args.store)
+                    seed=toy_seed, store=args.store, progress=False if args.quiet else None)
     out = {"toys": cal.toys, "sigmas": list(cal.sigmas), "store": args.store, "path": cal.settings["path"],
            "t_mean": cal.t.mean(axis=0).tolist(), "t_std": cal.t.std(axis=0, ddof=1).tolist() if cal.toys > 1 else None,
            "chi2_dof": [cal.chi2_fit(i)["dof"] for i in range(len(cal.sigmas))] if (cal.t > 0).all() else None,
            "all_converged": bool(cal.converged.all())}
-    _print(out, args.json)
-    return 0
+    _emit(out, args)
+    return EXIT_OK
 
 
 def _test(args) -> int:
-    cal = load_calibration(args.calibration)
-    ref, dat = _load(args.reference, "reference"), _load(args.data, "data")
+    try:
+        cal = load_calibration(args.calibration)
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read calibration store {args.calibration!r}: {err}") from err
+    columns = _columns(args.columns)
+    ref = _load(args.reference, "reference", columns, args.tree)
+    dat = _load(args.data, "data", columns, args.tree)
     n_exp = cal.settings["n_expected"]
     t_obs = [cal.model(j, threads=args.threads).fit(ref, dat, n_expected=n_exp).t for j in range(len(cal.sigmas))]
     out = {"toys": cal.toys, **aggregate(cal, t_obs, temperature=args.temperature)}
-    _print(out, args.json)
-    return 0
+    _emit(out, args)
+    return EXIT_OK
+
+
+def _report_cmd(args) -> int:
+    from .report import report
+    if (args.pool is None) == (args.calibration is None):
+        raise InputError("report needs exactly one of --pool (toys are run) and --calibration (a store)")
+    arrays, pre = _inputs(args, ["reference", "data", "pool"])
+    cal = None
+    if args.calibration is not None:
+        try:
+            cal = load_calibration(args.calibration)
+        except (OSError, ValueError) as err:
+            raise InputError(f"cannot read calibration store {args.calibration!r}: {err}") from err
+    model = _model(args, center_pool=args.center_pool)
+    files = {k: getattr(args, k) for k in ("reference", "data", "pool") if getattr(args, k) is not None}
+    rec = report(arrays["reference"], arrays["data"], model, calibration=cal, pool=arrays.get("pool"), toys=args.toys,
+                 n_expected=args.n_expected, sigmas=_floats(args.sigmas, "--sigmas"), seed=args.seed,
+                 threads=args.threads, names=_columns(args.names) or _columns(args.columns), path=args.out,
+                 title=args.title, input_files=files,
+                 extra={"preprocessing": pre.to_dict() if pre is not None else None})
+    text = "\n".join([f"sigma = {r['sigma']:.4g}: t = {r['t']:.4g}, p = {r['p']:.3g}, Z = {r['z']:.2f}"
+                      for r in rec["per_width"]] +
+                     [f"{m}: p = {v['p']:.3g}, Z = {v['z']:.2f}" for m, v in rec.get("aggregated", {}).items()] +
+                     [f"report: {rec['html']} (+ {rec['json']})"])
+    _emit(rec, args, text)
+    return EXIT_OK
+
+
+def _bench(args) -> int:
+    from . import _bench as bench
+    from ._info import cuda_available, cuda_built
+    if args.device == "cuda" and not cuda_available():
+        why = "was built without the CUDA backend" if not cuda_built() else "finds no usable CUDA device"
+        raise InputError(f"--device cuda: this fastnplm {why} (fastnplm.cuda_available() is False); "
+                         "use --device cpu")
+    log.info("running the %s benchmark scenarios ...", "quick" if args.quick else "full")
+    doc = bench.standard(quick=args.quick, threads=args.threads)
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(doc, fh, indent=2, default=_json_default)
+    if args.json:
+        _emit(doc, args)
+    elif not args.quiet:
+        print(bench.table(doc))
+        print(json.dumps(doc, indent=2, default=_json_default))
+    return EXIT_OK
+
+
+COMMANDS = {"fit": _fit, "demo": _demo, "calibrate": _calibrate, "test": _test, "report": _report_cmd,
+            "bench": _bench}
 
 
 if __name__ == "__main__":

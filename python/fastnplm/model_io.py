@@ -68,10 +68,12 @@ def _preprocessing_arrays(preprocessing, d):
         return None, None
     if isinstance(preprocessing, (tuple, list)) and len(preprocessing) == 2:
         shift, scale = preprocessing
-    elif hasattr(preprocessing, "shift") and hasattr(preprocessing, "scale"):
-        shift, scale = preprocessing.shift, preprocessing.scale
+    elif hasattr(preprocessing, "offset_") and hasattr(preprocessing, "scale_"):  # Standardize, DivideByMean
+        if preprocessing.scale_ is None:
+            raise ValueError(f"{type(preprocessing).__name__} is not fitted: call .fit(reference) first")
+        shift, scale = preprocessing.offset_, preprocessing.scale_
     else:
-        raise TypeError("preprocessing must be a (shift, scale) pair or an object with .shift and .scale "
+        raise TypeError("preprocessing must be a fitted fastnplm.Standardize/DivideByMean or a (shift, scale) pair "
                         f"(x is mapped to (x - shift) / scale), got {type(preprocessing).__name__}")
     shift = np.broadcast_to(np.asarray(shift, dtype=np.float64), (d,)).copy()
     scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (d,)).copy()
@@ -109,7 +111,7 @@ def save_model(fit, path, preprocessing=None, metadata=None) -> SavedModel:
     fit : KernelFitResult, NeuralFitResult or SavedModel
     path : str or os.PathLike
         Replaced atomically (written to ``path + ".part"``, then renamed).
-    preprocessing : (shift, scale) or object with ``.shift`` and ``.scale``, optional
+    preprocessing : Standardize, DivideByMean or (shift, scale), optional
         The map the model's features went through, ``x -> (x - shift) / scale``; stored so
         that evaluation takes events in the original feature space.
     metadata : dict, optional

@@ -39,7 +39,7 @@ def export_onnx(fit, path, preprocessing=None):
     ----------
     fit : KernelFitResult, NeuralFitResult or SavedModel
     path : str or os.PathLike
-    preprocessing : (shift, scale) or object with ``.shift`` and ``.scale``, optional
+    preprocessing : Standardize, DivideByMean or (shift, scale), optional
         As in :func:`fastnplm.save_model` (ignored for a SavedModel, which carries its own).
 
     Returns

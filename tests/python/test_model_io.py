@@ -38,6 +38,18 @@ def test_round_trip_keeps_every_number_and_f(fits, kind, tmp_path):
     np.testing.assert_array_equal(m.predict(x), fit.predict((x - shift) / scale))
 
 
+def test_fitted_scalers_are_stored_as_the_preprocessing(fits, tmp_path):
+    rng = np.random.default_rng(2)
+    ref = rng.normal(3.0, 2.0, size=(500, 2))
+    for scaler in (fastnplm.Standardize(), fastnplm.DivideByMean()):
+        with pytest.raises(ValueError, match="not fitted"):
+            fastnplm.save_model(fits["kernel"], tmp_path / "m", preprocessing=scaler)
+        scaler.fit(ref)
+        fastnplm.save_model(fits["kernel"], tmp_path / "m", preprocessing=scaler)
+        m = fastnplm.load_model(tmp_path / "m")
+        np.testing.assert_array_equal(m.predict(ref[:20]), fits["kernel"].predict(scaler.transform(ref[:20])))
+
+
 def test_file_layout_is_the_documented_one(fits, tmp_path):
     fit = fits["kernel"]
     path = tmp_path / "m.fnplm"
@@ -74,7 +86,7 @@ def test_bad_arguments(fits, tmp_path):
         fastnplm.save_model({"alpha": 1}, tmp_path / "m")
     with pytest.raises(ValueError, match="scale > 0"):
         fastnplm.save_model(fits["kernel"], tmp_path / "m", preprocessing=([0, 0], [1, 0]))
-    with pytest.raises(TypeError, match="preprocessing must be"):
+    with pytest.raises(TypeError, match="preprocessing must be a fitted"):
         fastnplm.save_model(fits["kernel"], tmp_path / "m", preprocessing="standardise")
     with pytest.raises(TypeError, match="JSON-serialisable"):
         fastnplm.save_model(fits["kernel"], tmp_path / "m", metadata={"a": object()})

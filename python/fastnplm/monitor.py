@@ -1,0 +1,77 @@
+"""Repeated tests of small batches against one reference: data-quality monitoring.
+
+A monitoring loop tests every few seconds a new batch of events against the same reference,
+with the same calibrated model. When the calibration's model takes the shared-reference
+(spectral) path — centers from the reference, one penalty, ``newton-step`` — the reference's
+part of the fit (eigen-decomposition of K_MM, reference features) does not depend on the
+batch: :class:`Monitor` computes it once, and each test then costs a pass over the batch,
+giving the same t as ``calibration.model().fit(reference, batch)``.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy import stats
+
+from . import _checks
+
+
+class Monitor:
+    """Calibrated goodness-of-fit tests of batches against one reference.
+
+    Parameters
+    ----------
+    calibration : fastnplm.Calibration
+        Toys of a kernel model (``calibrate(model, reference, pool, n_expected=...)``); its
+        ``n_expected`` is the expected number of events per batch.
+    reference : array_like (N_R, d)
+        The reference the toys were fitted against.
+    sigma_index : int or None
+        Which width (None: the only one).
+    threads : int or None
+
+    Examples
+    --------
+    >>> mon = Monitor(cal, reference)
+    >>> out = mon.test(batch)          # {'t', 'p', 'z', 'converged', 'seconds'}
+    """
+
+    def __init__(self, calibration, reference, sigma_index=None, threads=None):
+        from .kernel import KernelNPLM
+
+        self.calibration = calibration
+        self.sigma_index = 0 if sigma_index is None and len(calibration.sigmas) == 1 else sigma_index
+        self.model = calibration.model(sigma_index, threads=threads)
+        if not isinstance(self.model, KernelNPLM):
+            raise TypeError("Monitor needs a calibration of a kernel model")
+        self.reference = _checks.as_events(reference, "reference")
+        self.n_expected = calibration.settings.get("n_expected")
+        if self.n_expected is None:
+            raise ValueError("the calibration does not record n_expected")
+        n_r = self.reference.shape[0]
+        self.w = np.full(n_r, float(self.n_expected) / n_r)
+        self.shared = None
+        if self.model.hessian == "spectral" and self.model.center_pool == "reference" and self.model.centers is None:
+            from ._spectral import SpectralReference
+            self.centers, scale = self.model._centers(self.reference, self.reference[:1], self.w)
+            m = self.model
+            self.shared = SpectralReference(self.centers, scale, m.sigma, m.lam, self.reference, self.w, m.cg_tol,
+                                            m.max_iter, m.threads, m.spectral_tol)
+
+    def fit(self, batch):
+        """The fit of one batch: a KernelFitResult equal to ``calibration.model().fit(reference, batch)``."""
+        start = time.perf_counter()
+        dat = _checks.as_events(batch, "batch", d=self.reference.shape[1])
+        if self.shared is None:
+            return self.model.fit(self.reference, dat, n_expected=self.n_expected)
+        return self.model._result(self.shared.fit_result(dat), self.centers, self.model.sigma,
+                                  self.reference.shape[0], dat.shape[0], self.w, start)
+
+    def test(self, batch) -> dict:
+        """t of the batch, its toy p-value and Z, convergence, and the seconds the test took."""
+        start = time.perf_counter()
+        res = self.fit(batch)
+        p = self.calibration.p_value(res.t, self.sigma_index)["p"]
+        return {"t": float(res.t), "p": p, "z": float(stats.norm.isf(p)), "converged": bool(res.converged),
+                "n_events": int(res.n_data), "seconds": time.perf_counter() - start}

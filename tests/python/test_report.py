@@ -1,0 +1,68 @@
+"""fastnplm.report: one offline HTML page and a JSON record whose numbers are recomputed here."""
+import hashlib
+import json
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+pytest.importorskip("matplotlib")
+
+import fastnplm  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    rng = np.random.default_rng(5)
+    ref, pool = rng.normal(size=(3000, 2)), rng.normal(size=(6000, 2))
+    data = np.vstack([rng.normal(size=(290, 2)), rng.normal([1.8, 0], 0.2, size=(10, 2))])
+    np.save(tmp / "D.npy", data)
+    model = fastnplm.KernelNPLM(M=50, lam=1e-5, center_pool="reference", seed=1, threads=1)
+    rec = fastnplm.report(ref, tmp / "D.npy", model, pool=pool, toys=30, n_expected=300, sigmas=[0.6, 1.2], seed=4,
+                          names=["x", "y"], path=tmp / "r.html", extra={"note": "test"})
+    return tmp, ref, pool, data, model, rec
+
+
+def test_html_is_self_contained(written):
+    tmp, *_ , rec = written
+    page = (tmp / "r.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    # no external resource of any kind: every src is an inline image, no href, no URL at all in attributes
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", page, re.I)
+    assert "href=" not in page and "<script" not in page and "<link" not in page
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    import base64
+    assert all(base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n" for s in srcs)
+    assert rec["html"] == str(tmp / "r.html") and rec["json"] == str(tmp / "r.json")
+
+
+def test_json_record_numbers_are_the_librarys(written):
+    tmp, ref, pool, data, model, _ = written
+    rec = json.loads((tmp / "r.json").read_text())
+    for key, arr in (("reference", ref), ("pool", pool), ("data", data)):
+        assert rec["inputs"][key]["shape"] == list(arr.shape)
+        assert rec["inputs"][key]["sha256"] == hashlib.sha256(np.ascontiguousarray(arr, np.float64).tobytes()).hexdigest()
+    assert rec["inputs"]["data"]["file"]["sha256"] == hashlib.sha256((tmp / "D.npy").read_bytes()).hexdigest()
+    cal = fastnplm.calibrate(model, ref, pool, toys=30, n_expected=300, sigmas=[0.6, 1.2], seed=4, progress=False)
+    t_obs = [cal.model(j).fit(ref, data, n_expected=300).t for j in range(2)]
+    for j, row in enumerate(rec["per_width"]):
+        assert row["t"] == pytest.approx(t_obs[j], rel=1e-12)
+        p = (1 + np.count_nonzero(cal.t[:, j] >= t_obs[j])) / 31
+        assert row["p"] == pytest.approx(p) and row["z"] == pytest.approx(stats.norm.isf(p))
+    agg = fastnplm.aggregate(cal, t_obs)
+    for m in ("min-p", "prod-p", "avg-p", "softmax-t"):
+        assert rec["aggregated"][m]["p"] == pytest.approx(agg[m]["p"])
+    assert rec["settings"]["sigmas"] == [0.6, 1.2] and rec["settings"]["toys"] == 30
+    assert rec["versions"]["numpy"] == np.__version__ and rec["versions"]["build_info"] == fastnplm.build_info()
+    assert rec["versions"]["fastnplm"] == fastnplm.__version__
+    assert {"calibration_seconds", "data_fit_seconds", "plots_seconds", "total_seconds"} <= set(rec["timings"])
+    assert rec["note"] == "test" and rec["feature_names"] == ["x", "y"]
+
+
+def test_report_needs_toys_or_a_calibration():
+    x = np.random.default_rng(0).normal(size=(100, 1))
+    with pytest.raises(ValueError, match="pass pool="):
+        fastnplm.report(x, x[:20])
