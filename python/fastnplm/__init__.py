@@ -30,6 +30,8 @@ from ._info import build_info, cuda_available, cuda_built  # noqa: E402
 from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuristic  # noqa: E402
 from .nuisance import Nuisance, ShapeCoefficients, delta_statistic, learn_coefficients  # noqa: E402
 from .neural import NeuralFitResult, NeuralNPLM  # noqa: E402
+from . import baselines  # noqa: E402
+from .baselines import compare  # noqa: E402
 
 __version__ = _core.version
 __all__ = [
@@ -43,7 +45,9 @@ __all__ = [
     "NeuralNPLM",
     "aggregate",
     "build_info",
+    "baselines",
     "calibrate",
+    "compare",
     "cuda_available",
     "cuda_built",
     "delta_statistic",
