@@ -203,8 +203,8 @@ def weighted_quantiles(x, w, q):
 class BinnedChi2(_PerFeature):
     """Per-feature Pearson chi2 in bins equiprobable under the reference, combined across features.
 
-    Bin edges are the reference's weighted quantiles at j / bins (outer bins open to
-    +-infinity, so every data event is counted); expected counts e_b = N(R) x (reference
+    Bin edges e_j are the reference's weighted quantiles at j / bins, bins (e_{j-1}, e_j] (outer
+    bins open to +-infinity, so every data event is counted); expected counts e_b = N(R) x (reference
     weight fraction in bin b), with N(R) the sum of the reference weights (or N_D when none
     are given). chi2 = sum_b (n_b - e_b)^2 / e_b; per-feature p-value chi2_sf(chi2, bins)
     (the normalisation is tested too: no degree of freedom is removed).
@@ -227,14 +227,14 @@ class BinnedChi2(_PerFeature):
     def _prepare_feature(self, x, w):
         inner = weighted_quantiles(x, w, np.arange(1, self.bins) / self.bins)
         edges = np.concatenate([[-np.inf], inner, [np.inf]])
-        idx = np.searchsorted(inner, x, side="right")
+        idx = np.searchsorted(inner, x, side="left")  # bins (e_{j-1}, e_j]: the quantile edge closes its bin
         ww = np.ones_like(x) if w is None else w
         frac = np.bincount(idx, weights=ww, minlength=self.bins) / ww.sum()
         return edges, inner, frac
 
     def _feature(self, state, y, w):
         edges, inner, frac = state
-        counts = np.bincount(np.searchsorted(inner, y, side="right"), minlength=self.bins)
+        counts = np.bincount(np.searchsorted(inner, y, side="left"), minlength=self.bins)
         expected = expected_total(w, y.size) * frac
         ok = expected > 0
         chi2 = float(np.sum((counts[ok] - expected[ok]) ** 2 / expected[ok]))

@@ -104,8 +104,9 @@ class FixedBackgroundGMM:
     penalty : None, "l1" or "l2", on the anomaly means relative to the reference mean
         (in units of the reference standard deviation per variable)
     gamma : float >= 0, the penalty's strength
-    n_init : int, EM starts on each data set (anomaly means at data events drawn with the seed,
-        half of the starts favouring events where f_B is small)
+    n_init : int, EM starts on each data set: the first at the candidate event where the data's
+        density smoothed at init_scale most significantly exceeds the equally smoothed background
+        (``_excess_order``), the second at the next candidates, the others at random events
     max_iter : int, tol : float, EM stops when the objective gains less than tol per event
     min_scale : float, variance floor (min_scale x reference std)^2 of the anomaly components
     init_scale : float, starting standard deviation of the anomaly components (x reference std)
@@ -199,16 +200,20 @@ class FixedBackgroundGMM:
         ll0 = float(log_fb.sum())
         floor = self.min_scale * bg.std
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, n, 0xA7]))
-        inv_fb = np.exp(-(log_fb - log_fb.max()))
+        h = self.init_scale * bg.std
+        order = self._excess_order(x, bg, h, rng, log_fb)
         best = None
         for s in range(self.n_init):
-            k = min(self.n_anomaly, n)
-            prob = inv_fb / inv_fb.sum() if s % 2 == 0 else None
-            mu = x[rng.choice(n, size=k, replace=False, p=prob)].copy()
-            if k < self.n_anomaly:
-                mu = np.concatenate([mu, np.repeat(mu[:1], self.n_anomaly - k, axis=0)])
-            cov = np.repeat(np.diag((self.init_scale * bg.std) ** 2)[None], self.n_anomaly, axis=0)
-            fit = self._em(x, log_fb, bg, floor, 0.02, np.full(self.n_anomaly, 1.0 / self.n_anomaly), mu, cov)
+            k = self.n_anomaly
+            if s == 0:  # where the data most exceed the background smoothed at the starting width
+                idx = order[:k]
+            elif s == 1 and order.size > k:  # the next candidates
+                idx = order[k:2 * k] if order.size >= 2 * k else order[-k:]
+            else:  # events drawn at random
+                idx = rng.choice(n, size=k, replace=n < k)
+            mu = x[np.resize(idx, k)].copy()
+            cov = np.repeat(np.diag(h ** 2)[None], k, axis=0)
+            fit = self._em(x, log_fb, bg, floor, 0.02, np.full(k, 1.0 / k), mu, cov)
             if best is None or fit[0] > best[0]:
                 best = fit
         obj, ll, lam, pi, mu, cov, post, it, conv = best
@@ -216,6 +221,28 @@ class FixedBackgroundGMM:
         return GMMFitResult(t=max(0.0, 2.0 * (ll - ll0)), lam=float(lam), loglik=float(ll), loglik_null=ll0, means=mu,
                             covariances=cov, mixing=pi, anomaly_probability=post, selected=sel, iterations=it,
                             converged=conv)
+
+    def _excess_order(self, x, bg, h, rng, log_fb=None, candidates: int = 384, atypical: int = 64):
+        """Candidate events, the most significant local excess first.
+
+        Candidates: ``candidates`` events drawn with the seed and the ``atypical`` events of lowest
+        f_B. At a candidate c, the data's Gaussian-smoothed density (width h) q(c) is compared
+        with the background smoothed the same way, b(c) = sum_k w_k N(c; mu_k, Sigma_k + diag(h^2))
+        (exact for the fitted mixture), in units of the smoothed density's sampling error under
+        the background, z = (q - b) / sqrt(b / (n (2 sqrt(pi))^d prod h))."""
+        n, d = x.shape
+        cand = rng.choice(n, size=min(n, candidates), replace=False)
+        if log_fb is not None and atypical:
+            cand = np.union1d(cand, np.argsort(log_fb, kind="stable")[:atypical])
+        c = x[cand]
+        z = (c[:, None, :] - x[None, :, :]) / h
+        kde = np.exp(-0.5 * (z * z).sum(-1)).mean(axis=1) / np.prod(np.sqrt(2 * np.pi) * h)
+        gm = bg.gm
+        smooth = np.zeros(c.shape[0])
+        for wk, mk, ck in zip(gm.weights_, gm.means_, _full_covariances(gm)):
+            smooth += wk * np.exp(_log_gauss(c, mk, ck + np.diag(h ** 2)))
+        err = np.sqrt(np.maximum(smooth, 1e-300) / (n * (2 * np.sqrt(np.pi)) ** d * np.prod(h)))
+        return cand[np.argsort(-(kde - smooth) / err, kind="stable")]
 
     def _em(self, x, log_fb, bg, floor, lam, pi, mu, cov):
         n = x.shape[0]
@@ -250,6 +277,19 @@ class FixedBackgroundGMM:
                 cov[j] = _floored((r[:, j, None] * dx).T @ dx / rj[j], floor)
         post = np.exp(log_anom - log_f)
         return obj, ll, lam, pi, mu, cov, post, it, conv
+
+
+def _full_covariances(gm):
+    """(K, d, d) covariances of a scikit-learn GaussianMixture, whatever its covariance_type."""
+    k, d = gm.means_.shape
+    c = gm.covariances_
+    if gm.covariance_type == "full":
+        return c
+    if gm.covariance_type == "tied":
+        return np.repeat(c[None], k, axis=0)
+    if gm.covariance_type == "diag":
+        return np.stack([np.diag(v) for v in c])
+    return np.stack([np.eye(d) * v for v in c])
 
 
 def _floored(s, scale):
