@@ -71,7 +71,12 @@ def five_d(toys, signal_toys, seed):
                             n_expected=2000, seed=seed, options=options)
 
 
-def _plot(results, path):
+COLORS = {"nplm": "C0", "ks": "C1", "ks-fisher": "#ffbb78", "ad": "C2", "ad-fisher": "#98df8a", "chi2": "C3",
+          "chi2-fisher": "#ff9896", "bumphunter": "C4", "gmm": "C5", "gmm-l1": "#c49c94", "gp": "C6"}
+
+
+def _plot(problems, path):
+    """Power at Z = 2 per signal and method, one panel per problem (problems: Comparison.to_dict()s)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -79,43 +84,44 @@ def _plot(results, path):
     except ImportError:
         logging.getLogger("fastnplm").warning("matplotlib not installed: no plot")
         return None
-    fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 4.5), squeeze=False)
-    for ax, (title, cmp) in zip(axes[0], results.items()):
-        names = list(cmp.methods)
-        x = np.arange(len(cmp.signals))
+    fig, axes = plt.subplots(1, len(problems), figsize=(7.5 * len(problems), 5), squeeze=False)
+    for ax, (title, cmp) in zip(axes[0], problems.items()):
+        names = list(cmp["methods"])
+        x = np.arange(len(cmp["signals"]))
         width = 0.8 / len(names)
         for i, n in enumerate(names):
-            pw = [cmp.methods[n].power[s]["Z=2"] for s in cmp.signals]
+            pw = [cmp["methods"][n]["power"][s]["Z=2"] for s in cmp["signals"]]
             y = np.array([p["power"] for p in pw])
             lo = y - np.array([p["interval"][0] for p in pw])
             hi = np.array([p["interval"][1] for p in pw]) - y
-            ax.bar(x + (i - len(names) / 2 + 0.5) * width, y, width, yerr=[lo, hi], label=n, capsize=2)
+            ax.bar(x + (i - len(names) / 2 + 0.5) * width, y, width, yerr=[lo, hi], label=n, capsize=2,
+                   color=COLORS.get(n))
         ax.set_xticks(x)
-        ax.set_xticklabels([s.replace(" (", "\n(") for s in cmp.signals], fontsize=7)
-        ax.set_ylabel("power at Z = 2 (68% CP interval)")
+        ax.set_xticklabels([s.replace(" (", "\n(") for s in cmp["signals"]], fontsize=7, rotation=15)
+        ax.set_ylabel("power at Z = 2 (68% Clopper-Pearson)")
         ax.set_ylim(0, 1.05)
-        ax.set_title(title)
+        ax.set_title(f"{title}: {cmp['toys']} null, {cmp['signal_toys']} signal toys")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
 
 
-def _markdown(results):
+def _markdown(problems, seconds=None):
     out = []
-    for title, cmp in results.items():
-        names = list(cmp.methods)
-        out.append(f"**{title}** ({cmp.toys} null toys, {cmp.signal_toys} signal toys per signal): "
+    for title, cmp in problems.items():
+        names = list(cmp["methods"])
+        out.append(f"**{title}** ({cmp['toys']} null toys, {cmp['signal_toys']} signal toys per signal): "
                    "power at Z = 2 / Z = 3\n")
         out.append("| signal | " + " | ".join(names) + " |")
         out.append("|---|" + "---|" * len(names))
-        for s in cmp.signals:
+        for s in cmp["signals"]:
             cells = []
             for n in names:
-                p = cmp.methods[n].power[s]
+                p = cmp["methods"][n]["power"][s]
                 cells.append(f"{p['Z=2']['power']:.2f} / {p['Z=3']['power']:.2f}")
             out.append(f"| {s} | " + " | ".join(cells) + " |")
-        out.append("| seconds | " + " | ".join(f"{cmp.methods[n].seconds:.0f}" for n in names) + " |")
+        out.append("| seconds | " + " | ".join(f"{cmp['methods'][n]['seconds']:.0f}" for n in names) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -127,7 +133,15 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "results"))
     ap.add_argument("--quick", action="store_true", help="60 null toys, 10 signal toys (a smoke run)")
+    ap.add_argument("--replot", metavar="JSON", help="only redo the table and plot from a recorded sensitivity.json")
     args = ap.parse_args()
+    if args.replot:
+        with open(args.replot) as fh:
+            doc = json.load(fh)
+        with open(os.path.join(args.out_dir, "sensitivity.md"), "w") as fh:
+            fh.write(_markdown(doc["problems"]) + "\n")
+        _plot(doc["problems"], os.path.join(args.out_dir, "sensitivity.png"))
+        return
     if args.quick:
         args.toys, args.signal_toys = 60, 10
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -144,10 +158,11 @@ def main():
     results["5D: correlated Gaussian, N(R) = 2000"] = five_d(args.toys, args.signal_toys, args.seed)
     t2 = time.perf_counter()
     os.makedirs(args.out_dir, exist_ok=True)
-    md = _markdown(results)
+    problems = {k: v.to_dict() for k, v in results.items()}
+    md = _markdown(problems)
     with open(os.path.join(args.out_dir, "sensitivity.md"), "w") as fh:
         fh.write(md + "\n")
-    png = _plot(results, os.path.join(args.out_dir, "sensitivity.png"))
+    png = _plot(problems, os.path.join(args.out_dir, "sensitivity.png"))
     doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "machine": platform.processor() or
            platform.machine(), "nproc": os.cpu_count(), "load_average_at_start": os.getloadavg(),
            "build": fastnplm.build_info(), "blas_threads": 1 if limits is not None else None,
@@ -156,7 +171,7 @@ def main():
                                    "with n signal toys its standard error is sqrt(P(1-P)/n) <= 0.05 for n = 100. "
                                    "Z = 3 needs p <= 1.35e-3: with B null toys that means exceeding every null toy "
                                    "when B < 2000"),
-           "plot": png, "problems": {k: v.to_dict() for k, v in results.items()}}
+           "plot": png, "problems": problems}
     with open(os.path.join(args.out_dir, "sensitivity.json"), "w") as fh:
         json.dump(doc, fh)
     print(md)
