@@ -52,10 +52,14 @@ def _sklearn_gp():
     return GaussianProcessRegressor, kernels
 
 
+_KERNELS = None
+
+
 def _kernel_classes():
-    """The two kernels, built on scikit-learn's Kernel base class (imported lazily)."""
-    global SignalKernel, FallingGibbsKernel
-    if "_KERNELS" in globals():
+    """The two kernels, built on scikit-learn's Kernel base class (imported lazily); once built
+    they are also module attributes (``fastnplm.baselines.gp.SignalKernel``), so they pickle."""
+    global _KERNELS, SignalKernel, FallingGibbsKernel
+    if _KERNELS is not None:
         return _KERNELS
     _, kernels = _sklearn_gp()
     Hyperparameter = kernels.Hyperparameter
@@ -177,7 +181,7 @@ def _kernel_classes():
             return k, (np.stack(g, axis=2) if g else np.empty(k.shape + (0,)))
 
     SignalKernel.__module__ = FallingGibbsKernel.__module__ = __name__
-    globals()["_KERNELS"] = (SignalKernel, FallingGibbsKernel)
+    _KERNELS = (SignalKernel, FallingGibbsKernel)
     return _KERNELS
 
 
