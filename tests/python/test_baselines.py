@@ -27,6 +27,14 @@ class _nowarn:
 pytest.importorskip("sklearn")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    # the GP fits are many 10x10..40x40 solves: BLAS threads only add hand-offs (2.5x slower on a busy machine)
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        yield
+
+
 # -- classical tests -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n_ref,n_dat,shift", [(3000, 400, 0.0), (5000, 1200, 0.15)])

@@ -28,6 +28,10 @@ k_B + k_S: a grid over (m, t, A) picks the starts, L-BFGS-B refines the best two
 statistic is t = 2 [LML(k_B + k_S) - LML(k_B)] (0 when the extracted signal, the summed
 posterior mean of the signal component, is a deficit and ``excess_only``); calibrated by
 toys like every baseline.
+
+Speed: each fit is a few hundred marginal-likelihood evaluations on bins x bins matrices;
+multithreaded BLAS only adds hand-offs there (2-3x slower on a busy machine): run toys under
+``threadpoolctl.threadpool_limits(1, user_api="blas")``, as ``bench/sensitivity.py`` does.
 """
 from __future__ import annotations
 
