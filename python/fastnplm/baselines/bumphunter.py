@@ -8,7 +8,9 @@ excess-only Poisson p-value
     p = P(n >= d | b) = gammainc(d, b)   (the regularised lower incomplete gamma)  if d > b,
     p = 1                                                                          if d <= b,
 
-(windows with b = 0 get p = 1, as in ``pyBumpHunter``). The test statistic is
+(windows with b = 0 get p = 1, as in ``pyBumpHunter``; unlike it, empty reference bins at the
+ends of the range are not trimmed, which matters only when the reference leaves them empty). The
+test statistic is
 t = -log(min p) over all windows; its distribution over background-only pseudo-experiments
 gives the global p-value, look-elsewhere effect included (``pseudo_experiments``: Poisson
 counts in every bin, as in the paper; ``calibrate_method`` / ``compare``: toys of events from

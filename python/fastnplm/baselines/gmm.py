@@ -235,8 +235,12 @@ class FixedBackgroundGMM:
         if log_fb is not None and atypical:
             cand = np.union1d(cand, np.argsort(log_fb, kind="stable")[:atypical])
         c = x[cand]
-        z = (c[:, None, :] - x[None, :, :]) / h
-        kde = np.exp(-0.5 * (z * z).sum(-1)).mean(axis=1) / np.prod(np.sqrt(2 * np.pi) * h)
+        kde = np.empty(c.shape[0])
+        step = max(1, 2_000_000 // max(n * d, 1))  # candidates per block: at most ~16 MB of differences
+        for i in range(0, c.shape[0], step):
+            z = (c[i:i + step, None, :] - x[None, :, :]) / h
+            kde[i:i + step] = np.exp(-0.5 * (z * z).sum(-1)).mean(axis=1)
+        kde /= np.prod(np.sqrt(2 * np.pi) * h)
         gm = bg.gm
         smooth = np.zeros(c.shape[0])
         for wk, mk, ck in zip(gm.weights_, gm.means_, _full_covariances(gm)):
