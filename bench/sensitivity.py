@@ -150,7 +150,7 @@ def main():
         limits = threadpool_limits(1)
     except ImportError:
         limits = None
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     results = {}
     t0 = time.perf_counter()
     results["1D: Exp(1), N(R) = 2000"] = one_d(args.toys, args.signal_toys, args.seed)
@@ -166,7 +166,9 @@ def main():
     doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "machine": platform.processor() or
            platform.machine(), "nproc": os.cpu_count(), "load_average_at_start": os.getloadavg(),
            "build": fastnplm.build_info(), "blas_threads": 1 if limits is not None else None,
-           "seconds": {"total": time.perf_counter() - start, "1D": t1 - t0, "5D": t2 - t1},
+           "seconds": {"total": time.perf_counter() - start, "1D": t1 - t0, "5D": t2 - t1,
+                       "cpu_total": time.process_time() - cpu_start},
+           "load_average_at_end": os.getloadavg(),
            "binomial_error_note": ("power is a fraction of signal toys (68% Clopper-Pearson intervals in the JSON); "
                                    "with n signal toys its standard error is sqrt(P(1-P)/n) <= 0.05 for n = 100. "
                                    "Z = 3 needs p <= 1.35e-3: with B null toys that means exceeding every null toy "
