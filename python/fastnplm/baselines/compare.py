@@ -26,6 +26,11 @@ class NPLM:
     """Kernel NPLM as a compared method: ``fastnplm.calibrate`` toys at each width, the widths
     combined by min-p (Grosso, Letizia et al. 2024) on the same toys.
 
+    In ``compare`` its statistic is -min_sigma p_sigma: each null toy's per-width p-values
+    against the other toys (as ``fastnplm.aggregate``), a signal toy's or the data's against all
+    toys, each fitted through the solver path the toys took (the spectral fast path's shared
+    reference, or one plain fit per data set); ``details`` keeps the widths and every null t.
+
     Parameters
     ----------
     model : fastnplm.KernelNPLM or None
