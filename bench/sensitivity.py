@@ -150,7 +150,7 @@ def main():
         limits = threadpool_limits(1)
     except ImportError:
         limits = None
-    start, cpu_start = time.perf_counter(), time.process_time()
+    start, cpu_start, load_start = time.perf_counter(), time.process_time(), os.getloadavg()
     results = {}
     t0 = time.perf_counter()
     results["1D: Exp(1), N(R) = 2000"] = one_d(args.toys, args.signal_toys, args.seed)
@@ -164,7 +164,7 @@ def main():
         fh.write(md + "\n")
     png = _plot(problems, os.path.join(args.out_dir, "sensitivity.png"))
     doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "machine": platform.processor() or
-           platform.machine(), "nproc": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+           platform.machine(), "nproc": os.cpu_count(), "load_average_at_start": load_start,
            "build": fastnplm.build_info(), "blas_threads": 1 if limits is not None else None,
            "seconds": {"total": time.perf_counter() - start, "1D": t1 - t0, "5D": t2 - t1,
                        "cpu_total": time.process_time() - cpu_start},
