@@ -37,6 +37,8 @@ from . import plot  # noqa: E402,F401  (matplotlib is imported only when a plot 
 from .report import report  # noqa: E402
 from .monitor import Monitor  # noqa: E402
 from .preprocessing import DivideByMean, Standardize, scaler_from_dict  # noqa: E402
+from . import baselines  # noqa: E402
+from .baselines import compare  # noqa: E402
 
 __version__ = _core.version
 __all__ = [
@@ -52,7 +54,9 @@ __all__ = [
     "SavedModel",
     "aggregate",
     "build_info",
+    "baselines",
     "calibrate",
+    "compare",
     "cuda_available",
     "cuda_built",
     "delta_statistic",

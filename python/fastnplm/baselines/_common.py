@@ -1,0 +1,143 @@
+"""The small protocol every baseline follows, and toy calibration of any statistic.
+
+A *method* is any object with
+
+    statistic(reference, data, reference_weights=None) -> float   (larger = more anomalous)
+
+and, optionally, ``prepare(reference, reference_weights=None) -> callable(data) -> float``:
+the reference-only work (sorting, a background fit) done once and shared by all toys.
+Toys are drawn exactly as ``fastnplm.calibrate`` draws them (toy k from (seed, k) only:
+Poisson(N(R)) events from the pool without replacement), so toy k is the same data set
+for NPLM and for every baseline.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from .. import _checks
+from ..calibration import _Toys
+
+log = logging.getLogger("fastnplm")
+
+
+def reference_and_weights(reference, reference_weights):
+    """Validated (N_R, d) reference and its weights, or None for "N(R) = N_D of each data set"."""
+    ref = _checks.as_events(reference, "reference")
+    if reference_weights is None:
+        return ref, None
+    return ref, _checks.reference_weights(reference_weights, None, ref.shape[0], 0)
+
+
+def expected_total(weights, n_data: int) -> float:
+    """N(R): the weights' sum, or N_D when no weights were given (fastnplm's default)."""
+    return float(n_data) if weights is None else float(weights.sum())
+
+
+def prepared(method, reference, reference_weights=None):
+    """callable(data) -> float for ``method`` on this reference (its ``prepare`` when it has one)."""
+    if hasattr(method, "prepare"):
+        return method.prepare(reference, reference_weights)
+    if not callable(getattr(method, "statistic", None)):
+        raise TypeError(f"a method needs statistic(reference, data, reference_weights=None); got {type(method).__name__}")
+    return lambda data: float(method.statistic(reference, data, reference_weights))
+
+
+def check_method(method):
+    if not (callable(getattr(method, "statistic", None)) or callable(getattr(method, "prepare", None))):
+        raise TypeError("a method must have statistic(reference, data, reference_weights=None) -> float "
+                        f"(larger = more anomalous); got {type(method).__name__}")
+
+
+def draw_toy(reference, pool, n_expected, seed, k):
+    """Toy k's events: the same draw as ``fastnplm.calibrate`` (Poisson(N(R)) events from the
+    pool without replacement, from toy_rng(seed, k))."""
+    ref = np.asarray(reference)
+    return _Toys([], ref, None, pool, float(n_expected), int(seed), ref.shape[1], "plain").draw(k)[0]
+
+
+def signal_rng(seed, k, index=0) -> np.random.Generator:
+    """Signal toy k of signal ``index``: a stream disjoint from the null toys' toy_rng(seed, k)."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(k), 1 + int(index)]))
+
+
+def clopper_pearson(k: int, n: int, cl: float = 0.6827):
+    """Central Clopper-Pearson interval for a binomial fraction k/n at confidence ``cl``."""
+    a = 1.0 - cl
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(a / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(stats.beta.ppf(1 - a / 2, k + 1, n - k))
+    return lo, hi
+
+
+@dataclass
+class NullDistribution:
+    """Toy values of a statistic under the reference hypothesis.
+
+    Attributes
+    ----------
+    t : ndarray (toys,)
+    n_events : ndarray (toys,)
+    seed : int
+    name : str
+    """
+
+    t: np.ndarray
+    n_events: np.ndarray
+    seed: int
+    name: str = ""
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def toys(self) -> int:
+        return int(self.t.size)
+
+    def p_value(self, t_obs: float, cl: float = 0.6827) -> dict:
+        """(1 + #{t_toy >= t_obs}) / (B + 1), with the Clopper-Pearson interval of the exceeding fraction."""
+        k = int(np.count_nonzero(self.t >= t_obs))
+        return {"p": (1 + k) / (self.toys + 1), "interval": clopper_pearson(k, self.toys, cl), "exceeded": k,
+                "toys": self.toys}
+
+    def p_values(self, t_obs) -> np.ndarray:
+        """Empirical p-values of many observations at once."""
+        srt = np.sort(self.t)
+        t_obs = np.asarray(t_obs, dtype=float)
+        return (1.0 + self.toys - np.searchsorted(srt, t_obs, side="left")) / (self.toys + 1)
+
+    def z(self, t_obs: float) -> float:
+        return float(stats.norm.isf(self.p_value(t_obs)["p"]))
+
+
+def calibrate_method(method, reference, pool, toys: int = 300, n_expected=None, seed=0,
+                     reference_weights=None) -> NullDistribution:
+    """Null distribution of a baseline's statistic from toys.
+
+    Parameters
+    ----------
+    method : a baseline object (``statistic`` / ``prepare``), e.g. ``KolmogorovSmirnov()``
+    reference : array_like (N_R, d) the reference sample, shared by all toys
+    pool : array_like (N_P, d) reference-distributed events disjoint from ``reference``
+    toys : int
+    n_expected : float, N(R): each toy has Poisson(N(R)) events
+    seed : int, toy k uses toy_rng(seed, k) only (the same toys as ``fastnplm.calibrate``)
+    reference_weights : None, scalar or (N_R,), passed to the method (None: N(R)/N_R each)
+    """
+    check_method(method)
+    toys = _checks.positive_int(toys, "toys")
+    if n_expected is None:
+        raise ValueError("n_expected (N(R), the expected number of events) is required for toys")
+    n_exp = _checks.positive_number(n_expected, "n_expected")
+    ref = _checks.as_events(reference, "reference")
+    pool = _checks.as_events(pool, "pool", d=ref.shape[1])
+    w = _checks.reference_weights(reference_weights, None if reference_weights is not None else n_exp,
+                                  ref.shape[0], 0)
+    stat = prepared(method, ref, w)
+    t = np.empty(toys)
+    n = np.empty(toys, dtype=int)
+    for k in range(toys):
+        data = draw_toy(ref, pool, n_exp, seed, k)
+        n[k] = data.shape[0]
+        t[k] = stat(data) if data.shape[0] else 0.0
+    return NullDistribution(t=t, n_events=n, seed=int(seed), name=getattr(method, "name", type(method).__name__))
