@@ -165,6 +165,7 @@ __global__ void __launch_bounds__(kThreads)
     double* panel = panel_global ? panel_global + blockIdx.x * kRows * m : xs + kRows * d;
     double* acc = partial + blockIdx.x * b;
     __shared__ double red[kRows * kCols * kThreads];
+    __shared__ double terms[kRows * kCols];
     const long long tiles = (n + kRows - 1) / kRows;
     for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
         const long long row0 = tile * kRows;
@@ -187,11 +188,15 @@ __global__ void __launch_bounds__(kThreads)
                 for (int qq = 0; qq < kCols; ++qq) red[(r * kCols + qq) * kThreads + threadIdx.x] = p[r][qq];
             __syncthreads();  // all partial products written
             tree_sum(red, kRows * kCols);
-            if (threadIdx.x == 0)
-                for (int r = 0; r < rows; ++r)
-                    for (int qq = 0; qq < kCols && q0 + qq < b; ++qq)
-                        acc[q0 + qq] += w[row0 + r] * expm1(red[(r * kCols + qq) * kThreads]);
-            __syncthreads();  // thread 0 has read red before the next chunk overwrites it
+            // one term per thread (r, qq) = (t / kCols, t % kCols), then thread 0 adds them in row order
+            const int t = threadIdx.x, r = t / kCols, qq = t % kCols;
+            if (t < kRows * kCols)
+                terms[t] = r < rows && q0 + qq < b ? w[row0 + r] * expm1(red[t * kThreads]) : 0.0;
+            __syncthreads();  // terms written
+            if (t == 0)
+                for (int rr = 0; rr < rows; ++rr)
+                    for (int c = 0; c < kCols && q0 + c < b; ++c) acc[q0 + c] += terms[rr * kCols + c];
+            __syncthreads();  // thread 0 has read terms, and everyone red, before the next chunk
         }
     }
 }
