@@ -8,8 +8,8 @@
 // The cache holds at most kCacheEntries matrices and drops the least recently used.
 // Vectors (v, w, u) change between calls and are copied every call (8 bytes per event).
 //
-// The feature-basis primitives (feature_project, features_gram, features_expm1_sum,
-// feature_gram) are not ported yet and run on the CPU backend inside this object.
+// The feature-basis primitives feature_project, features_gram and features_expm1_sum are not
+// ported yet and run on the CPU backend inside this object.
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -115,9 +115,24 @@ public:
                             double* out) const override {
         cpu_->features_expm1_sum(f, v, b, w, out);
     }
+
     void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t, const double* w, const double* u,
                       double* out_w, double* out_g) const override {
-        cpu_->feature_gram(x, c, gamma, t, w, u, out_w, out_g);
+        check_shapes(x, c);
+        const DevicePoints px = points(x);
+        const DeviceCenters pc = centers(c);
+        const std::size_t m = static_cast<std::size_t>(c.rows);
+        ws_.vec_a.upload(t, m * m);
+        ws_.vec_b.upload(w, x.rows);
+        ws_.vec_c.upload(u, x.rows);
+        ws_.out.resize(m * m + m);
+        gauss_feature_gram(px, pc, gamma, ws_.vec_a.data(), ws_.vec_b.data(), ws_.vec_c.data(), ws_.out.data(),
+                           ws_.out.data() + m * m, ws_);
+        std::vector<double> host(m * m + m);
+        ws_.out.download(host.data(), host.size());
+        std::copy_n(host.data() + m * m, m, out_g);
+        for (std::size_t a = 0; a < m; ++a)  // lower triangle accumulated, mirrored: exactly symmetric
+            for (std::size_t b = 0; b <= a; ++b) out_w[a * m + b] = out_w[b * m + a] = host[a * m + b];
     }
 
 private:
@@ -181,6 +196,7 @@ const std::vector<std::string>& kernel_names() {
     static const std::vector<std::string> names = {
         // gauss.cu
         "block_kernel", "mv_kernel", "tmv_kernel", "fused_kernel", "mm_expm1_kernel", "sum_blocks_kernel",
+        "feature_rows_kernel", "feature_gram_accumulate_kernel",
         // vector.cu
         "axpy_kernel", "xpby_kernel", "dot_partial_kernel", "dot_final_kernel",
         // dense.cu

@@ -13,6 +13,7 @@ constexpr int kRows = 4;          ///< events per row tile of the Gaussian-kerne
 constexpr int kCols = 4;          ///< right-hand sides per chunk in kernel_mm_expm1_sum
 constexpr int kMaxBlocks = 256;   ///< blocks of the row passes (fewer for small n); a function of n only
 constexpr int kDenseBlock = 32;   ///< block size of the blocked Cholesky
+constexpr int kFeatureChunk = 2048;  ///< events per chunk of the feature-Gram pass (chunk x m doubles of scratch)
 /// Dynamic shared memory of a row pass: the staged row tile, plus the kernel panel when it fits.
 constexpr std::size_t kSmemBudget = 32 * 1024;
 
@@ -112,6 +113,10 @@ void gauss_fused(DevicePoints x, DeviceCenters c, double gamma, const double* v,
 /// out (b) = sum_i w_i expm1((K V)_iq), V (m, b) row-major.
 void gauss_mm_expm1(DevicePoints x, DeviceCenters c, double gamma, const double* v, std::int64_t b,
                     const double* w, double* out, Workspace& ws);
+/// With B = K(x, c) T^-1 (t: m x m upper factor, column-major): out_w (m x m, lower triangle
+/// filled; the caller mirrors it) = B^T diag(w) B, out_g (m) = B^T u.
+void gauss_feature_gram(DevicePoints x, DeviceCenters c, double gamma, const double* t, const double* w,
+                        const double* u, double* out_w, double* out_g, Workspace& ws);
 
 // ---- CG vector operations (vector.cu), device pointers ----
 

@@ -201,6 +201,54 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
+// Rows [row0, row0 + rows) of the Nystrom features B = K T^-1 into bp (rows x m, row-major),
+// one thread per event: its kernel row, then the forward substitution T^T b^T = k^T in the
+// order of the CPU backend (subtract in index order, then multiply by 1 / T_jj).
+__global__ void __launch_bounds__(kThreads)
+    feature_rows_kernel(const double* x, long long row0, int rows, int d, const double* ct, long long m,
+                        double gamma, const double* t, double* bp) {
+    for (int r = blockIdx.x * kThreads + threadIdx.x; r < rows; r += gridDim.x * kThreads) {
+        const double* xr = x + (row0 + r) * d;
+        double* b = bp + static_cast<long long>(r) * m;
+        for (long long j = 0; j < m; ++j) {
+            double s = 0.0;
+            for (int q = 0; q < d; ++q) {
+                const double tq = ct[q * m + j] - xr[q];
+                s += tq * tq;
+            }
+            b[j] = exp(-gamma * s);
+        }
+        for (long long j = 0; j < m; ++j) {
+            const double* tj = t + j * m;  // column j of the upper factor
+            double s = b[j];
+            for (long long i = 0; i < j; ++i) s -= tj[i] * b[i];
+            b[j] = s * (1.0 / tj[j]);
+        }
+    }
+}
+
+// acc_w(a, b) += sum_r w_r B_ra B_rb (b <= a, row-major m x m) and acc_g(a) += sum_r u_r B_ra for the
+// rows of one chunk, rows in order; one thread per entry, so chunks accumulate deterministically.
+__global__ void __launch_bounds__(kThreads)
+    feature_gram_accumulate_kernel(const double* bp, int rows, long long m, const double* w, const double* u,
+                                   double* acc_w, double* acc_g) {
+    const long long total = m * m + m, step = static_cast<long long>(gridDim.x) * kThreads;
+    for (long long e = static_cast<long long>(blockIdx.x) * kThreads + threadIdx.x; e < total; e += step) {
+        if (e >= m * m) {
+            const long long a = e - m * m;
+            double s = 0.0;
+            for (int r = 0; r < rows; ++r) s += u[r] * bp[r * m + a];
+            acc_g[a] += s;
+            continue;
+        }
+        const long long a = e / m, b = e - a * m;
+        if (b > a) continue;
+        double s = 0.0;
+        for (int r = 0; r < rows; ++r) s += w[r] * bp[r * m + a] * bp[r * m + b];
+        acc_w[e] += s;
+    }
+}
+
 // out_j = sum over blocks b (in order) of partial[b * width + j].
 __global__ void __launch_bounds__(kThreads)
     sum_blocks_kernel(const double* partial, int blocks, long long width, double* out) {
@@ -243,6 +291,23 @@ void sum_blocks(const double* partial, int blocks, long long width, double* out)
 }
 
 }  // namespace
+
+void gauss_feature_gram(DevicePoints x, DeviceCenters c, double gamma, const double* t, const double* w,
+                        const double* u, double* out_w, double* out_g, Workspace& ws) {
+    const long long m = c.m;
+    check(cudaMemset(out_w, 0, sizeof(double) * m * m), "cudaMemset");
+    check(cudaMemset(out_g, 0, sizeof(double) * m), "cudaMemset");
+    ws.panel.resize(static_cast<std::size_t>(kFeatureChunk) * m);
+    for (long long row0 = 0; row0 < x.n; row0 += kFeatureChunk) {
+        const int rows = static_cast<int>(x.n - row0 < kFeatureChunk ? x.n - row0 : kFeatureChunk);
+        FASTNPLM_LAUNCH(feature_rows_kernel, flat_blocks(rows), kThreads, 0, nullptr)(x.x, row0, rows, x.d, c.ct, m,
+                                                                                     gamma, t, ws.panel.data());
+        check_launch("feature_rows_kernel");
+        FASTNPLM_LAUNCH(feature_gram_accumulate_kernel, flat_blocks(m * m + m), kThreads, 0, nullptr)(
+            ws.panel.data(), rows, m, w + row0, u + row0, out_w, out_g);
+        check_launch("feature_gram_accumulate_kernel");
+    }
+}
 
 int row_blocks(std::int64_t n) {
     const std::int64_t tiles = (n + kRows - 1) / kRows;

@@ -178,8 +178,8 @@ class KernelNPLM:
     backend : {"auto", "cpu", "cuda"}
         Where the Newton/CG solver's kernel passes run. "auto" (default): CUDA when
         :func:`fastnplm.cuda_available` (built with CUDA and a device present), else the CPU.
-        "cuda" without a device raises RuntimeError at ``fit``. On CUDA, ``hessian="auto"``
-        streams (the dense feature pass is not ported yet and would run on the CPU);
+        "cuda" without a device raises RuntimeError at ``fit``. The streamed and dense Hessians
+        run on CUDA (``hessian="auto"`` keeps the CPU's threshold, not tuned for a GPU);
         ``hessian="spectral"`` and fits with nuisances run on the CPU, and asking for them with
         ``backend="cuda"`` is a ValueError. The CUDA kernels are verified on the CPU through an
         emulation layer only; not yet measured on a GPU (cuda/README.md).
@@ -271,12 +271,9 @@ class KernelNPLM:
             sr = SpectralReference(centers, center_scale, sigma, self.lam, ref, w, self.cg_tol, self.max_iter,
                                    self.threads, self.spectral_tol)
             return self._result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
-        dense_max_m = HESSIAN_MODES[self.hessian]
-        if backend == "cuda" and self.hessian == "auto":
-            dense_max_m = HESSIAN_MODES["stream"]  # the dense feature pass has no CUDA kernel yet
         out = _core.fit_kernel(ref, w, dat, centers, center_scale, sigma, list(self.penalties), self.solver,
                                self.cg_tol, self.max_iter, self.grad_tol, self.max_newton, PC_EPSILON,
-                               self.threads, dense_max_m, backend)
+                               self.threads, HESSIAN_MODES[self.hessian], backend)
         res = self._result(out, centers, sigma, n_r, n_d, w, start)
         res.backend = backend
         return res

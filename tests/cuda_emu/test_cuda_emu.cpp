@@ -197,6 +197,51 @@ TEST(kernel_mm_expm1_sum_matches_cpu) {
         }
 }
 
+// B = K T^-1 with T the Cholesky factor of K_MM + jitter: W = B^T diag(w) B, g = B^T u. Scale of
+// entry (a, b): sum_i |w_i| |B_ia| |B_ib| (and sum_i |u_i| |B_ia|), B formed on the host with
+// LAPACK's factor and the CPU triangular solve. B itself carries the kernel values' ulp
+// differences times the conditioning of T (at most ~1e3 for these well-spread centers), hence
+// the looser 1e-10 here.
+TEST(feature_gram_matches_cpu) {
+    unsigned seed = 120;
+    double worst = 0.0;
+    for (const Shape& s : {Shape{1, 1, 1}, Shape{7, 3, 2}, Shape{130, 33, 3}, Shape{65, 7, 5}, Shape{2100, 5, 2}}) {
+        const auto ops = emu_cuda::make_ops(0);
+        Problem p = problem(s, seed++);
+        p.gamma *= 4.0;  // narrower kernels: a well-conditioned K_MM
+        const std::int64_t m = s.m;
+        std::vector<double> t(m * m);
+        cpu().kernel_block(p.cv(), p.cv(), p.gamma, t.data(), m);
+        for (std::int64_t j = 0; j < m; ++j) t[j * m + j] += 1e-3;
+        CHECK(fastnplm::dense::cholesky_upper(t.data(), static_cast<int>(m)) == 0);
+        const auto w = uniform(s.n, 0.1, 2.0, seed++), u = uniform(s.n, -1.0, 1.0, seed++);
+        std::vector<double> wa(m * m), wb(m * m), ga(m), gb(m);
+        ops->feature_gram(p.xv(), p.cv(), p.gamma, t.data(), w.data(), u.data(), wa.data(), ga.data());
+        cpu().feature_gram(p.xv(), p.cv(), p.gamma, t.data(), w.data(), u.data(), wb.data(), gb.data());
+        std::vector<double> k(s.n * m), sw(m * m, 0.0), sg(m, 0.0);
+        cpu().kernel_block(p.xv(), p.cv(), p.gamma, k.data(), m);
+        for (std::int64_t i = 0; i < s.n; ++i) {
+            double* bi = k.data() + i * m;
+            fastnplm::dense::trsv_upper(t.data(), static_cast<int>(m), true, bi);
+            for (std::int64_t a = 0; a < m; ++a) {
+                sg[a] += std::fabs(u[i] * bi[a]);
+                for (std::int64_t b = 0; b < m; ++b) sw[a * m + b] += std::fabs(w[i] * bi[a] * bi[b]);
+            }
+        }
+        for (std::int64_t a = 0; a < m * m; ++a) worst = std::max(worst, std::fabs(wa[a] - wb[a]) / sw[a]);
+        for (std::int64_t a = 0; a < m; ++a) worst = std::max(worst, std::fabs(ga[a] - gb[a]) / sg[a]);
+        for (double& x : sw) x *= 100.0;  // kRtol * 100 = 1e-10
+        for (double& x : sg) x *= 100.0;
+        const double before = g_worst;
+        check_scaled(wa, wb, sw, "feature_gram W");
+        check_scaled(ga, gb, sg, "feature_gram g");
+        g_worst = before;
+        for (std::int64_t a = 0; a < m; ++a)
+            for (std::int64_t b = 0; b < a; ++b) CHECK(wa[a * m + b] == wa[b * m + a]);
+    }
+    std::printf("  feature_gram: largest |cuda - cpu| / sum|terms|: %.3g (tolerance 1e-10)\n", worst);
+}
+
 // m large enough that the kernel panel of the fused pass goes to device memory instead of
 // shared memory (4 rows x m doubles > the 32 KiB budget).
 TEST(fused_and_mm_expm1_with_the_panel_in_device_memory) {
@@ -344,19 +389,28 @@ TEST(kernel_nplm_fit_on_emulated_cuda_matches_cpu) {
     // with 700 + 130 events, 33 centers: rel. diff. 1.7e-5 at lam = 1e-4, where the two
     // backends stopped after 15 and 14 iterations). Solved to a tight tolerance, the step itself is compared: newton-step with
     // cg_tol = 1e-11 and the Newton solver iterated to its gradient tolerance.
-    for (double lam : {1e-5})
-    for (fastnplm::Solver solver : {fastnplm::Solver::NewtonStep, fastnplm::Solver::Newton}) {
+    // The newton-step fit runs twice: Hessian streamed (kernel_fused per CG iteration) and dense
+    // (feature_gram once per step).
+    struct Case {
+        fastnplm::Solver solver;
+        int dense_max_m;
+        const char* name;
+    };
+    for (const Case& k : {Case{fastnplm::Solver::NewtonStep, 0, "newton-step"},
+                          Case{fastnplm::Solver::NewtonStep, 1000, "newton-step dense"},
+                          Case{fastnplm::Solver::Newton, 0, "newton"}}) {
         fastnplm::KernelFitOptions o;
         o.sigma = 0.3;
-        o.penalties = {lam};
+        o.penalties = {1e-5};
+        o.solver = k.solver;
+        o.dense_hessian_max_m = k.dense_max_m;
         o.cg_tol = 1e-11;
-        o.solver = solver;
         o.threads = 1;
         const MatrixView r(ref.data(), nr, d), x(dat.data(), nd, d), c(ctr.data(), m, d);
         const auto a = fastnplm::fit_kernel_nplm(r, w.data(), x, c, nullptr, o, *emu_cuda::make_ops(0));
         const auto b = fastnplm::fit_kernel_nplm(r, w.data(), x, c, nullptr, o, cpu());
         std::printf("  %s: t cuda-emu %.15g cpu %.15g (rel diff %.2g), CG iterations %d vs %d\n",
-                    solver == fastnplm::Solver::Newton ? "newton" : "newton-step", a.t, b.t,
+                    k.name, a.t, b.t,
                     std::fabs(a.t - b.t) / std::fabs(b.t), a.cg_iterations.front(), b.cg_iterations.front());
         CHECK(a.converged && b.converged);
         CHECK(b.t > 1.0);
