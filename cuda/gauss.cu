@@ -56,6 +56,33 @@ __device__ __forceinline__ int tile_rows(long long n, long long row0) {
     return n - row0 < kRows ? static_cast<int>(n - row0) : kRows;
 }
 
+// Stages row tile `tile` in xs (kRows x d) and returns its number of events; ends with a barrier.
+__device__ int stage_tile(const double* x, long long n, int d, long long tile, double* xs) {
+    load_rows(x, n, d, tile * kRows, xs);
+    __syncthreads();  // the tile is staged
+    return tile_rows(n, tile * kRows);
+}
+
+// (K v)_r for the staged rows into red[r * kThreads] (block tree over this thread's centers);
+// with a panel, also stores k(x_r, c_j) at panel[r * m + j] for this thread's centers j.
+// Every thread of the block calls it; it ends with a barrier.
+__device__ void tile_dots(const double* xs, int rows, int d, const double* ct, long long m, double gamma,
+                          const double* v, double* red, double* panel) {
+    double p[kRows] = {};
+    for (long long j = threadIdx.x; j < m; j += kThreads) {
+        double k[kRows];
+        kernel_column(xs, rows, d, ct, m, j, gamma, k);
+        const double vj = v[j];
+        for (int r = 0; r < kRows; ++r) {
+            if (panel) panel[r * m + j] = k[r];  // read back later by this same thread only
+            p[r] += k[r] * vj;
+        }
+    }
+    for (int r = 0; r < kRows; ++r) red[r * kThreads + threadIdx.x] = p[r];
+    __syncthreads();  // all partial dots written
+    tree_sum(red, kRows);
+}
+
 __global__ void __launch_bounds__(kThreads)
     block_kernel(const double* x, long long n, int d, const double* ct, long long m, double gamma, double* out) {
     const long long total = n * m, step = static_cast<long long>(gridDim.x) * kThreads;
@@ -76,21 +103,9 @@ __global__ void __launch_bounds__(kThreads) mv_kernel(const double* x, long long
     __shared__ double red[kRows * kThreads];
     const long long tiles = (n + kRows - 1) / kRows;
     for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-        const long long row0 = tile * kRows;
-        const int rows = tile_rows(n, row0);
-        load_rows(x, n, d, row0, xs);
-        __syncthreads();  // the tile is staged
-        double p[kRows] = {};
-        for (long long j = threadIdx.x; j < m; j += kThreads) {
-            double k[kRows];
-            kernel_column(xs, rows, d, ct, m, j, gamma, k);
-            const double vj = v[j];
-            for (int r = 0; r < kRows; ++r) p[r] += k[r] * vj;
-        }
-        for (int r = 0; r < kRows; ++r) red[r * kThreads + threadIdx.x] = p[r];
-        __syncthreads();  // all partial dots written
-        tree_sum(red, kRows);
-        if (static_cast<int>(threadIdx.x) < rows) out[row0 + threadIdx.x] = red[threadIdx.x * kThreads];
+        const int rows = stage_tile(x, n, d, tile, xs);
+        tile_dots(xs, rows, d, ct, m, gamma, v, red, nullptr);
+        if (static_cast<int>(threadIdx.x) < rows) out[tile * kRows + threadIdx.x] = red[threadIdx.x * kThreads];
     }
 }
 
@@ -103,11 +118,9 @@ __global__ void __launch_bounds__(kThreads) tmv_kernel(const double* x, long lon
     const long long tiles = (n + kRows - 1) / kRows;
     for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
         const long long row0 = tile * kRows;
-        const int rows = tile_rows(n, row0);
         double ur[kRows];
-        for (int r = 0; r < kRows; ++r) ur[r] = r < rows ? u[row0 + r] : 0.0;
-        load_rows(x, n, d, row0, xs);
-        __syncthreads();  // the tile is staged
+        for (int r = 0; r < kRows; ++r) ur[r] = row0 + r < n ? u[row0 + r] : 0.0;
+        const int rows = stage_tile(x, n, d, tile, xs);
         for (long long j = threadIdx.x; j < m; j += kThreads) {
             double k[kRows];
             kernel_column(xs, rows, d, ct, m, j, gamma, k);
@@ -131,22 +144,8 @@ __global__ void __launch_bounds__(kThreads)
     const long long tiles = (n + kRows - 1) / kRows;
     for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
         const long long row0 = tile * kRows;
-        const int rows = tile_rows(n, row0);
-        load_rows(x, n, d, row0, xs);
-        __syncthreads();  // the tile is staged
-        double p[kRows] = {};
-        for (long long j = threadIdx.x; j < m; j += kThreads) {
-            double k[kRows];
-            kernel_column(xs, rows, d, ct, m, j, gamma, k);
-            const double vj = v[j];
-            for (int r = 0; r < kRows; ++r) {
-                panel[r * m + j] = k[r];  // read back below by this same thread only
-                p[r] += k[r] * vj;
-            }
-        }
-        for (int r = 0; r < kRows; ++r) red[r * kThreads + threadIdx.x] = p[r];
-        __syncthreads();  // all partial dots written
-        tree_sum(red, kRows);
+        const int rows = stage_tile(x, n, d, tile, xs);
+        tile_dots(xs, rows, d, ct, m, gamma, v, red, panel);
         double coef[kRows];
         for (int r = 0; r < kRows; ++r) coef[r] = r < rows ? w[row0 + r] * red[r * kThreads] : 0.0;
         for (long long j = threadIdx.x; j < m; j += kThreads) {
@@ -169,9 +168,7 @@ __global__ void __launch_bounds__(kThreads)
     const long long tiles = (n + kRows - 1) / kRows;
     for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
         const long long row0 = tile * kRows;
-        const int rows = tile_rows(n, row0);
-        load_rows(x, n, d, row0, xs);
-        __syncthreads();  // the tile is staged
+        const int rows = stage_tile(x, n, d, tile, xs);
         for (long long j = threadIdx.x; j < m; j += kThreads) {
             double k[kRows];
             kernel_column(xs, rows, d, ct, m, j, gamma, k);
