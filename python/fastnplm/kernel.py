@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _checks, _core
+from ._info import BACKENDS, resolve_backend
 
 log = logging.getLogger("fastnplm")
 
@@ -104,6 +105,7 @@ class KernelFitResult:
     threads: int
     f_reference: np.ndarray = field(default=None)
     f_data: np.ndarray = field(default=None)
+    backend: str = "cpu"
 
     def predict(self, x, threads=None) -> np.ndarray:
         """f(x) at new events x, shape (n, d) or (n,) for one feature."""
@@ -173,12 +175,23 @@ class KernelNPLM:
         below ``spectral_tol * n * lam`` are dropped (default 1e-8; 0 keeps every direction).
         On the 1D bench problem (M = 1000) the default keeps 76 directions and moves t by
         3.5e-8 relative from the exact step; 1e-10 keeps 466 (6e-9, the roundoff floor).
+    backend : {"auto", "cpu", "cuda"}
+        Where the Newton/CG solver's kernel passes run. "auto" (default): CUDA when
+        :func:`fastnplm.cuda_available` (built with CUDA and a device present), else the CPU.
+        "cuda" without a device raises RuntimeError at ``fit``. The streamed and dense Hessians
+        run on CUDA (``hessian="auto"`` keeps the CPU's threshold, not tuned for a GPU);
+        ``hessian="spectral"`` and fits with nuisances run on the CPU, and asking for them with
+        ``backend="cuda"`` is a ValueError. The CUDA kernels are verified on the CPU through an
+        emulation layer only; not yet measured on a GPU (cuda/README.md).
     """
 
     def __init__(self, M=1000, sigma=None, lam=1e-6, solver="newton-step", penalties=None,
                  cg_tol=None, max_iter=None, seed=0, centers=None, threads=None,
                  grad_tol=DEFAULT_GRAD_TOL, max_newton=100, hessian="auto", center_pool="pooled",
-                 spectral_tol=DEFAULT_SPECTRAL_TOL):
+                 spectral_tol=DEFAULT_SPECTRAL_TOL, backend="auto"):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+        self.backend = backend
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}: expected one of {SOLVERS}")
         self.solver = solver
@@ -236,6 +249,10 @@ class KernelNPLM:
             Central values of the auxiliary measurements (default: each nuisance's ``central``).
         """
         start = time.perf_counter()
+        backend = resolve_backend(self.backend)
+        if self.backend == "cuda" and (self.hessian == "spectral" or nuisances is not None):
+            raise ValueError("backend='cuda' supports the streamed and dense Newton/CG fits; "
+                             "hessian='spectral' and fits with nuisances run on backend='cpu'")
         ref = _checks.as_events(reference, "reference")
         dat = _checks.as_events(data, "data", d=ref.shape[1])
         n_r, n_d = ref.shape[0], dat.shape[0]
@@ -256,8 +273,10 @@ class KernelNPLM:
             return self._result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
         out = _core.fit_kernel(ref, w, dat, centers, center_scale, sigma, list(self.penalties), self.solver,
                                self.cg_tol, self.max_iter, self.grad_tol, self.max_newton, PC_EPSILON,
-                               self.threads, HESSIAN_MODES[self.hessian])
-        return self._result(out, centers, sigma, n_r, n_d, w, start)
+                               self.threads, HESSIAN_MODES[self.hessian], backend)
+        res = self._result(out, centers, sigma, n_r, n_d, w, start)
+        res.backend = backend
+        return res
 
     def _result(self, out, centers, sigma, n_r, n_d, w, start):
         res = KernelFitResult(

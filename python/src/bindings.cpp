@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "fastnplm/cuda.hpp"
 #include "fastnplm/kernel_nplm.hpp"
 #include "fastnplm/kernel_ops.hpp"
 #include "bindings_neural.hpp"
@@ -49,10 +50,20 @@ Solver parse_solver(const std::string& s) {
     throw std::invalid_argument("unknown solver '" + s + "': expected 'newton-step' or 'newton'");
 }
 
+// The backend of a fit: "cpu", "cuda" (throws when no device), or "auto" (cuda when built and a
+// device is present). A fresh CUDA backend per fit: its device cache assumes the fit's
+// inputs stay unchanged, which holds for the duration of one call.
+std::unique_ptr<KernelOps> make_backend(const std::string& backend, int threads) {
+    if (backend == "cpu") return make_cpu_ops(threads);
+    if (backend == "cuda") return make_cuda_ops(0);
+    if (backend == "auto") return cuda_device_available() ? make_cuda_ops(0) : make_cpu_ops(threads);
+    throw std::invalid_argument("unknown backend '" + backend + "': expected 'auto', 'cpu' or 'cuda'");
+}
+
 py::dict fit_kernel(const Array& reference, const Array& weights, const Array& data, const Array& centers,
                     const std::optional<Array>& center_scale, double sigma, std::vector<double> penalties,
                     const std::string& solver, double cg_tol, int max_iter, double grad_tol, int max_newton,
-                    double pc_epsilon, int threads, int dense_hessian_max_m) {
+                    double pc_epsilon, int threads, int dense_hessian_max_m, const std::string& backend) {
     const MatrixView r = matrix(reference, "reference"), d = matrix(data, "data"), c = matrix(centers, "centers");
     const double* w = vector(weights, r.rows, "reference_weights");
     const double* cs = center_scale ? vector(*center_scale, c.rows, "center_scale") : nullptr;
@@ -67,11 +78,12 @@ py::dict fit_kernel(const Array& reference, const Array& weights, const Array& d
     o.pc_epsilon = pc_epsilon;
     o.threads = threads;
     o.dense_hessian_max_m = dense_hessian_max_m;
+    const std::unique_ptr<KernelOps> ops = make_backend(backend, threads);
     KernelFitResult res;
     {
         // Safe: the arrays above are owned by this frame and read-only for the call.
         py::gil_scoped_release release;
-        res = fit_kernel_nplm(r, w, d, c, cs, o);
+        res = fit_kernel_nplm(r, w, d, c, cs, o, *ops);
     }
     py::dict out;
     out["alpha"] = to_numpy(std::move(res.alpha));
@@ -241,7 +253,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("fit_kernel", &fit_kernel, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("centers"),
           py::arg("center_scale"), py::arg("sigma"), py::arg("penalties"), py::arg("solver"), py::arg("cg_tol"),
           py::arg("max_iter"), py::arg("grad_tol"), py::arg("max_newton"), py::arg("pc_epsilon"),
-          py::arg("threads"), py::arg("dense_hessian_max_m"), "Kernel NPLM fit; returns a dict of results.");
+          py::arg("threads"), py::arg("dense_hessian_max_m"), py::arg("backend") = "cpu",
+          "Kernel NPLM fit on backend 'cpu', 'cuda' or 'auto'; returns a dict of results.");
     m.def("kernel_matrix", &kernel_matrix, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("threads") = 0,
           "Dense Gaussian kernel block K(x, centers).");
     m.def("kernel_mv", &kernel_mv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),
@@ -265,6 +278,11 @@ PYBIND11_MODULE(_core, m) {
           "With B = K(x, centers) @ inv(T), T upper (pass T.T in C order): (B.T @ diag(w) @ B, B.T @ u).");
     m.def("blas_name", &blas_name, "The LAPACK/BLAS the core was built with.");
     m.def("default_threads", [] { return resolve_threads(0); }, "Threads used when threads=None.");
+    m.def("cuda_built", &cuda_built, "Whether the CUDA backend was compiled in.");
+    m.def("cuda_device_available", &cuda_device_available,
+          "Whether a CUDA device can be used (probed on the first call, not at import).");
+    m.def("cuda_architectures", &cuda_architectures, "CUDA architectures of the kernels ('' when not built).");
+    m.def("cuda_kernel_names", &cuda_kernel_names, "Names of the compiled-in CUDA kernels.");
     m.attr("version") = FASTNPLM_VERSION;
     bind_neural(m);
 }

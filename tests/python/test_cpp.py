@@ -38,11 +38,38 @@ def cpp_build(tmp_path_factory):
 
 def test_cpp_unit_tests(cpp_build):
     _, build, _, _ = cpp_build
-    out = _run([shutil.which("ctest") or "ctest", "--test-dir", build, "--output-on-failure"])
+    # the plain tests; the sanitizer builds of the emulated CUDA tests run below
+    out = _run([shutil.which("ctest") or "ctest", "--test-dir", build, "--output-on-failure", "-LE", "sanitizer"])
     assert "100% tests passed" in out
     # and each C++ test by name, so a silently empty registry cannot pass
     detail = _run([build / "tests" / "cpp" / "fastnplm_tests"])
     assert " 0 failed" in detail and "PASS newton_step_matches_dense_solution" in detail
+
+
+def test_cuda_kernels_emulated_on_the_cpu(cpp_build):
+    # the cuda/*.cu sources compiled as C++ against tests/cuda_emu, against the CPU backend and LAPACK
+    _, build, _, _ = cpp_build
+    out = _run([build / "tests" / "cuda_emu" / "fastnplm_cuda_emu_tests"])
+    assert " 0 failed" in out and "PASS kernel_nplm_fit_on_emulated_cuda_matches_cpu" in out
+    assert "PASS dense_cholesky_lauum_trsv_trmv_match_lapack" in out
+
+
+# The same emulated tests built with -fsanitize=thread (a missing __syncthreads is a data race
+# between the threads of an emulated block) and -fsanitize=address,undefined (out-of-bounds
+# kernel accesses: device memory is heap memory in the emulation). The whole-fit test is left
+# out here (thousands of launches; it runs in the plain build above).
+@pytest.mark.parametrize("sanitizer,options", [
+    ("tsan", {"TSAN_OPTIONS": "halt_on_error=1:exitcode=66"}),
+    ("asan", {"ASAN_OPTIONS": "halt_on_error=1:detect_leaks=1", "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}),
+])
+def test_cuda_kernels_emulated_under_sanitizers(cpp_build, sanitizer, options):
+    _, build, _, _ = cpp_build
+    exe = build / "tests" / "cuda_emu" / f"fastnplm_cuda_emu_{sanitizer}"
+    if not exe.exists():
+        pytest.skip(f"the C++ toolchain has no {sanitizer} runtime (tests/cuda_emu/CMakeLists.txt checks for it)")
+    env = {**os.environ, **options}
+    out = _run([exe, "-kernel_nplm_fit"], env=env)
+    assert " 0 failed" in out and "PASS kernel_mv_tmv_fused_match_cpu" in out
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,292 @@
+// CudaOps: the KernelOps interface on the device kernels of gauss.cu, with host pointers.
+//
+// Inputs and outputs are host arrays (the interface the solver is written against). Event
+// and center matrices are copied to the device once per CudaOps object and cached: an entry
+// is keyed by (host pointer, rows, cols, stride, layout) and is never refreshed, so the
+// object assumes that what it has seen is not modified or freed-and-reused while it lives
+// (fit_kernel_nplm's inputs are const for the whole fit; callers use one object per fit).
+// The cache holds at most kCacheEntries matrices and drops the least recently used.
+// Vectors (v, w, u) change between calls and are copied every call (8 bytes per event).
+//
+// The feature-basis primitives feature_project, features_gram and features_expm1_sum are not
+// ported yet and run on the CPU backend inside this object.
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "device.cuh"
+#include "fastnplm/cuda.hpp"
+
+namespace fastnplm::FASTNPLM_CUDA_NS {
+namespace {
+
+constexpr std::size_t kCacheEntries = 6;
+
+void check_shapes(MatrixView x, MatrixView c) {
+    if (x.cols != c.cols)
+        throw std::invalid_argument("kernel: points have " + std::to_string(x.cols) + " features but centers have " +
+                                    std::to_string(c.cols));
+    if (c.rows < 1 || c.cols < 1) throw std::invalid_argument("kernel: need at least one center and one feature");
+    if (x.rows < 0) throw std::invalid_argument("kernel: negative number of points");
+}
+
+class CudaOps final : public KernelOps {
+public:
+    explicit CudaOps(int device) : cpu_(make_cpu_ops(0)) {
+        int count = 0;
+        if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
+            throw std::runtime_error("CUDA backend: no CUDA device is available (no driver or no GPU)");
+        if (device < 0 || device >= count)
+            throw std::invalid_argument("CUDA backend: device " + std::to_string(device) + " does not exist (" +
+                                        std::to_string(count) + " device(s))");
+        check(cudaSetDevice(device), "cudaSetDevice");
+    }
+
+    void kernel_block(MatrixView x, MatrixView c, double gamma, double* out, std::int64_t ld) const override {
+        check_shapes(x, c);
+        if (ld < c.rows) throw std::invalid_argument("kernel_block: leading dimension smaller than the number of centers");
+        const DevicePoints px = points(x);
+        const DeviceCenters pc = centers(c);
+        const std::size_t nm = static_cast<std::size_t>(x.rows) * c.rows;
+        ws_.out.resize(nm);
+        gauss_block(px, pc, gamma, ws_.out.data());
+        if (ld == c.rows) {
+            ws_.out.download(out, nm);
+        } else {
+            std::vector<double> tmp(nm);
+            ws_.out.download(tmp.data(), nm);
+            for (std::int64_t i = 0; i < x.rows; ++i) std::copy_n(tmp.data() + i * c.rows, c.rows, out + i * ld);
+        }
+    }
+
+    void kernel_mv(MatrixView x, MatrixView c, double gamma, const double* v, double* out) const override {
+        check_shapes(x, c);
+        const DevicePoints px = points(x);
+        const DeviceCenters pc = centers(c);
+        ws_.vec_a.upload(v, c.rows);
+        ws_.out.resize(x.rows);
+        gauss_mv(px, pc, gamma, ws_.vec_a.data(), ws_.out.data());
+        ws_.out.download(out, x.rows);
+    }
+
+    void kernel_mm_expm1_sum(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
+                             const double* w, double* out) const override {
+        check_shapes(x, c);
+        if (b < 1) throw std::invalid_argument("kernel_mm_expm1_sum: need at least one right-hand side");
+        const DevicePoints px = points(x);
+        const DeviceCenters pc = centers(c);
+        ws_.vec_a.upload(v, c.rows * b);
+        ws_.vec_b.upload(w, x.rows);
+        ws_.out.resize(b);
+        gauss_mm_expm1(px, pc, gamma, ws_.vec_a.data(), b, ws_.vec_b.data(), ws_.out.data(), ws_);
+        ws_.out.download(out, b);
+    }
+
+    void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u, double* out) const override {
+        check_shapes(x, c);
+        const DevicePoints px = points(x);
+        const DeviceCenters pc = centers(c);
+        ws_.vec_b.upload(u, x.rows);
+        ws_.out.resize(c.rows);
+        gauss_tmv(px, pc, gamma, ws_.vec_b.data(), ws_.out.data(), ws_);
+        ws_.out.download(out, c.rows);
+    }
+
+    void kernel_fused(MatrixView x, MatrixView c, double gamma, const double* v, const double* w,
+                      double* out) const override {
+        check_shapes(x, c);
+        const DevicePoints px = points(x);
+        const DeviceCenters pc = centers(c);
+        ws_.vec_a.upload(v, c.rows);
+        ws_.vec_b.upload(w, x.rows);
+        ws_.out.resize(c.rows);
+        gauss_fused(px, pc, gamma, ws_.vec_a.data(), ws_.vec_b.data(), ws_.out.data(), ws_);
+        ws_.out.download(out, c.rows);
+    }
+
+    // Not ported yet: the CPU backend.
+    void feature_project(MatrixView x, MatrixView c, double gamma, const double* g, std::int64_t r, const double* w,
+                         const double* u, double* out_f, double* out_w, double* out_g) const override {
+        cpu_->feature_project(x, c, gamma, g, r, w, u, out_f, out_w, out_g);
+    }
+    void features_gram(MatrixView f, const double* w, double* out) const override { cpu_->features_gram(f, w, out); }
+    void features_expm1_sum(MatrixView f, const double* v, std::int64_t b, const double* w,
+                            double* out) const override {
+        cpu_->features_expm1_sum(f, v, b, w, out);
+    }
+
+    void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t, const double* w, const double* u,
+                      double* out_w, double* out_g) const override {
+        check_shapes(x, c);
+        const DevicePoints px = points(x);
+        const DeviceCenters pc = centers(c);
+        const std::size_t m = static_cast<std::size_t>(c.rows);
+        ws_.vec_a.upload(t, m * m);
+        ws_.vec_b.upload(w, x.rows);
+        ws_.vec_c.upload(u, x.rows);
+        ws_.out.resize(m * m + m);
+        gauss_feature_gram(px, pc, gamma, ws_.vec_a.data(), ws_.vec_b.data(), ws_.vec_c.data(), ws_.out.data(),
+                           ws_.out.data() + m * m, ws_);
+        std::vector<double> host(m * m + m);
+        ws_.out.download(host.data(), host.size());
+        std::copy_n(host.data() + m * m, m, out_g);
+        for (std::size_t a = 0; a < m; ++a)  // lower triangle accumulated, mirrored: exactly symmetric
+            for (std::size_t b = 0; b <= a; ++b) out_w[a * m + b] = out_w[b * m + a] = host[a * m + b];
+    }
+
+private:
+    struct Entry {
+        const double* ptr;
+        std::int64_t rows, cols, stride;
+        bool transposed;
+        DeviceArray<double> dev;
+        std::uint64_t used;
+    };
+
+    // The device copy of m: row-major (rows, cols) compact, or transposed (cols, rows).
+    const double* cached(MatrixView m, bool transposed) const {
+        if (m.cols > 1 << 30) throw std::invalid_argument("CUDA backend: too many features");
+        ++clock_;
+        for (Entry& e : cache_)
+            if (e.ptr == m.data && e.rows == m.rows && e.cols == m.cols && e.stride == m.stride &&
+                e.transposed == transposed) {
+                e.used = clock_;
+                return e.dev.data();
+            }
+        std::vector<double> host(static_cast<std::size_t>(m.rows * m.cols));
+        for (std::int64_t i = 0; i < m.rows; ++i)
+            for (std::int64_t k = 0; k < m.cols; ++k)
+                host[transposed ? k * m.rows + i : i * m.cols + k] = m.row(i)[k];
+        if (cache_.size() == kCacheEntries)
+            cache_.erase(std::min_element(cache_.begin(), cache_.end(),
+                                          [](const Entry& a, const Entry& b) { return a.used < b.used; }));
+        cache_.push_back(Entry{m.data, m.rows, m.cols, m.stride, transposed, DeviceArray<double>(), clock_});
+        cache_.back().dev.upload(host.data(), host.size());
+        return cache_.back().dev.data();
+    }
+    DevicePoints points(MatrixView x) const { return {cached(x, false), x.rows, static_cast<int>(x.cols)}; }
+    DeviceCenters centers(MatrixView c) const { return {cached(c, true), c.rows, static_cast<int>(c.cols)}; }
+
+    std::unique_ptr<KernelOps> cpu_;
+    mutable std::vector<Entry> cache_;
+    mutable std::uint64_t clock_ = 0;
+    mutable Workspace ws_;
+};
+
+// One Workspace for the host-pointer wrappers below.
+Workspace& wrapper_workspace() {
+    static Workspace ws;
+    return ws;
+}
+
+}  // namespace
+
+std::unique_ptr<KernelOps> make_ops(int device) { return std::make_unique<CudaOps>(device); }
+
+bool device_available() {
+    static const bool available = [] {
+        int count = 0;
+        return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+    }();
+    return available;
+}
+
+const std::vector<std::string>& kernel_names() {
+    static const std::vector<std::string> names = {
+        // gauss.cu
+        "block_kernel", "mv_kernel", "tmv_kernel", "fused_kernel", "mm_expm1_kernel", "sum_blocks_kernel",
+        "feature_rows_kernel", "feature_gram_accumulate_kernel",
+        // vector.cu
+        "axpy_kernel", "xpby_kernel", "dot_partial_kernel", "dot_final_kernel",
+        // dense.cu
+        "potrf_diag_kernel", "trsm_panel_kernel", "syrk_update_kernel", "lauum_kernel", "copy_upper_kernel",
+        "trsv_kernel", "trmv_kernel"};
+    return names;
+}
+
+double dot(const double* x, const double* y, std::int64_t n) {
+    Workspace& ws = wrapper_workspace();
+    DeviceArray<double> dx, dy, out(1);
+    dx.upload(x, n);
+    dy.upload(y, n);
+    vec_dot(n, dx.data(), dy.data(), out.data(), ws);
+    double r = 0.0;
+    out.download(&r, 1);
+    return r;
+}
+
+void axpy(std::int64_t n, double a, const double* x, double* y) {
+    DeviceArray<double> dx, dy;
+    dx.upload(x, n);
+    dy.upload(y, n);
+    vec_axpy(n, a, dx.data(), dy.data());
+    dy.download(y, n);
+}
+
+void xpby(std::int64_t n, const double* x, double b, double* y) {
+    DeviceArray<double> dx, dy;
+    dx.upload(x, n);
+    dy.upload(y, n);
+    vec_xpby(n, dx.data(), b, dy.data());
+    dy.download(y, n);
+}
+
+int cholesky_upper(double* a, int n) {
+    const std::size_t nn = static_cast<std::size_t>(n) * n;
+    DeviceArray<double> da;
+    da.upload(a, nn);
+    const int info = dense_cholesky_upper(da.data(), n, wrapper_workspace());
+    da.download(a, nn);
+    return info;
+}
+
+void lauum_upper(double* u, int n) {
+    const std::size_t nn = static_cast<std::size_t>(n) * n;
+    DeviceArray<double> du;
+    du.upload(u, nn);
+    dense_lauum_upper(du.data(), n, wrapper_workspace());
+    du.download(u, nn);
+}
+
+void trsv_upper(const double* u, int n, bool trans, double* b) {
+    DeviceArray<double> du, db;
+    du.upload(u, static_cast<std::size_t>(n) * n);
+    db.upload(b, n);
+    dense_trsv_upper(du.data(), n, trans, db.data());
+    db.download(b, n);
+}
+
+void trmv_upper(const double* u, int n, bool trans, double* x) {
+    DeviceArray<double> du, dx;
+    du.upload(u, static_cast<std::size_t>(n) * n);
+    dx.upload(x, n);
+    dense_trmv_upper(du.data(), n, trans, dx.data(), wrapper_workspace());
+    dx.download(x, n);
+}
+
+}  // namespace fastnplm::FASTNPLM_CUDA_NS
+
+#if !defined(FASTNPLM_CUDA_EMU)
+// The public entry points (fastnplm/cuda.hpp) of a CUDA build.
+namespace fastnplm {
+
+bool cuda_built() { return true; }
+bool cuda_device_available() { return cuda::device_available(); }
+std::string cuda_architectures() {
+#ifdef FASTNPLM_CUDA_ARCHITECTURES
+    return FASTNPLM_CUDA_ARCHITECTURES;
+#else
+    return {};
+#endif
+}
+std::vector<std::string> cuda_kernel_names() { return cuda::kernel_names(); }
+std::unique_ptr<KernelOps> make_cuda_ops(int device) {
+    if (!cuda::device_available())
+        throw std::runtime_error("CUDA backend: fastnplm was built with CUDA but no CUDA device is available "
+                                 "(no driver or no GPU); use backend='cpu'");
+    return cuda::make_ops(device);
+}
+
+}  // namespace fastnplm
+#endif

@@ -1,0 +1,155 @@
+"""The CUDA backend without a GPU: the Python switches, and a static check of the compiled
+kernels (ptxas resource usage: no local-memory spills). The kernels' numerics are checked by
+the emulated C++ tests (tests/cuda_emu, run from test_cpp.py, also under TSan and ASan)."""
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnplm
+from fastnplm import _core
+
+ROOT = Path(__file__).resolve().parents[2]
+CUDA_SOURCES = ["gauss.cu", "vector.cu", "dense.cu", "backend.cu"]
+
+
+def _problem(seed=0, n_r=2000, n_d=200, d=2):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n_r, d)), rng.normal(0.3, 1.0, size=(n_d, d))
+
+
+# ---- Python switches ----
+
+def test_build_info_reports_the_cuda_build():
+    info = fastnplm.build_info()
+    assert info["cuda_built"] is fastnplm.cuda_built() is bool(_core.cuda_built())
+    if info["cuda_built"]:
+        assert info["cuda_architectures"] and all(a.isdigit() for a in info["cuda_architectures"])
+        assert {"fused_kernel", "mv_kernel", "tmv_kernel", "potrf_diag_kernel"} <= set(info["cuda_kernels"])
+    else:
+        assert info["cuda_architectures"] == [] and info["cuda_kernels"] == []
+
+
+def test_cuda_available_is_a_bool_and_implies_built():
+    avail = fastnplm.cuda_available()
+    assert isinstance(avail, bool)
+    assert not avail or fastnplm.cuda_built()
+
+
+def test_bad_backend_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown backend"):
+        fastnplm.KernelNPLM(M=10, sigma=1.0, backend="gpu")
+
+
+@pytest.mark.skipif(fastnplm.cuda_available(), reason="a CUDA device is present")
+def test_cuda_backend_without_a_device_is_a_clear_error():
+    ref, dat = _problem()
+    with pytest.raises(RuntimeError, match="backend='cuda'"):
+        fastnplm.KernelNPLM(M=20, sigma=1.0, backend="cuda").fit(ref, dat)
+    # the compiled layer refuses as well (the Python check comes first in normal use)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        _core.fit_kernel(ref, np.full(len(ref), 0.1), dat, ref[:5].copy(), None, 1.0, [1e-6], "newton-step", 1e-4,
+                         100, 1e-12, 10, 1e-13, 1, 0, "cuda")
+
+
+def test_auto_backend_falls_back_to_cpu_with_identical_results():
+    ref, dat = _problem(1)
+    a = fastnplm.KernelNPLM(M=40, sigma=1.0, lam=1e-5, backend="auto").fit(ref, dat)
+    c = fastnplm.KernelNPLM(M=40, sigma=1.0, lam=1e-5, backend="cpu").fit(ref, dat)
+    assert c.backend == "cpu"
+    if not fastnplm.cuda_available():
+        assert a.backend == "cpu" and a.t == c.t
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+def test_fit_agrees_across_backends(backend):
+    if backend == "cuda" and not fastnplm.cuda_available():
+        pytest.skip("no CUDA device (the kernels are checked by the emulated C++ tests instead)")
+    ref, dat = _problem(2)
+    # tight CG tolerance: the loose default stops CG at an iterate that depends on rounding
+    kw = dict(M=40, sigma=1.0, lam=1e-4, cg_tol=1e-11, hessian="stream")
+    got = fastnplm.KernelNPLM(backend=backend, **kw).fit(ref, dat)
+    want = fastnplm.KernelNPLM(backend="cpu", **kw).fit(ref, dat)
+    assert got.backend == backend
+    assert got.t == pytest.approx(want.t, rel=1e-10)
+
+
+def test_cuda_with_spectral_hessian_is_refused():
+    model = fastnplm.KernelNPLM(M=20, sigma=1.0, hessian="spectral", backend="cuda")
+    ref, dat = _problem()
+    with pytest.raises((ValueError, RuntimeError)):
+        model.fit(ref, dat)
+
+
+# ---- static check of the compiled kernels ----
+
+def _architectures():
+    env = os.environ.get("FASTNPLM_CUDA_ARCHITECTURES")
+    if env:
+        return [a for a in env.split(";") if a]
+    built = fastnplm.build_info()["cuda_architectures"]
+    return built or ["80", "90"]
+
+
+def _parse_ptxas(text):
+    """{(kernel, arch): {registers, shared_bytes, stack_bytes, spill_stores, spill_loads}} from ptxas -v."""
+    out, current = {}, None
+    for line in text.splitlines():
+        m = re.search(r"Compiling entry function '(\w+)' for '(sm_\d+)'", line)
+        if m:
+            current = (m.group(1), m.group(2))
+            out[current] = {"mangled": m.group(1)}
+            continue
+        if current is None:
+            continue
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m:
+            out[current].update(stack_bytes=int(m.group(1)), spill_stores=int(m.group(2)),
+                                spill_loads=int(m.group(3)))
+        m = re.search(r"Used (\d+) registers", line)
+        if m:
+            out[current]["registers"] = int(m.group(1))
+            s = re.search(r"(\d+) bytes smem", line)
+            out[current]["static_shared_bytes"] = int(s.group(1)) if s else 0
+    return out
+
+
+def _kernel_names_in_source():
+    text = (ROOT / "cuda" / "backend.cu").read_text()
+    block = re.search(r"names = \{(.*?)\};", text, re.S).group(1)
+    return re.findall(r'"(\w+)"', block)
+
+
+def test_compiled_kernels_do_not_spill_and_resource_usage_is_recorded():
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc not found: the CUDA kernels cannot be compiled on this machine")
+    archs = _architectures()
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+    usage = {}
+    for src in CUDA_SOURCES:
+        proc = subprocess.run(
+            [nvcc, "-O3", "-std=c++17", "--resource-usage", *gencode, "-I", ROOT / "cuda", "-I",
+             ROOT / "cpp" / "include", "-I", ROOT / "cpp" / "src", "-c", ROOT / "cuda" / src, "-o", os.devnull],
+            capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        for (mangled, arch), rec in _parse_ptxas(proc.stdout + proc.stderr).items():
+            names = [n for n in _kernel_names_in_source() if f"{len(n)}{n}E" in mangled]
+            assert len(names) == 1, f"{mangled}: not exactly one name of kernel_names() in cuda/backend.cu"
+            usage.setdefault(names[0], {"source": f"cuda/{src}"})[arch] = rec
+    # the list exported to build_info() names exactly the compiled kernels
+    assert sorted(usage) == sorted(_kernel_names_in_source())
+    for name, per_arch in usage.items():
+        for a in archs:
+            rec = per_arch[f"sm_{a}"]
+            assert rec["spill_stores"] == 0 and rec["spill_loads"] == 0, f"{name} spills on sm_{a}: {rec}"
+    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    doc = {"what": "ptxas resource usage of the CUDA kernels (static: no GPU involved)", "nvcc": version,
+           "flags": "-O3 -std=c++17", "architectures": [f"sm_{a}" for a in archs], "kernels": usage}
+    out = ROOT / "bench" / "results" / "cuda_resource_usage.json"
+    out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
