@@ -26,7 +26,8 @@ bool device_available();
 /// Names of the __global__ functions in cuda/*.cu.
 const std::vector<std::string>& kernel_names();
 
-// Host-pointer wrappers of the device vector and dense work: copy in, run, copy out.
+// Host-pointer wrappers of the device vector and dense work: copy in, run, copy out. They share
+// one scratch Workspace: not for concurrent use from several host threads.
 
 /// x . y by the deterministic device reduction.
 double dot(const double* x, const double* y, std::int64_t n);
