@@ -8,8 +8,8 @@
 // The cache holds at most kCacheEntries matrices and drops the least recently used.
 // Vectors (v, w, u) change between calls and are copied every call (8 bytes per event).
 //
-// The feature-basis primitives feature_project, features_gram and features_expm1_sum are not
-// ported yet and run on the CPU backend inside this object.
+// The feature-basis primitives (feature_project, features_gram, features_expm1_sum: the
+// batched-toy path of the calibration) are the kernels of features.cu.
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -17,6 +17,8 @@
 
 #include "device.cuh"
 #include "fastnplm/cuda.hpp"
+#include "features_cuda.hpp"
+#include "mlp_cuda.hpp"
 
 namespace fastnplm::FASTNPLM_CUDA_NS {
 namespace {
@@ -33,7 +35,7 @@ void check_shapes(MatrixView x, MatrixView c) {
 
 class CudaOps final : public KernelOps {
 public:
-    explicit CudaOps(int device) : cpu_(make_cpu_ops(0)) {
+    explicit CudaOps(int device) {
         int count = 0;
         if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
             throw std::runtime_error("CUDA backend: no CUDA device is available (no driver or no GPU)");
@@ -105,15 +107,49 @@ public:
         ws_.out.download(out, c.rows);
     }
 
-    // Not ported yet: the CPU backend.
     void feature_project(MatrixView x, MatrixView c, double gamma, const double* g, std::int64_t r, const double* w,
                          const double* u, double* out_f, double* out_w, double* out_g) const override {
-        cpu_->feature_project(x, c, gamma, g, r, w, u, out_f, out_w, out_g);
+        check_shapes(x, c);
+        if (r < 1) throw std::invalid_argument("feature_project: need at least one projected direction");
+        if ((out_w != nullptr && w == nullptr) || (out_g != nullptr && u == nullptr))
+            throw std::invalid_argument("feature_project: the Gram matrix needs w and F^T u needs u");
+        const DevicePoints px = points(x);
+        const DeviceCenters pc = centers(c);
+        const std::size_t n = static_cast<std::size_t>(x.rows), rr = static_cast<std::size_t>(r);
+        ws_.vec_a.upload(g, static_cast<std::size_t>(c.rows) * rr);
+        if (w != nullptr) ws_.vec_b.upload(w, n);
+        if (u != nullptr) ws_.vec_c.upload(u, n);
+        if (out_f != nullptr) ws_.out.resize(n * rr);
+        if (out_w != nullptr) ws_.out_b.resize(rr * rr);
+        if (out_g != nullptr) ws_.out_c.resize(rr);
+        fastnplm::FASTNPLM_CUDA_NS::feature_project(px, pc, gamma, ws_.vec_a.data(), r, w ? ws_.vec_b.data() : nullptr,
+                                                    u ? ws_.vec_c.data() : nullptr, out_f ? ws_.out.data() : nullptr,
+                                                    out_w ? ws_.out_b.data() : nullptr,
+                                                    out_g ? ws_.out_c.data() : nullptr, ws_);
+        if (out_f != nullptr) ws_.out.download(out_f, n * rr);
+        if (out_w != nullptr) ws_.out_b.download(out_w, rr * rr);
+        if (out_g != nullptr) ws_.out_c.download(out_g, rr);
     }
-    void features_gram(MatrixView f, const double* w, double* out) const override { cpu_->features_gram(f, w, out); }
+
+    void features_gram(MatrixView f, const double* w, double* out) const override {
+        const std::size_t r = static_cast<std::size_t>(f.cols);
+        const double* df = cached(f, false);
+        ws_.vec_b.upload(w, static_cast<std::size_t>(f.rows));
+        ws_.out_b.resize(r * r);
+        fastnplm::FASTNPLM_CUDA_NS::features_gram(df, f.rows, f.cols, ws_.vec_b.data(), ws_.out_b.data(), ws_);
+        ws_.out_b.download(out, r * r);
+    }
+
     void features_expm1_sum(MatrixView f, const double* v, std::int64_t b, const double* w,
                             double* out) const override {
-        cpu_->features_expm1_sum(f, v, b, w, out);
+        if (b < 1) throw std::invalid_argument("features_expm1_sum: need at least one right-hand side");
+        const double* df = cached(f, false);
+        ws_.vec_a.upload(v, static_cast<std::size_t>(f.cols) * b);
+        ws_.vec_b.upload(w, static_cast<std::size_t>(f.rows));
+        ws_.out_b.resize(b);
+        fastnplm::FASTNPLM_CUDA_NS::features_expm1_sum(df, f.rows, f.cols, ws_.vec_a.data(), b, ws_.vec_b.data(),
+                                                       ws_.out_b.data(), ws_);
+        ws_.out_b.download(out, b);
     }
 
     void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t, const double* w, const double* u,
@@ -168,7 +204,6 @@ private:
     DevicePoints points(MatrixView x) const { return {cached(x, false), x.rows, static_cast<int>(x.cols)}; }
     DeviceCenters centers(MatrixView c) const { return {cached(c, true), c.rows, static_cast<int>(c.cols)}; }
 
-    std::unique_ptr<KernelOps> cpu_;
     mutable std::vector<Entry> cache_;
     mutable std::uint64_t clock_ = 0;
     mutable Workspace ws_;
@@ -202,7 +237,12 @@ const std::vector<std::string>& kernel_names() {
         // dense.cu
         "potrf_diag_kernel", "trsm_panel_kernel", "syrk_update_kernel", "lauum_kernel", "copy_upper_kernel",
         "trsv_kernel", "trmv_kernel"};
-    return names;
+    static const std::vector<std::string> all = [] {
+        std::vector<std::string> v = names;
+        for (const auto* more : {&feature_kernel_names(), &mlp_kernel_names()}) v.insert(v.end(), more->begin(), more->end());
+        return v;
+    }();
+    return all;
 }
 
 double dot(const double* x, const double* y, std::int64_t n) {

@@ -93,6 +93,7 @@ struct DeviceCenters {
 /// Device scratch reused across calls (grown on demand).
 struct Workspace {
     DeviceArray<double> partial, panel, out, vec_a, vec_b, vec_c;
+    DeviceArray<double> part_a, part_b, out_b, out_c;  // features.cu: block partials; CudaOps: extra outputs
     DeviceArray<int> info;
 };
 

@@ -1,20 +1,14 @@
-// Device facts and event timing (see device_info.hpp).
+// Device facts and event timing for bench/gpu.py (fastnplm/cuda.hpp); runtime calls only.
 #include <stdexcept>
 #include <string>
 
-#include "device_info.hpp"
 #include "device.cuh"
+#include "fastnplm/cuda.hpp"
 
-namespace fastnplm::FASTNPLM_CUDA_NS {
+namespace fastnplm {
 
-double DeviceFacts::peak_fp64_flops() const {
-    const int units = (cc_major == 8 && cc_minor == 0) || cc_major == 9 ? 64 : 2;
-    return static_cast<double>(multiprocessors) * units * 2.0 * clock_khz * 1e3;
-}
-
-double DeviceFacts::peak_bandwidth() const { return 2.0 * memory_clock_khz * 1e3 * bus_width_bits / 8.0; }
-
-DeviceFacts device_facts(int device) {
+CudaDeviceFacts cuda_device_facts(int device) {
+    using cuda::check;
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || device < 0 || device >= count)
         throw std::runtime_error("CUDA: no device " + std::to_string(device));
@@ -25,7 +19,7 @@ DeviceFacts device_facts(int device) {
         check(cudaDeviceGetAttribute(&v, a, device), "cudaDeviceGetAttribute");
         return static_cast<double>(v);
     };
-    DeviceFacts f;
+    CudaDeviceFacts f;
     f.name = p.name;
     f.cc_major = p.major;
     f.cc_minor = p.minor;
@@ -34,31 +28,34 @@ DeviceFacts device_facts(int device) {
     f.clock_khz = attr(cudaDevAttrClockRate);
     f.memory_clock_khz = attr(cudaDevAttrMemoryClockRate);
     f.bus_width_bits = attr(cudaDevAttrGlobalMemoryBusWidth);
+    const int fp64_units = (f.cc_major == 8 && f.cc_minor == 0) || f.cc_major == 9 ? 64 : 2;
+    f.peak_fp64_flops = f.multiprocessors * fp64_units * 2.0 * f.clock_khz * 1e3;
+    f.peak_bandwidth = 2.0 * f.memory_clock_khz * 1e3 * f.bus_width_bits / 8.0;
     return f;
 }
 
-struct EventTimer::Impl {
+struct CudaEventTimer::Impl {
     cudaEvent_t a = nullptr, b = nullptr;
 };
 
-EventTimer::EventTimer() : impl_(std::make_unique<Impl>()) {
-    check(cudaEventCreate(&impl_->a), "cudaEventCreate");
-    check(cudaEventCreate(&impl_->b), "cudaEventCreate");
+CudaEventTimer::CudaEventTimer() : impl_(std::make_unique<Impl>()) {
+    cuda::check(cudaEventCreate(&impl_->a), "cudaEventCreate");
+    cuda::check(cudaEventCreate(&impl_->b), "cudaEventCreate");
 }
 
-EventTimer::~EventTimer() {
+CudaEventTimer::~CudaEventTimer() {
     if (impl_->a) cudaEventDestroy(impl_->a);
     if (impl_->b) cudaEventDestroy(impl_->b);
 }
 
-void EventTimer::start() { check(cudaEventRecord(impl_->a, nullptr), "cudaEventRecord"); }
+void CudaEventTimer::start() { cuda::check(cudaEventRecord(impl_->a, nullptr), "cudaEventRecord"); }
 
-double EventTimer::stop() {
-    check(cudaEventRecord(impl_->b, nullptr), "cudaEventRecord");
-    check(cudaEventSynchronize(impl_->b), "cudaEventSynchronize");
+double CudaEventTimer::stop() {
+    cuda::check(cudaEventRecord(impl_->b, nullptr), "cudaEventRecord");
+    cuda::check(cudaEventSynchronize(impl_->b), "cudaEventSynchronize");
     float ms = 0.0f;
-    check(cudaEventElapsedTime(&ms, impl_->a, impl_->b), "cudaEventElapsedTime");
+    cuda::check(cudaEventElapsedTime(&ms, impl_->a, impl_->b), "cudaEventElapsedTime");
     return ms;
 }
 
-}  // namespace fastnplm::FASTNPLM_CUDA_NS
+}  // namespace fastnplm

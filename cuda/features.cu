@@ -61,17 +61,20 @@ __device__ void project_tile(const double* x, long long n, int d, const double* 
 // (kRows x r) tile, rows >= rows have weight 0.
 __device__ void gram_tile(const double* ft, long long r, int rows, const double* wr, const double* ur, double* pw,
                           double* pg) {
+    // constant trip counts over the tile's rows (padding rows have weight 0 and are skipped)
     if (pw != nullptr)
         for (long long ab = threadIdx.x; ab < r * r; ab += kThreads) {
             const long long a = ab / r, b = ab - a * r;
             double s = 0.0;
-            for (int rr = 0; rr < rows; ++rr) s += wr[rr] * ft[rr * r + a] * ft[rr * r + b];
+            for (int rr = 0; rr < kRows; ++rr)
+                if (rr < rows) s += wr[rr] * ft[rr * r + a] * ft[rr * r + b];
             pw[ab] += s;
         }
     if (pg != nullptr)
         for (long long q = threadIdx.x; q < r; q += kThreads) {
             double s = 0.0;
-            for (int rr = 0; rr < rows; ++rr) s += ur[rr] * ft[rr * r + q];
+            for (int rr = 0; rr < kRows; ++rr)
+                if (rr < rows) s += ur[rr] * ft[rr * r + q];
             pg[q] += s;
         }
 }
@@ -162,26 +165,28 @@ const std::vector<std::string>& feature_kernel_names() {
 
 void feature_project(DevicePoints x, DeviceCenters c, double gamma, const double* g, std::int64_t r, const double* w,
                      const double* u, double* out_f, double* out_w, double* out_g, Workspace& ws) {
-    if (x.n == 0 || r == 0) return;
+    if (r == 0) return;
     if (static_cast<std::size_t>(kRows) * x.d * sizeof(double) > kSmemBudget)
         throw std::invalid_argument("CUDA backend: " + std::to_string(x.d) + " features do not fit a row tile");
     const int blocks = row_blocks(x.n);
     double* pw = nullptr;
     double* pg = nullptr;
     if (out_w != nullptr) {
-        ws.vec_a.resize(static_cast<std::size_t>(blocks) * r * r);
-        ws.vec_a.zero();
-        pw = ws.vec_a.data();
+        ws.part_a.resize(static_cast<std::size_t>(blocks) * r * r);
+        ws.part_a.zero();
+        pw = ws.part_a.data();
     }
     if (out_g != nullptr) {
-        ws.vec_b.resize(static_cast<std::size_t>(blocks) * r);
-        ws.vec_b.zero();
-        pg = ws.vec_b.data();
+        ws.part_b.resize(static_cast<std::size_t>(blocks) * r);
+        ws.part_b.zero();
+        pg = ws.part_b.data();
     }
     ws.panel.resize(static_cast<std::size_t>(blocks) * kRows * (c.m + r));
-    FASTNPLM_LAUNCH(feature_project_kernel, blocks, kThreads, sizeof(double) * kRows * x.d, nullptr)(
-        x.x, x.n, x.d, c.ct, c.m, gamma, g, r, w, u, out_f, pw, pg, ws.panel.data());
-    check_launch("feature_project_kernel");
+    if (x.n > 0) {  // no events: the sums below are of zeroed partials
+        FASTNPLM_LAUNCH(feature_project_kernel, blocks, kThreads, sizeof(double) * kRows * x.d, nullptr)(
+            x.x, x.n, x.d, c.ct, c.m, gamma, g, r, w, u, out_f, pw, pg, ws.panel.data());
+        check_launch("feature_project_kernel");
+    }
     if (pw != nullptr) sum_partials(pw, blocks, r * r, out_w);
     if (pg != nullptr) sum_partials(pg, blocks, r, out_g);
 }
@@ -189,26 +194,26 @@ void feature_project(DevicePoints x, DeviceCenters c, double gamma, const double
 void features_gram(const double* f, std::int64_t n, std::int64_t r, const double* w, double* out, Workspace& ws) {
     if (r == 0) return;
     const int blocks = row_blocks(n);
-    ws.vec_a.resize(static_cast<std::size_t>(blocks) * r * r);
-    ws.vec_a.zero();
+    ws.part_a.resize(static_cast<std::size_t>(blocks) * r * r);
+    ws.part_a.zero();
     if (n > 0) {
-        FASTNPLM_LAUNCH(features_gram_kernel, blocks, kThreads, 0, nullptr)(f, n, r, w, ws.vec_a.data());
+        FASTNPLM_LAUNCH(features_gram_kernel, blocks, kThreads, 0, nullptr)(f, n, r, w, ws.part_a.data());
         check_launch("features_gram_kernel");
     }
-    sum_partials(ws.vec_a.data(), blocks, r * r, out);
+    sum_partials(ws.part_a.data(), blocks, r * r, out);
 }
 
 void features_expm1_sum(const double* f, std::int64_t n, std::int64_t r, const double* v, std::int64_t b,
                         const double* w, double* out, Workspace& ws) {
     if (b == 0) return;
     const int blocks = row_blocks(n);
-    ws.vec_a.resize(static_cast<std::size_t>(blocks) * b);
-    ws.vec_a.zero();
+    ws.part_a.resize(static_cast<std::size_t>(blocks) * b);
+    ws.part_a.zero();
     if (n > 0) {
-        FASTNPLM_LAUNCH(features_expm1_kernel, blocks, kThreads, 0, nullptr)(f, n, r, v, b, w, ws.vec_a.data());
+        FASTNPLM_LAUNCH(features_expm1_kernel, blocks, kThreads, 0, nullptr)(f, n, r, v, b, w, ws.part_a.data());
         check_launch("features_expm1_kernel");
     }
-    sum_partials(ws.vec_a.data(), blocks, b, out);
+    sum_partials(ws.part_a.data(), blocks, b, out);
 }
 
 }  // namespace fastnplm::FASTNPLM_CUDA_NS

@@ -24,6 +24,7 @@
 #include "device.cuh"
 #include "fastnplm/mlp.hpp"
 #include "mlp_cuda.hpp"
+#include "fastnplm/cuda.hpp"
 #include "mlp_pass.hpp"  // detail::check_train_options
 
 namespace fastnplm::FASTNPLM_CUDA_NS {
@@ -429,3 +430,22 @@ MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const
 }
 
 }  // namespace fastnplm::FASTNPLM_CUDA_NS
+
+#if !defined(FASTNPLM_CUDA_EMU)
+// The public entry points (fastnplm/cuda.hpp) of a CUDA build.
+namespace fastnplm {
+
+void cuda_mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                        const std::vector<MatrixView>& data, const double* params, double* loss, double* grad) {
+    if (!cuda_device_available()) throw std::runtime_error("CUDA backend: no CUDA device is available; use backend='cpu'");
+    cuda::mlp_loss_grad(shape, reference, reference_weights, data, params, loss, grad);
+}
+
+MlpTrainResult cuda_mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                                   const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options) {
+    if (!cuda_device_available()) throw std::runtime_error("CUDA backend: no CUDA device is available; use backend='cpu'");
+    return cuda::mlp_train_adam(shape, reference, reference_weights, data, params, options);
+}
+
+}  // namespace fastnplm
+#endif

@@ -64,15 +64,17 @@ class SpectralReference:
     cg_tol, max_iter : CG stopping, as in the core
     threads : core threads (0: all)
     spectral_tol : directions with reference energy below spectral_tol * n * lam are dropped
+    backend : "cpu" or "cuda" (resolved): where the projected-feature passes run
     """
 
     def __init__(self, centers, center_weights, sigma, lam, ref, w, cg_tol, max_iter, threads=0,
-                 spectral_tol=1e-8):
+                 spectral_tol=1e-8, backend="cpu"):
         if not lam > 0:
             raise ValueError("hessian='spectral' needs lam > 0 (the kept directions are chosen relative to n * lam)")
         self.centers, self.sigma, self.lam = centers, float(sigma), float(lam)
         self.ref, self.w, self.w_sum = ref, w, float(w.sum())
         self.cg_tol, self.max_iter, self.threads, self.spectral_tol = cg_tol, max_iter, threads, spectral_tol
+        self.backend = backend
         m = centers.shape[0]
         k = _core.kernel_matrix(centers, centers, self.sigma, threads)
         ev, vec = np.linalg.eigh(k + PC_EPSILON * m * np.eye(m))
@@ -96,13 +98,14 @@ class SpectralReference:
         self.pooled_weight = center_weights is None
         store = ref.shape[0] * self.r * 8 <= FEATURE_BYTES
         self.features, self.w_ref, self.g_ref = _core.feature_project(ref, centers, self.sigma, self.g, 0.25 * w,
-                                                                      0.5 * w, store, threads)
+                                                                      0.5 * w, store, threads, backend)
 
     def _rank(self, g_full):
         """Indices of the eigen-directions whose reference energy reaches spectral_tol * n * lam."""
         n_r = self.ref.shape[0]
         idx = np.arange(0, n_r, max(1, n_r // RANKING_EVENTS))
-        phi = _core.feature_project(self.ref[idx], self.centers, self.sigma, g_full, threads=self.threads)[0]
+        phi = _core.feature_project(self.ref[idx], self.centers, self.sigma, g_full, threads=self.threads,
+                                    backend=self.backend)[0]
         ws = self.w[idx]
         energy = (0.25 * ws) @ (phi * phi) * (self.w_sum / ws.sum())
         keep = np.flatnonzero(energy >= self.spectral_tol * (n_r + self.w_sum) * self.lam)
@@ -113,7 +116,7 @@ class SpectralReference:
         n_d = data.shape[0]
         n = self.ref.shape[0] + n_d
         phi, w_dat, g_dat = _core.feature_project(data, self.centers, self.sigma, self.g, np.full(n_d, 0.25),
-                                                  np.full(n_d, -0.5), True, self.threads)
+                                                  np.full(n_d, -0.5), True, self.threads, self.backend)
         w_mat = (self.w_ref + w_dat) / n
         grad = (self.g_ref + g_dat) / n
         p = self.p * ((n_d + self.w_sum) / n if self.pooled_weight else 1.0)
@@ -129,7 +132,7 @@ class SpectralReference:
         """sum_R w (e^f - 1) for each beta (list), in one pass; each value independent of the others."""
         b = np.ascontiguousarray(np.stack(betas, axis=1))
         if self.features is not None:
-            return _core.features_expm1_sum(self.features, b, self.w, self.threads)
+            return _core.features_expm1_sum(self.features, b, self.w, self.threads, self.backend)
         return _core.kernel_mm_expm1_sum(self.ref, self.centers, self.sigma, np.ascontiguousarray(self.g @ b),
                                          self.w, self.threads)
 

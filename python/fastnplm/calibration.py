@@ -12,6 +12,7 @@ Blocks of toys run in this process or on a dask cluster. Statistics: ``Calibrati
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from scipy import optimize, special, stats
 
 from . import _checks
 from . import _spectral
+from ._info import BACKENDS, resolve_backend
 from .kernel import HESSIAN_MODES, ConvergenceWarning, KernelNPLM, sigma_heuristic
 from .neural import NeuralNPLM
 from .nuisance import Nuisance, fit_kernel_with_nuisances, fit_neural_with_nuisances
@@ -112,7 +114,8 @@ class Calibration:
         if not spec:
             raise ValueError("this Calibration does not record its model")
         if spec.get("kind") == "neural":
-            return NeuralNPLM(threads=threads, **{k: spec[k] for k in _NEURAL_KEYS if k in spec})
+            return NeuralNPLM(threads=threads, backend=spec.get("backend", "cpu"),
+                              **{k: spec[k] for k in _NEURAL_KEYS if k in spec})
         if spec.get("centers") == "given":
             raise ValueError("the toys used given centers, which the store does not hold: build "
                              f"KernelNPLM(centers=..., hessian={spec['hessian']!r}, ...) yourself")
@@ -120,7 +123,7 @@ class Calibration:
                           penalties=spec["penalties"], cg_tol=spec["cg_tol"], max_iter=spec["max_iter"],
                           grad_tol=spec["grad_tol"], max_newton=spec["max_newton"], seed=spec["seed"],
                           hessian=spec["hessian"], center_pool=spec["center_pool"], threads=threads,
-                          spectral_tol=spec["spectral_tol"])
+                          spectral_tol=spec["spectral_tol"], backend=spec.get("backend", "cpu"))
 
     def chi2_fit(self, sigma_index=None) -> dict:
         """Maximum-likelihood chi2 degrees of freedom of the toys, with a KS test against it."""
@@ -209,8 +212,13 @@ _NEURAL_KEYS = ("hidden", "clip", "epochs", "lr", "seed", "optimizer", "beta1", 
 
 def _model_spec(model, path) -> dict:
     if isinstance(model, NeuralNPLM):
-        return {"kind": "neural", **{k: getattr(model, k) for k in _NEURAL_KEYS}}
+        spec = {"kind": "neural", **{k: getattr(model, k) for k in _NEURAL_KEYS}}
+        if model._backend() == "cuda":
+            spec["backend"] = "cuda"  # toys fitted on the device: resume and refit there too
+        return spec
     spec = {k: getattr(model, k) for k in _MODEL_KEYS}
+    if resolve_backend(model.backend) == "cuda":
+        spec["backend"] = "cuda"
     spec["centers"] = None if model.centers is None else "given"
     if path == "spectral":
         spec["hessian"] = "spectral"  # the solver the toys (and so the observed data) go through
@@ -365,7 +373,8 @@ class _Toys:
                 w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
                 centers, center_w = m._centers(ref, ref[:1], w)  # data-independent centers: data unused
                 self._shared[j] = _spectral.SpectralReference(centers, center_w, m.sigma, m.lam, ref, w, m.cg_tol,
-                                                              m.max_iter, m.threads, m.spectral_tol)
+                                                              m.max_iter, m.threads, m.spectral_tol,
+                                                              backend=resolve_backend(m.backend))
             return self._shared[j]
 
     def groups(self, ks):
@@ -471,7 +480,7 @@ def _progress_bar(progress, total, initial):
 
 def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=None, sigmas=None, seed=0,
               store=None, executor=None, progress=None, fast=None, batch: int = 32,
-              n_reference=None, nuisances=None, nu_true=None) -> Calibration:
+              n_reference=None, nuisances=None, nu_true=None, backend=None) -> Calibration:
     """Null distribution of t from toys.
 
     Parameters
@@ -525,9 +534,21 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         Validation toys generated at nu* != 0: normalisation nuisances scale the expected
         yield by e^nu*; shape nuisances need ``pool=callable(rng, n, nu)`` generating events at
         nu (a dict by name).
+    backend : {None, "cpu", "auto", "cuda"}
+        Where the toys are fitted; None: the model's own ``backend``. A store records "cuda"
+        when the toys ran there, and ``cal.model()`` carries it, so the observed data go
+        through the same backend (the two agree to roundoff, not bit for bit). Toys with
+        nuisances run on the CPU.
     """
     if not isinstance(model, (KernelNPLM, NeuralNPLM)):
         raise TypeError(f"model must be a fastnplm.KernelNPLM or NeuralNPLM, got {type(model).__name__}")
+    model = _with_backend(model, backend)
+    if isinstance(model, KernelNPLM):
+        if nuisances is not None and model.backend == "cuda":
+            raise ValueError("toys with nuisances run on backend='cpu'")
+        resolve_backend(model.backend)  # "cuda" without a device: RuntimeError before any toy
+    else:
+        model._backend()
     if isinstance(model, NeuralNPLM) and sigmas is not None:
         raise ValueError("sigmas is for kernel models; a NeuralNPLM has no width")
     if nuisances is not None:
@@ -620,12 +641,27 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
     return _calibration([done[k] for k in range(toys)], header, models)
 
 
-def _with_sigma(model: KernelNPLM, sigma, hessian=None) -> KernelNPLM:
+def _with_sigma(model: KernelNPLM, sigma, hessian=None, backend=None) -> KernelNPLM:
     return KernelNPLM(M=model.M, sigma=sigma, lam=model.lam, solver=model.solver, penalties=model.penalties,
                       cg_tol=model.cg_tol, max_iter=model.max_iter, seed=model.seed, centers=model.centers,
                       threads=model.threads or None, grad_tol=model.grad_tol, max_newton=model.max_newton,
                       hessian=hessian or model.hessian, center_pool=model.center_pool,
-                      spectral_tol=model.spectral_tol)
+                      spectral_tol=model.spectral_tol, backend=backend or model.backend)
+
+
+def _with_backend(model, backend):
+    """The model with backend= set (None: unchanged); validated before any work."""
+    if backend is None:
+        return model
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+    if isinstance(model, NeuralNPLM):
+        if backend == "cuda" and model.dtype != "float64":
+            raise ValueError("backend='cuda' trains in float64 only: use a model with dtype='float64'")
+        out = copy.copy(model)
+        out.backend = backend
+        return out
+    return _with_sigma(model, model.sigma, backend=backend)
 
 
 def _open_store(store, header):

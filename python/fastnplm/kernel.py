@@ -175,20 +175,21 @@ class KernelNPLM:
         below ``spectral_tol * n * lam`` are dropped (default 1e-8; 0 keeps every direction).
         On the 1D bench problem (M = 1000) the default keeps 76 directions and moves t by
         3.5e-8 relative from the exact step; 1e-10 keeps 466 (6e-9, the roundoff floor).
-    backend : {"auto", "cpu", "cuda"}
-        Where the Newton/CG solver's kernel passes run. "auto" (default): CUDA when
-        :func:`fastnplm.cuda_available` (built with CUDA and a device present), else the CPU.
-        "cuda" without a device raises RuntimeError at ``fit``. The streamed and dense Hessians
-        run on CUDA (``hessian="auto"`` keeps the CPU's threshold, not tuned for a GPU);
-        ``hessian="spectral"`` and fits with nuisances run on the CPU, and asking for them with
-        ``backend="cuda"`` is a ValueError. The CUDA kernels are verified on the CPU through an
-        emulation layer only; not yet measured on a GPU (cuda/README.md).
+    backend : {"cpu", "auto", "cuda"}
+        Where the kernel passes run. "cpu" (default); "auto": CUDA when
+        :func:`fastnplm.cuda_available` (built with CUDA and a device present), else the CPU;
+        "cuda" without a device raises RuntimeError at ``fit``. On CUDA: the streamed and dense
+        Newton/CG fits (``hessian="auto"`` keeps the CPU's threshold, not tuned for a GPU) and
+        the spectral step's projected-feature passes; fits with nuisances run on the CPU
+        (``backend="cuda"`` with nuisances is a ValueError). The default stays "cpu" because
+        the CUDA kernels are verified on the CPU through an emulation layer only: not yet run
+        on a GPU (cuda/README.md; ``bench/gpu.py`` is the check to run on one).
     """
 
     def __init__(self, M=1000, sigma=None, lam=1e-6, solver="newton-step", penalties=None,
                  cg_tol=None, max_iter=None, seed=0, centers=None, threads=None,
                  grad_tol=DEFAULT_GRAD_TOL, max_newton=100, hessian="auto", center_pool="pooled",
-                 spectral_tol=DEFAULT_SPECTRAL_TOL, backend="auto"):
+                 spectral_tol=DEFAULT_SPECTRAL_TOL, backend="cpu"):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
         self.backend = backend
@@ -249,10 +250,10 @@ class KernelNPLM:
             Central values of the auxiliary measurements (default: each nuisance's ``central``).
         """
         start = time.perf_counter()
+        if self.backend == "cuda" and nuisances is not None:
+            raise ValueError("fits with nuisances run on backend='cpu' (backend='cuda' covers the Newton/CG fits "
+                             "and the spectral step)")
         backend = resolve_backend(self.backend)
-        if self.backend == "cuda" and (self.hessian == "spectral" or nuisances is not None):
-            raise ValueError("backend='cuda' supports the streamed and dense Newton/CG fits; "
-                             "hessian='spectral' and fits with nuisances run on backend='cpu'")
         ref = _checks.as_events(reference, "reference")
         dat = _checks.as_events(data, "data", d=ref.shape[1])
         n_r, n_d = ref.shape[0], dat.shape[0]
@@ -269,8 +270,10 @@ class KernelNPLM:
         if self.hessian == "spectral":
             from ._spectral import SpectralReference
             sr = SpectralReference(centers, center_scale, sigma, self.lam, ref, w, self.cg_tol, self.max_iter,
-                                   self.threads, self.spectral_tol)
-            return self._result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
+                                   self.threads, self.spectral_tol, backend=backend)
+            res = self._result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
+            res.backend = backend
+            return res
         out = _core.fit_kernel(ref, w, dat, centers, center_scale, sigma, list(self.penalties), self.solver,
                                self.cg_tol, self.max_iter, self.grad_tol, self.max_newton, PC_EPSILON,
                                self.threads, HESSIAN_MODES[self.hessian], backend)

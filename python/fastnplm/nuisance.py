@@ -436,13 +436,14 @@ def fit_neural_with_nuisances(model, ref, dat, w, nuisances, auxiliary, rounds=2
     nus, sig, aux = _nuisance_list(nuisances, auxiliary)
     lr_ref, lr_dat = _LogRatio(nus, ref), _LogRatio(nus, dat)
     hidden, threads, dtype = list(model.hidden), model.threads, getattr(model, "dtype", "float64")
+    backend = model._backend()
     params, nu, p = model.init_params(ref.shape[1]), np.zeros(len(nus)), len(nus)
     n_par = params.shape[0]
 
     def joint(theta):  # theta = (network parameters, nu / sigma): nu in units of its width
         q, v = theta[:n_par], theta[n_par:] * sig
         wr = w * np.exp(lr_ref.value(v))
-        loss, grad = _core.mlp_loss_grad(ref, wr, [dat], hidden, q.reshape(1, -1), True, threads, dtype)
+        loss, grad = _core.mlp_loss_grad(ref, wr, [dat], hidden, q.reshape(1, -1), True, threads, dtype, backend)
         c, cg, _ = _constraint(v, sig, aux)
         f_ref = _core.mlp_predict(ref, hidden, q, threads)
         value = float(loss[0]) + (wr - w).sum() - lr_dat.value(v).sum() + c

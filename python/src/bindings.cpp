@@ -150,7 +150,8 @@ py::array_t<double> kernel_mm_expm1_sum(const Array& x, const Array& c, double s
 }
 
 py::tuple feature_project(const Array& x, const Array& c, double sigma, const Array& g,
-                          const std::optional<Array>& w, const std::optional<Array>& u, bool features, int threads) {
+                          const std::optional<Array>& w, const std::optional<Array>& u, bool features, int threads,
+                          const std::string& backend) {
     const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
     if (g.ndim() != 2 || g.shape(0) != cv.rows)
         throw std::invalid_argument("G must be a 2-D array with one row per center");
@@ -178,24 +179,25 @@ py::tuple feature_project(const Array& x, const Array& c, double sigma, const Ar
     const double* gp = g.data();
     {
         py::gil_scoped_release release;  // safe: inputs and outputs are owned by this frame
-        make_cpu_ops(threads)->feature_project(xv, cv, gm, gp, r, wp, up, fp, wo, go);
+        make_backend(backend, threads)->feature_project(xv, cv, gm, gp, r, wp, up, fp, wo, go);
     }
     return py::make_tuple(f, wout, gout);
 }
 
-py::array_t<double> features_gram(const Array& f, const Array& w, int threads) {
+py::array_t<double> features_gram(const Array& f, const Array& w, int threads, const std::string& backend) {
     const MatrixView fv = matrix(f, "features");
     const double* wp = vector(w, fv.rows, "w");
     py::array_t<double> out({fv.cols, fv.cols});
     double* o = out.mutable_data();
     {
         py::gil_scoped_release release;  // safe: inputs are owned by the caller's frame
-        make_cpu_ops(threads)->features_gram(fv, wp, o);
+        make_backend(backend, threads)->features_gram(fv, wp, o);
     }
     return out;
 }
 
-py::array_t<double> features_expm1_sum(const Array& f, const Array& v, const Array& w, int threads) {
+py::array_t<double> features_expm1_sum(const Array& f, const Array& v, const Array& w, int threads,
+                                       const std::string& backend) {
     const MatrixView fv = matrix(f, "features");
     if (v.ndim() != 2 || v.shape(0) != fv.cols)
         throw std::invalid_argument("V must be a 2-D array with one row per feature column");
@@ -206,7 +208,7 @@ py::array_t<double> features_expm1_sum(const Array& f, const Array& v, const Arr
     const double* vp = v.data();
     {
         py::gil_scoped_release release;  // safe: inputs are owned by the caller's frame
-        make_cpu_ops(threads)->features_expm1_sum(fv, vp, b, wp, o);
+        make_backend(backend, threads)->features_expm1_sum(fv, vp, b, wp, o);
     }
     return out;
 }
@@ -264,10 +266,12 @@ PYBIND11_MODULE(_core, m) {
           "sum_i w_i expm1((K(x, centers) @ V)[i]) per column of V, without storing the products.");
     m.def("feature_project", &feature_project, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("G"),
           py::arg("w") = py::none(), py::arg("u") = py::none(), py::arg("features") = true, py::arg("threads") = 0,
+          py::arg("backend") = "cpu",
           "With F = K(x, centers) @ G in one pass: (F or None, F.T @ diag(w) @ F if w, F.T @ u if u).");
-    m.def("features_gram", &features_gram, py::arg("F"), py::arg("w"), py::arg("threads") = 0,
+    m.def("features_gram", &features_gram, py::arg("F"), py::arg("w"), py::arg("threads") = 0, py::arg("backend") = "cpu",
           "F.T @ diag(w) @ F in a fixed summation order.");
     m.def("features_expm1_sum", &features_expm1_sum, py::arg("F"), py::arg("V"), py::arg("w"), py::arg("threads") = 0,
+          py::arg("backend") = "cpu",
           "sum_i w_i expm1((F @ V)[i]) per column of V, summed in an order independent of V's width.");
     m.def("kernel_tmv", &kernel_tmv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("u"),
           py::arg("threads") = 0, "K(x, centers).T @ u without storing K.");
@@ -283,6 +287,24 @@ PYBIND11_MODULE(_core, m) {
           "Whether a CUDA device can be used (probed on the first call, not at import).");
     m.def("cuda_architectures", &cuda_architectures, "CUDA architectures of the kernels ('' when not built).");
     m.def("cuda_kernel_names", &cuda_kernel_names, "Names of the compiled-in CUDA kernels.");
+    m.def("cuda_device_facts", [](int device) {
+        const CudaDeviceFacts f = cuda_device_facts(device);
+        py::dict d;
+        d["name"] = f.name;
+        d["compute_capability"] = std::to_string(f.cc_major) + "." + std::to_string(f.cc_minor);
+        d["multiprocessors"] = f.multiprocessors;
+        d["clock_khz"] = f.clock_khz;
+        d["memory_clock_khz"] = f.memory_clock_khz;
+        d["bus_width_bits"] = f.bus_width_bits;
+        d["global_memory_bytes"] = f.global_memory_bytes;
+        d["peak_fp64_flops"] = f.peak_fp64_flops;
+        d["peak_bandwidth"] = f.peak_bandwidth;
+        return d;
+    }, py::arg("device") = 0, "Facts and peak rates of a CUDA device (RuntimeError without one).");
+    py::class_<CudaEventTimer>(m, "CudaEventTimer", "Device time by CUDA events on the default stream.")
+        .def(py::init<>())
+        .def("start", &CudaEventTimer::start)
+        .def("stop", &CudaEventTimer::stop, "Milliseconds since start() (waits for the device).");
     m.attr("version") = FASTNPLM_VERSION;
     bind_neural(m);
 }

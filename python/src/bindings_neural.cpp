@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "fastnplm/cuda.hpp"
 #include "fastnplm/mlp.hpp"
 
 namespace py = pybind11;
@@ -29,6 +30,20 @@ MlpPrecision precision_of(const std::string& dtype) {
     if (dtype == "float64") return MlpPrecision::float64;
     if (dtype == "float32") return MlpPrecision::float32;
     throw std::invalid_argument("dtype must be 'float64' or 'float32', got '" + dtype + "'");
+}
+
+// Whether a pass runs on the CUDA backend: "cuda" (float64 only; throws without a device),
+// "auto" (CUDA when built, a device is present and the precision is float64), "cpu".
+bool on_cuda(const std::string& backend, MlpPrecision prec) {
+    if (backend == "cpu") return false;
+    if (backend == "auto") return prec == MlpPrecision::float64 && cuda_device_available();
+    if (backend != "cuda") throw std::invalid_argument("unknown backend '" + backend + "': expected 'auto', 'cpu' or 'cuda'");
+    if (prec != MlpPrecision::float64)
+        throw std::invalid_argument("backend='cuda' runs the network in float64 only; use dtype='float64'");
+    if (!cuda_device_available())
+        throw std::runtime_error("backend='cuda' requested but no CUDA device is available (or fastnplm was built "
+                                 "without CUDA); use backend='cpu' or 'auto'");
+    return true;
 }
 
 MlpShape shape_of(std::int64_t d, const std::vector<std::int64_t>& hidden) {
@@ -72,8 +87,10 @@ py::array_t<double> init(std::int64_t d, const std::vector<std::int64_t>& hidden
 }
 
 py::tuple loss_grad(const Array& reference, const Array& weights, const std::vector<Array>& data,
-                    const std::vector<std::int64_t>& hidden, const Array& params, bool with_grad, int threads, const std::string& dtype) {
+                    const std::vector<std::int64_t>& hidden, const Array& params, bool with_grad, int threads,
+                    const std::string& dtype, const std::string& backend) {
     const MlpPrecision prec = precision_of(dtype);
+    const bool cuda = on_cuda(backend, prec);
     const Batch b = batch(reference, weights, data, hidden, params);
     const py::ssize_t B = static_cast<py::ssize_t>(data.size());
     py::array_t<double> loss(B), grad(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(b.P)});
@@ -81,7 +98,8 @@ py::tuple loss_grad(const Array& reference, const Array& weights, const std::vec
     double* gp = with_grad ? grad.mutable_data() : nullptr;
     {
         py::gil_scoped_release release;  // safe: the arrays are owned by this frame's callers, read-only here
-        mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, threads, prec);
+        if (cuda) cuda_mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp);
+        else mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, threads, prec);
     }
     return py::make_tuple(loss, with_grad ? py::object(grad) : py::object(py::none()));
 }
@@ -89,7 +107,7 @@ py::tuple loss_grad(const Array& reference, const Array& weights, const std::vec
 py::dict train(const Array& reference, const Array& weights, const std::vector<Array>& data,
                const std::vector<std::int64_t>& hidden, const Array& params, double clip, double lr, double beta1,
                double beta2, double eps, std::int64_t epochs, std::int64_t history_every, int threads,
-               const std::string& dtype) {
+               const std::string& dtype, const std::string& backend) {
     const Batch b = batch(reference, weights, data, hidden, params);
     MlpTrainOptions o;
     o.clip = clip;
@@ -101,6 +119,7 @@ py::dict train(const Array& reference, const Array& weights, const std::vector<A
     o.history_every = history_every;
     o.threads = threads;
     o.precision = precision_of(dtype);
+    const bool cuda = on_cuda(backend, o.precision);
     const py::ssize_t B = static_cast<py::ssize_t>(data.size());
     py::array_t<double> out(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(b.P)});
     std::copy(params.data(), params.data() + B * b.P, out.mutable_data());
@@ -108,7 +127,7 @@ py::dict train(const Array& reference, const Array& weights, const std::vector<A
     MlpTrainResult r;
     {
         py::gil_scoped_release release;  // safe: inputs owned by the caller's frame; out is ours
-        r = mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o);
+        r = cuda ? cuda_mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o) : mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o);
     }
     py::array_t<double> loss(B), hist(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(r.n_history)});
     std::copy(r.loss.begin(), r.loss.end(), loss.mutable_data());
@@ -151,10 +170,12 @@ void bind_neural(py::module_& m) {
           "Glorot-uniform weights from splitmix64(seed), zero biases, clipped to [-clip, clip] (clip > 0).");
     m.def("mlp_loss_grad", &loss_grad, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("hidden"),
           py::arg("params"), py::arg("with_grad") = true, py::arg("threads") = 0, py::arg("dtype") = "float64",
+          py::arg("backend") = "cpu",
           "NPLM loss (B,) and gradient (B, P) of B networks params (B, P), data a list of B arrays.");
     m.def("mlp_train", &train, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("hidden"),
           py::arg("params"), py::arg("clip"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
           py::arg("epochs"), py::arg("history_every"), py::arg("threads") = 0, py::arg("dtype") = "float64",
+          py::arg("backend") = "cpu",
           "Adam + clipping for B networks at once; returns a dict (params, loss, history, finite, epochs_done).");
     m.def("mlp_predict", &predict, py::arg("x"), py::arg("hidden"), py::arg("params"), py::arg("threads") = 0,
           "f(x) of one network.");

@@ -7,6 +7,7 @@
 
 #include "check.hpp"
 #include "samples.hpp"
+#include "backend.hpp"
 #include "features_cuda.hpp"
 #include "fastnplm/kernel_ops.hpp"
 
@@ -66,4 +67,34 @@ TEST(cuda_features_gram_and_expm1_match_the_cpu) {
         check_all_close(ge, gc, 1e-11, 1e-12);
         check_all_close(ee, ec, 1e-11, 1e-12);
     }
+}
+
+TEST(cuda_ops_feature_primitives_match_the_cpu) {
+    // through CudaOps (host pointers, device cache), as the spectral path calls them
+    const auto cpu = fastnplm::make_cpu_ops(1);
+    const auto gpu = ce::make_ops(0);
+    const std::int64_t n = 131, m = 40, d = 2, r = 9, b = 5;
+    const auto x = normal(n * d, 11), c = normal(m * d, 12), g = normal(m * r, 13), w = normal(n, 14), u = normal(n, 15);
+    std::vector<double> fc(n * r), wc(r * r), gc(r), fe(n * r), we(r * r), ge(r);
+    cpu->feature_project({x.data(), n, d}, {c.data(), m, d}, 0.3, g.data(), r, w.data(), u.data(), fc.data(), wc.data(),
+                         gc.data());
+    gpu->feature_project({x.data(), n, d}, {c.data(), m, d}, 0.3, g.data(), r, w.data(), u.data(), fe.data(), we.data(),
+                         ge.data());
+    check_all_close(fe, fc, 1e-12, 1e-12);
+    check_all_close(we, wc, 1e-11, 1e-10);
+    check_all_close(ge, gc, 1e-11, 1e-11);
+    const auto v = normal(r * b, 16, 0.1);
+    std::vector<double> sc(r * r), se(r * r), ec(b), ee(b);
+    cpu->features_gram({fc.data(), n, r}, w.data(), sc.data());
+    gpu->features_gram({fc.data(), n, r}, w.data(), se.data());
+    cpu->features_expm1_sum({fc.data(), n, r}, v.data(), b, w.data(), ec.data());
+    gpu->features_expm1_sum({fc.data(), n, r}, v.data(), b, w.data(), ee.data());
+    check_all_close(se, sc, 1e-11, 1e-10);
+    check_all_close(ee, ec, 1e-11, 1e-11);
+    // no events: zero sums, as on the CPU
+    std::vector<double> w0(r * r, 7.0), g0(r, 7.0);
+    gpu->feature_project({x.data(), 0, d}, {c.data(), m, d}, 0.3, g.data(), r, w.data(), u.data(), nullptr, w0.data(),
+                         g0.data());
+    for (double z : w0) CHECK(z == 0.0);
+    for (double z : g0) CHECK(z == 0.0);
 }

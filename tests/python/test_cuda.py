@@ -15,7 +15,7 @@ import fastnplm
 from fastnplm import _core
 
 ROOT = Path(__file__).resolve().parents[2]
-CUDA_SOURCES = ["gauss.cu", "vector.cu", "dense.cu", "backend.cu"]
+CUDA_SOURCES = ["gauss.cu", "vector.cu", "dense.cu", "features.cu", "mlp.cu", "backend.cu"]
 
 
 def _problem(seed=0, n_r=2000, n_d=200, d=2):
@@ -79,11 +79,75 @@ def test_fit_agrees_across_backends(backend):
     assert got.t == pytest.approx(want.t, rel=1e-10)
 
 
-def test_cuda_with_spectral_hessian_is_refused():
-    model = fastnplm.KernelNPLM(M=20, sigma=1.0, hessian="spectral", backend="cuda")
+def test_cuda_spectral_and_nuisance_switches():
     ref, dat = _problem()
-    with pytest.raises((ValueError, RuntimeError)):
-        model.fit(ref, dat)
+    model = fastnplm.KernelNPLM(M=20, sigma=1.0, hessian="spectral", backend="cuda")
+    if not fastnplm.cuda_available():
+        with pytest.raises(RuntimeError, match="backend='cuda'"):
+            model.fit(ref, dat)
+    with pytest.raises(ValueError, match="nuisances run on backend='cpu'"):
+        fastnplm.KernelNPLM(M=20, sigma=1.0, backend="cuda").fit(ref, dat, nuisances=[fastnplm.Nuisance("n", 0.1)])
+
+
+def test_default_backend_is_the_cpu():
+    # the CUDA kernels have not run on a GPU yet: nothing moves there unless asked
+    assert fastnplm.KernelNPLM().backend == "cpu" and fastnplm.NeuralNPLM().backend == "cpu"
+
+
+def test_neural_backend_switches():
+    ref, dat = _problem(n_r=500, n_d=50)
+    with pytest.raises(ValueError, match="unknown backend"):
+        fastnplm.NeuralNPLM(backend="gpu")
+    with pytest.raises(ValueError, match="float64 only"):
+        fastnplm.NeuralNPLM(backend="cuda", dtype="float32")
+    kw = dict(hidden=(3,), epochs=30, seed=1)
+    c = fastnplm.NeuralNPLM(backend="cpu", **kw).fit(ref, dat)
+    if not fastnplm.cuda_available():
+        for opt in ("adam", "lbfgsb"):
+            with pytest.raises(RuntimeError, match="backend='cuda'"):
+                fastnplm.NeuralNPLM(backend="cuda", optimizer=opt, **kw).fit(ref, dat)
+        a = fastnplm.NeuralNPLM(backend="auto", **kw).fit(ref, dat)
+        assert a.backend == c.backend == "cpu" and a.t == c.t
+    # float32 under "auto" stays on the CPU (the CUDA trainer is float64)
+    assert fastnplm.NeuralNPLM(backend="auto", dtype="float32", **kw).fit(ref, dat).backend == "cpu"
+
+
+def test_calibrate_backend_switches(tmp_path):
+    rng = np.random.default_rng(3)
+    ref, pool = rng.normal(size=(2000, 1)), rng.normal(size=(6000, 1))
+    model = fastnplm.KernelNPLM(M=20, sigma=1.0, lam=1e-5, center_pool="reference")
+    with pytest.raises(ValueError, match="unknown backend"):
+        fastnplm.calibrate(model, ref, pool, toys=2, n_expected=100, backend="tpu")
+    if not fastnplm.cuda_available():
+        with pytest.raises(RuntimeError, match="backend='cuda'"):
+            fastnplm.calibrate(model, ref, pool, toys=2, n_expected=100, backend="cuda")
+        with pytest.raises(RuntimeError, match="backend='cuda'"):
+            fastnplm.calibrate(fastnplm.NeuralNPLM(hidden=(2,), epochs=5), ref, pool, toys=2, n_expected=100,
+                               backend="cuda")
+    a = fastnplm.calibrate(model, ref, pool, toys=4, n_expected=100, backend="auto", store=tmp_path / "a.fnplm")
+    c = fastnplm.calibrate(model, ref, pool, toys=4, n_expected=100, store=tmp_path / "c.fnplm")
+    np.testing.assert_array_equal(a.t, c.t)
+    # a CPU store's header is the one earlier versions wrote (no backend key), and the
+    # observed-data model carries the toys' backend
+    assert "backend" not in fastnplm.load_calibration(tmp_path / "a.fnplm").settings["model"]
+    assert a.model().backend in ("cpu", "auto")
+
+
+def test_gpu_bench_script_runs_its_scenarios_on_the_cpu(tmp_path):
+    # bench/gpu.py is for GPU hosts; --smoke runs the same code on the CPU at tiny sizes
+    import sys
+    script = ROOT / "bench" / "gpu.py"
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, script, "--smoke", "--out", out], capture_output=True, text=True,
+                          cwd=ROOT / "bench", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    rows = doc["cases"]["cpu"]
+    assert {"kernel_fit_1d", "kernel_fit_5d", "neural_epochs_1d", "neural_epochs_5d", "toys_1d"} <= set(rows)
+    assert all(r["seconds"] > 0 for r in rows.values()) and rows["toys_1d"]["path"] == "spectral"
+    if not fastnplm.cuda_available():  # without a device it says so, never a figure
+        proc = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=ROOT / "bench")
+        assert proc.returncode == 2 and "not yet measured on a GPU" in proc.stderr
 
 
 # ---- static check of the compiled kernels ----
@@ -120,9 +184,12 @@ def _parse_ptxas(text):
 
 
 def _kernel_names_in_source():
-    text = (ROOT / "cuda" / "backend.cu").read_text()
-    block = re.search(r"names = \{(.*?)\};", text, re.S).group(1)
-    return re.findall(r'"(\w+)"', block)
+    """The names lists of cuda/*.cu (backend.cu's kernel_names() appends the others)."""
+    names = []
+    for src in CUDA_SOURCES:
+        for block in re.findall(r"names = \{(.*?)\};", (ROOT / "cuda" / src).read_text(), re.S):
+            names += re.findall(r'"(\w+)"', block)
+    return names
 
 
 def test_compiled_kernels_do_not_spill_and_resource_usage_is_recorded():
@@ -140,7 +207,7 @@ def test_compiled_kernels_do_not_spill_and_resource_usage_is_recorded():
         assert proc.returncode == 0, proc.stderr
         for (mangled, arch), rec in _parse_ptxas(proc.stdout + proc.stderr).items():
             names = [n for n in _kernel_names_in_source() if f"{len(n)}{n}E" in mangled]
-            assert len(names) == 1, f"{mangled}: not exactly one name of kernel_names() in cuda/backend.cu"
+            assert len(names) == 1, f"{mangled}: not exactly one name of the kernel lists in cuda/*.cu"
             usage.setdefault(names[0], {"source": f"cuda/{src}"})[arch] = rec
     # the list exported to build_info() names exactly the compiled kernels
     assert sorted(usage) == sorted(_kernel_names_in_source())

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fastnplm/kernel_ops.hpp"
+#include "fastnplm/mlp.hpp"
 
 namespace fastnplm {
 
@@ -28,5 +29,45 @@ std::vector<std::string> cuda_kernel_names();
 /// so use one object per fit. Not safe to call from several host threads at once.
 /// Throws std::runtime_error when the library was built without CUDA or no device is usable.
 std::unique_ptr<KernelOps> make_cuda_ops(int device = 0);
+
+/// As mlp_loss_grad (float64) with the pass on the CUDA device.
+void cuda_mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                        const std::vector<MatrixView>& data, const double* params, double* loss, double* grad);
+
+/// As mlp_train_adam with every epoch (pass, Adam, clip) on the CUDA device; float64 only
+/// (options.precision float32 is refused), options.threads ignored.
+MlpTrainResult cuda_mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                                   const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options);
+
+/// What bench/gpu.py puts achieved rates against.
+struct CudaDeviceFacts {
+    std::string name;
+    int cc_major = 0, cc_minor = 0, multiprocessors = 0;
+    double clock_khz = 0, memory_clock_khz = 0, bus_width_bits = 0, global_memory_bytes = 0;
+    /// SMs x FP64 FMA units per SM (64 on compute capability 8.0 and 9.x, 2 otherwise) x 2 x clock.
+    double peak_fp64_flops = 0;
+    /// 2 (double data rate) x memory clock x bus width / 8, bytes/s.
+    double peak_bandwidth = 0;
+};
+
+/// Facts of `device`; throws std::runtime_error without one (or when not built).
+CudaDeviceFacts cuda_device_facts(int device = 0);
+
+/// Device time between start() and stop() by CUDA events on the default stream; stop()
+/// waits for the end event. Throws std::runtime_error when not built or without a device.
+class CudaEventTimer {
+public:
+    CudaEventTimer();
+    ~CudaEventTimer();
+    CudaEventTimer(const CudaEventTimer&) = delete;
+    CudaEventTimer& operator=(const CudaEventTimer&) = delete;
+    void start();
+    /// Milliseconds since start().
+    double stop();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace fastnplm
