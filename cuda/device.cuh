@@ -102,6 +102,9 @@ struct Workspace {
 /// Blocks of the row passes for n events: min(kMaxBlocks, row tiles), a function of n only.
 int row_blocks(std::int64_t n);
 
+/// out (width) = the sum over blocks b, in block order, of partial[b * width + j] (device pointers).
+void sum_blocks(const double* partial, int blocks, long long width, double* out);
+
 /// out (n x m, row-major) = K(x, c).
 void gauss_block(DevicePoints x, DeviceCenters c, double gamma, double* out);
 /// out (n) = K(x, c) v.

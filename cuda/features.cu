@@ -6,7 +6,7 @@
 // Same shape as the Gaussian-kernel row passes (gauss.cu): a block takes row tiles of kRows
 // events (tile t goes to block t mod gridDim.x, gridDim.x = row_blocks(n)); each thread owns
 // fixed output entries (feature columns q, Gram entries (a, b), fit columns q) and adds the
-// tile's terms in event order to the block's partial, which sum_partials_kernel then adds in
+// tile's terms in event order to the block's partial, which sum_blocks (gauss.cu) then adds in
 // block order. Every result is a function of the inputs and n only.
 #include <stdexcept>
 #include <string>
@@ -16,17 +16,6 @@
 
 namespace fastnplm::FASTNPLM_CUDA_NS {
 namespace {
-
-// out_j = sum over blocks b (in order) of partial[b * width + j].
-__global__ void __launch_bounds__(kThreads)
-    feature_sum_kernel(const double* partial, int blocks, long long width, double* out) {
-    const long long step = static_cast<long long>(gridDim.x) * kThreads;
-    for (long long j = static_cast<long long>(blockIdx.x) * kThreads + threadIdx.x; j < width; j += step) {
-        double s = 0.0;
-        for (int b = 0; b < blocks; ++b) s += partial[b * width + j];
-        out[j] = s;
-    }
-}
 
 // One tile: panel (kRows x m) = K(x_rows, c), then ft (kRows x r) = panel G. Rows past n are 0.
 __device__ void project_tile(const double* x, long long n, int d, const double* ct, long long m, double gamma,
@@ -145,21 +134,11 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-unsigned sum_grid(long long width) {
-    const long long g = (width + kThreads - 1) / kThreads;
-    return static_cast<unsigned>(g < 1 ? 1 : (g > 4096 ? 4096 : g));
-}
-
-void sum_partials(const double* partial, int blocks, long long width, double* out) {
-    FASTNPLM_LAUNCH(feature_sum_kernel, sum_grid(width), kThreads, 0, nullptr)(partial, blocks, width, out);
-    check_launch("feature_sum_kernel");
-}
-
 }  // namespace
 
 const std::vector<std::string>& feature_kernel_names() {
     static const std::vector<std::string> names = {"feature_project_kernel", "features_gram_kernel",
-                                                   "features_expm1_kernel", "feature_sum_kernel"};
+                                                   "features_expm1_kernel"};
     return names;
 }
 
@@ -187,8 +166,8 @@ void feature_project(DevicePoints x, DeviceCenters c, double gamma, const double
             x.x, x.n, x.d, c.ct, c.m, gamma, g, r, w, u, out_f, pw, pg, ws.panel.data());
         check_launch("feature_project_kernel");
     }
-    if (pw != nullptr) sum_partials(pw, blocks, r * r, out_w);
-    if (pg != nullptr) sum_partials(pg, blocks, r, out_g);
+    if (pw != nullptr) sum_blocks(pw, blocks, r * r, out_w);
+    if (pg != nullptr) sum_blocks(pg, blocks, r, out_g);
 }
 
 void features_gram(const double* f, std::int64_t n, std::int64_t r, const double* w, double* out, Workspace& ws) {
@@ -200,7 +179,7 @@ void features_gram(const double* f, std::int64_t n, std::int64_t r, const double
         FASTNPLM_LAUNCH(features_gram_kernel, blocks, kThreads, 0, nullptr)(f, n, r, w, ws.part_a.data());
         check_launch("features_gram_kernel");
     }
-    sum_partials(ws.part_a.data(), blocks, r * r, out);
+    sum_blocks(ws.part_a.data(), blocks, r * r, out);
 }
 
 void features_expm1_sum(const double* f, std::int64_t n, std::int64_t r, const double* v, std::int64_t b,
@@ -213,7 +192,7 @@ void features_expm1_sum(const double* f, std::int64_t n, std::int64_t r, const d
         FASTNPLM_LAUNCH(features_expm1_kernel, blocks, kThreads, 0, nullptr)(f, n, r, v, b, w, ws.part_a.data());
         check_launch("features_expm1_kernel");
     }
-    sum_partials(ws.part_a.data(), blocks, b, out);
+    sum_blocks(ws.part_a.data(), blocks, b, out);
 }
 
 }  // namespace fastnplm::FASTNPLM_CUDA_NS

@@ -282,10 +282,6 @@ std::size_t panel_setup(DeviceCenters c, int blocks, Workspace& ws, double*& pan
     return tile_bytes(c.d);
 }
 
-void sum_blocks(const double* partial, int blocks, long long width, double* out) {
-    FASTNPLM_LAUNCH(sum_blocks_kernel, flat_blocks(width), kThreads, 0, nullptr)(partial, blocks, width, out);
-    check_launch("sum_blocks_kernel");
-}
 
 }  // namespace
 
@@ -304,6 +300,11 @@ void gauss_feature_gram(DevicePoints x, DeviceCenters c, double gamma, const dou
             ws.panel.data(), rows, m, w + row0, u + row0, out_w, out_g);
         check_launch("feature_gram_accumulate_kernel");
     }
+}
+
+void sum_blocks(const double* partial, int blocks, long long width, double* out) {
+    FASTNPLM_LAUNCH(sum_blocks_kernel, flat_blocks(width), kThreads, 0, nullptr)(partial, blocks, width, out);
+    check_launch("sum_blocks_kernel");
 }
 
 int row_blocks(std::int64_t n) {
