@@ -171,6 +171,22 @@ public:
             for (std::size_t b = 0; b <= a; ++b) out_w[a * m + b] = out_w[b * m + a] = host[a * m + b];
     }
 
+    // The hand-written dense kernels of dense.cu (the O(M^3) work of the preconditioner; the
+    // solver's O(M^2) triangular sweeps stay on the host, where their vectors live).
+    int cholesky_upper(double* a, int n) const override {
+        const std::size_t nn = static_cast<std::size_t>(n) * n;
+        ws_.out_b.upload(a, nn);
+        const int info = dense_cholesky_upper(ws_.out_b.data(), n, ws_);
+        ws_.out_b.download(a, nn);
+        return info;
+    }
+    void lauum_upper(double* u, int n) const override {
+        const std::size_t nn = static_cast<std::size_t>(n) * n;
+        ws_.out_b.upload(u, nn);
+        dense_lauum_upper(ws_.out_b.data(), n, ws_);
+        ws_.out_b.download(u, nn);
+    }
+
 private:
     struct Entry {
         const double* ptr;

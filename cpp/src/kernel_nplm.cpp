@@ -174,13 +174,13 @@ public:
             double* col = A_.data() + static_cast<size_t>(j) * m_;
             for (int i = 0; i <= j; ++i) col[i] *= s;
         }
-        dense::lauum_upper(A_.data(), m_);
+        ops_.lauum_upper(A_.data(), m_);
         for (int j = 0; j < m_; ++j) {
             double* col = A_.data() + static_cast<size_t>(j) * m_;
             for (int i = 0; i <= j; ++i) col[i] /= n_;
             col[j] += lam;
         }
-        const int info = dense::cholesky_upper(A_.data(), m_);
+        const int info = ops_.cholesky_upper(A_.data(), m_);
         if (info != 0)
             throw std::runtime_error(
                 "preconditioner: Cholesky of T W T^T/n + lambda I failed (pivot " + std::to_string(info) +
@@ -221,7 +221,7 @@ private:
         ops_.kernel_block(ctr_, ctr_, gamma_, T_.data(), m_);  // symmetric: row- = column-major
         const double jitter = o_.pc_epsilon * m_;
         for (int j = 0; j < m_; ++j) T_[static_cast<size_t>(j) * m_ + j] += jitter;
-        const int info = dense::cholesky_upper(T_.data(), m_);
+        const int info = ops_.cholesky_upper(T_.data(), m_);
         if (info != 0)
             throw std::runtime_error(
                 "Cholesky of K_MM + eps*M*I failed (pivot " + std::to_string(info) +

@@ -20,6 +20,7 @@
 #include <omp.h>
 #endif
 
+#include "dense.hpp"
 #include "fastnplm/kernel_ops.hpp"
 #include "hot.hpp"
 #include "vexp.hpp"
@@ -553,6 +554,10 @@ public:
         for (std::int64_t g = 0; g < groups; ++g)
             for (std::int64_t a = 0; a < m; ++a) out_g[a] += partial[g * (mm + m) + mm + a];
     }
+
+    // LAPACK (dpotrf, dlauum), as the solver has always used.
+    int cholesky_upper(double* a, int n) const override { return dense::cholesky_upper(a, n); }
+    void lauum_upper(double* u, int n) const override { dense::lauum_upper(u, n); }
 
 private:
     int threads_;

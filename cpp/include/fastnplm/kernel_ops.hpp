@@ -57,6 +57,13 @@ public:
     virtual void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t_upper,
                               const double* w, const double* u, double* out_w, double* out_g) const = 0;
 
+    /// The preconditioner's O(M^3) work on an n x n column-major matrix a (upper triangle):
+    /// Cholesky a = U^T U in place; returns 0, or LAPACK's info (1-based failing column).
+    virtual int cholesky_upper(double* a, int n) const = 0;
+
+    /// U <- U U^T in place for the upper-triangular U in u (n x n column-major).
+    virtual void lauum_upper(double* u, int n) const = 0;
+
 };
 
 /// The multithreaded, vectorised CPU backend; threads <= 0 means all available cores.
