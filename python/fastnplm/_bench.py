@@ -104,12 +104,12 @@ def exp_data(d, n_r, n_d, seed=0):
     return rng.exponential(size=(n_r, d)), rng.exponential(size=(n_d, d))
 
 
-def kernel_fit(d, n_r, n_d, M, threads, repeats=3, warmup=True, seed=0) -> dict:
+def kernel_fit(d, n_r, n_d, M, threads, repeats=3, warmup=True, seed=0, backend="cpu") -> dict:
     """Median time of one kernel fit (newton-step, the heuristic width) on the bump problem."""
     from .kernel import KernelNPLM, sigma_heuristic
     ref, dat = bump_data(d, n_r, n_d, np.random.default_rng(seed))
     sigma = sigma_heuristic(ref)
-    model = KernelNPLM(M=M, sigma=sigma, lam=LAM, solver="newton-step", seed=0, threads=threads)
+    model = KernelNPLM(M=M, sigma=sigma, lam=LAM, solver="newton-step", seed=0, threads=threads, backend=backend)
     if warmup:
         model.fit(ref, dat)
     s, runs, res = timed(lambda: model.fit(ref, dat), repeats)
@@ -143,23 +143,24 @@ def naive_toys(model, ref, pool, toys, n_expected, seed=0):
             "toys_per_second": toys / seconds}, np.array(ts)
 
 
-def toys_scenario(n_r, n_pool, n_expected, M, sigma, toys, naive, threads, seed=0) -> dict:
+def toys_scenario(n_r, n_pool, n_expected, M, sigma, toys, naive, threads, seed=0, backend="cpu") -> dict:
     """1D toys (reference Exp(1)): calibrate's path against the naive loop of fits."""
     from .kernel import KernelNPLM
     rng = np.random.default_rng(seed)
     ref, pool = rng.exponential(size=(n_r, 1)), rng.exponential(size=(n_pool, 1))
-    model = KernelNPLM(M=M, sigma=sigma, lam=LAM, center_pool="reference", threads=threads)
+    model = KernelNPLM(M=M, sigma=sigma, lam=LAM, center_pool="reference", threads=threads, backend=backend)
     slow, _ = naive_toys(model, ref, pool, naive, n_expected)
     fast, _ = calibrate_run(model, ref, pool, toys, n_expected)
     return {"config": {"n_r": n_r, "n_expected": n_expected, "M": M, "sigma": sigma}, "calibrate": fast,
             "naive": slow, "speedup": fast["toys_per_second"] / slow["toys_per_second"]}
 
 
-def neural_epochs(d, hidden, n_r, n_d, clip, epochs, threads, dtype="float64", repeats=3) -> dict:
+def neural_epochs(d, hidden, n_r, n_d, clip, epochs, threads, dtype="float64", repeats=3, backend="cpu") -> dict:
     """Best-of-``repeats`` ms per Adam epoch of a neural fit on Exp(1) data (after a warm-up)."""
     from .neural import NeuralNPLM
     ref, dat = exp_data(d, n_r, n_d)
-    m = NeuralNPLM(hidden=hidden, clip=clip, epochs=epochs, history_every=0, threads=threads, dtype=dtype)
+    m = NeuralNPLM(hidden=hidden, clip=clip, epochs=epochs, history_every=0, threads=threads, dtype=dtype,
+                   backend=backend)
     m.fit(ref[:1000], dat[:100])  # warm-up (page-in, thread pool)
     times = []
     for _ in range(repeats):
@@ -199,17 +200,22 @@ FULL = {"kernel_fit": dict(d=5, n_r=200_000, n_d=5_000, M=50, repeats=5),
         "evaluation": dict(n_events=1_000_000, d=5, M=1000, hidden=(5, 5, 5))}
 
 
-def standard(quick=False, threads=None) -> dict:
-    """The four standard scenarios (``fastnplm bench``): one JSON-ready document."""
+def standard(quick=False, threads=None, device="cpu") -> dict:
+    """The four standard scenarios (``fastnplm bench``): one JSON-ready document.
+
+    device="cuda": the kernel fit, the toys and the neural epochs run on the CUDA backend
+    (wall-clock timing; ``bench/gpu.py`` times with CUDA events); evaluation stays on the CPU.
+    """
     threads = threads or os.cpu_count()
     sizes = QUICK if quick else FULL
     start = time.perf_counter()
-    doc = {"benchmark": "fastnplm bench", "mode": "quick" if quick else "full", "device": "cpu",
+    doc = {"benchmark": "fastnplm bench", "mode": "quick" if quick else "full", "device": device,
            "machine": machine(threads), "scenarios": {}}
     k = sizes["kernel_fit"]
-    doc["scenarios"]["kernel_fit"] = kernel_fit(k["d"], k["n_r"], k["n_d"], k["M"], threads, repeats=k["repeats"])
-    doc["scenarios"]["toys"] = toys_scenario(threads=threads, **sizes["toys"])
-    doc["scenarios"]["neural_epochs"] = neural_epochs(threads=threads, **sizes["neural"])
+    doc["scenarios"]["kernel_fit"] = kernel_fit(k["d"], k["n_r"], k["n_d"], k["M"], threads, repeats=k["repeats"],
+                                                backend=device)
+    doc["scenarios"]["toys"] = toys_scenario(threads=threads, backend=device, **sizes["toys"])
+    doc["scenarios"]["neural_epochs"] = neural_epochs(threads=threads, backend=device, **sizes["neural"])
     doc["scenarios"]["evaluation"] = evaluation(threads=threads, **sizes["evaluation"])
     doc["machine"]["loadavg_at_end"] = os.getloadavg()
     doc["total_seconds"] = time.perf_counter() - start

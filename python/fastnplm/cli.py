@@ -437,7 +437,7 @@ def _bench(args) -> int:
         raise InputError(f"--device cuda: this fastnplm {why} (fastnplm.cuda_available() is False); "
                          "use --device cpu")
     log.info("running the %s benchmark scenarios ...", "quick" if args.quick else "full")
-    doc = bench.standard(quick=args.quick, threads=args.threads)
+    doc = bench.standard(quick=args.quick, threads=args.threads, device=args.device)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(doc, fh, indent=2, default=_json_default)

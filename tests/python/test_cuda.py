@@ -220,3 +220,12 @@ def test_compiled_kernels_do_not_spill_and_resource_usage_is_recorded():
            "flags": "-O3 -std=c++17", "architectures": [f"sm_{a}" for a in archs], "kernels": usage}
     out = ROOT / "bench" / "results" / "cuda_resource_usage.json"
     out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def test_bench_device_reaches_the_models():
+    # fastnplm bench --device cuda must time the CUDA backend, not the CPU under a cuda label
+    from fastnplm import _bench
+    if fastnplm.cuda_available():
+        pytest.skip("a device is present: the CLI runs the scenarios on it")
+    with pytest.raises(RuntimeError, match="backend='cuda'"):
+        _bench.standard(quick=True, threads=1, device="cuda")
