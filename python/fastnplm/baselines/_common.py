@@ -24,6 +24,23 @@ from ..calibration import _Toys
 log = logging.getLogger("fastnplm")
 
 
+def range_arg(range):
+    """A histogram range: None, or (lo, hi) as floats with lo < hi, both finite."""
+    if range is None:
+        return None
+    lo, hi = (float(v) for v in range)
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"range must be (lo, hi) with lo < hi, got {range!r}")
+    return lo, hi
+
+
+def feature_arg(feature) -> int:
+    """The index of the scanned feature: a non-negative integer."""
+    if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)) or feature < 0:
+        raise TypeError(f"feature must be a non-negative integer, got {feature!r}")
+    return int(feature)
+
+
 def reference_and_weights(reference, reference_weights):
     """Validated (N_R, d) reference and its weights, or None for "N(R) = N_D of each data set"."""
     ref = _checks.as_events(reference, "reference")

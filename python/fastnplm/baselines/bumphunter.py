@@ -24,7 +24,7 @@ import numpy as np
 from scipy import special
 
 from .. import _checks
-from ._common import NullDistribution, reference_and_weights
+from ._common import NullDistribution, feature_arg, range_arg, reference_and_weights
 
 _TINY = np.finfo(float).tiny
 
@@ -124,16 +124,9 @@ class BumpHunter:
             if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0) or not np.isfinite(edges).all():
                 raise ValueError("bins must be an integer or a strictly increasing sequence of >= 2 finite edges")
             self.bins = edges
-        if range is not None:
-            lo, hi = (float(v) for v in range)
-            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-                raise ValueError(f"range must be (lo, hi) with lo < hi, got {range!r}")
-            range = (lo, hi)
-        self.range = range
+        self.range = range_arg(range)
         self.width_min, self.width_max = width_min, width_max
-        if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)) or feature < 0:
-            raise TypeError(f"feature must be a non-negative integer, got {feature!r}")
-        self.feature = int(feature)
+        self.feature = feature_arg(feature)
         nb = self.bins if isinstance(self.bins, int) else self.bins.size - 1
         _widths(width_min, width_max, nb)
 

@@ -43,7 +43,7 @@ import numpy as np
 from scipy import optimize
 
 from .. import _checks
-from ._common import reference_and_weights
+from ._common import feature_arg, range_arg, reference_and_weights
 
 log = logging.getLogger("fastnplm")
 
@@ -251,15 +251,8 @@ class GPResonanceSearch:
         self.bins = _checks.positive_int(bins, "bins")
         if self.bins < 5:
             raise ValueError(f"bins must be >= 5, got {bins}")
-        if range is not None:
-            lo, hi = (float(v) for v in range)
-            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-                raise ValueError(f"range must be (lo, hi) with lo < hi, got {range!r}")
-            range = (lo, hi)
-        self.range = range
-        if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)) or feature < 0:
-            raise TypeError(f"feature must be a non-negative integer, got {feature!r}")
-        self.feature = int(feature)
+        self.range = range_arg(range)
+        self.feature = feature_arg(feature)
         if background not in ("reference", "data"):
             raise ValueError(f"background must be 'reference' or 'data', got {background!r}")
         self.background = background
