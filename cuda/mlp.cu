@@ -1,7 +1,9 @@
 // Neural NPLM on the device: loss + gradient of B small networks (sigmoid hidden layers, linear
 // output) over the reference and each network's data, then the Adam + clip update, all in
-// kernels; the epoch loop runs on the host without copies (parameters, moments, flags and the
-// loss history stay on the device until training ends). float64 throughout.
+// kernels. This file implements the epoch primitive (detail::MlpEpochs, cpp/src/mlp_pass.hpp);
+// the training loop is cpp/src/mlp.cpp's detail::train_adam, the same as the CPU's. An epoch
+// makes no copy: parameters, moments, flags and the loss history stay on the device until
+// training ends. float64 throughout.
 //
 // Pass (mlp_pass_kernel): a block takes tiles of T events (T threads, one event each; tile t
 // goes to block t mod gridDim.x, a function of n only), grid.y = the networks of the launch.
@@ -17,6 +19,7 @@
 // non-finite stops there (its flag is cleared on the device), as on the CPU.
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -25,7 +28,7 @@
 #include "fastnplm/mlp.hpp"
 #include "mlp_cuda.hpp"
 #include "fastnplm/cuda.hpp"
-#include "mlp_pass.hpp"  // detail::check_train_options
+#include "mlp_pass.hpp"  // detail::MlpEpochs, detail::train_adam
 
 namespace fastnplm::FASTNPLM_CUDA_NS {
 namespace {
@@ -93,10 +96,13 @@ int pass_blocks(std::int64_t n, int T) {
 // partial[(i * gridDim.x + blockIdx.x) * (P + 1) + p]: this block's sum over its events of
 // network nets[i]'s gradient term p (p = P: the loss term). x (n, d) row-major; weights w (n)
 // or nullptr for data events (weight 1); ref: reference loss w (e^f - 1), else data loss -f.
-__global__ void mlp_pass_kernel(Dims D, const double* params, const int* nets, const double* x, long long n,
-                                const double* w, bool ref, bool grad, double* partial) {
+// active (B flags, or nullptr): a stopped network's blocks return at once, leaving its
+// partials stale (nothing reads them: adam_kernel skips it, the final loss is masked).
+__global__ void mlp_pass_kernel(Dims D, const double* params, const int* nets, const int* active, const double* x,
+                                long long n, const double* w, bool ref, bool grad, double* partial) {
     const int T = static_cast<int>(blockDim.x), t = static_cast<int>(threadIdx.x);
     const int net = nets[blockIdx.y], P = D.P;
+    if (active != nullptr && !active[net]) return;  // a stopped network (uniform across the block)
     double* sp = dynamic_smem<double>();        // P parameters
     double* xs = sp + P;                        // d x T inputs
     double* act = xs + D.d * T;                 // hidden_total x T activations
@@ -197,15 +203,11 @@ __global__ void sum_partials_kernel(int width, int n_nets, const double* ref, in
     }
 }
 
-struct AdamStep {
-    double c1, c2, beta2, eps, clip, step_size, bc2_sqrt;
-    long long epoch, history_every, n_history;
-};
-
 // Block b: network b, lg[b * (P + 1) ..] its gradient and (at P) loss. Active networks with a
 // finite loss and gradient take the update; others are flagged and stop.
 __global__ void adam_kernel(int P, const double* lg, double* params, double* m, double* v, int* active,
-                            int* finite, long long* epochs_done, double* history, AdamStep a) {
+                            int* finite, long long* epochs_done, double* history, long long n_history,
+                            detail::AdamStep a) {
     __shared__ int bad[kThreads];
     const int b = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
     if (!active[b]) return;  // uniform across the block
@@ -228,8 +230,7 @@ __global__ void adam_kernel(int P, const double* lg, double* params, double* m, 
         return;
     }
     if (t == 0) {
-        if (a.history_every > 0 && a.epoch % a.history_every == 0)
-            history[b * a.n_history + a.epoch / a.history_every] = g[P];
+        if (a.record >= 0) history[b * n_history + a.record] = g[P];
         epochs_done[b] = a.epoch + 1;
     }
     double* pb = params + static_cast<long long>(b) * P;
@@ -288,15 +289,16 @@ public:
     int B() const { return B_; }
     double* lg() { return lg_.data(); }
 
-    // lg (B x (P + 1)) = gradient and loss of every network at device params (B x P).
-    void run(const double* params, bool grad) {
+    // lg (B x (P + 1)) = gradient and loss of every network at device params (B x P); with
+    // active (device flags), of the active ones only (the others' rows are stale).
+    void run(const double* params, bool grad, const int* active = nullptr) {
         const std::size_t smem = smem_doubles(D_, T_) * sizeof(double);
-        FASTNPLM_LAUNCH(mlp_pass_kernel, dim3(rb_, B_), T_, smem, nullptr)(D_, params, nets_.data(), ref_.data(), nr_,
-                                                                         w_.data(), true, grad, ref_part_.data());
+        FASTNPLM_LAUNCH(mlp_pass_kernel, dim3(rb_, B_), T_, smem, nullptr)(
+            D_, params, nets_.data(), active, ref_.data(), nr_, w_.data(), true, grad, ref_part_.data());
         check_launch("mlp_pass_kernel");
         for (int b = 0; b < B_; ++b) {
             FASTNPLM_LAUNCH(mlp_pass_kernel, dim3(dblocks_host_[b], 1), T_, smem, nullptr)(
-                D_, params, nets_.data() + b, dat_[b].data(), nd_[b], nullptr, false, grad,
+                D_, params, nets_.data() + b, active, dat_[b].data(), nd_[b], nullptr, false, grad,
                 dat_part_.data() + static_cast<std::size_t>(dofs_host_[b]) * (D_.P + 1));
             check_launch("mlp_pass_kernel");
         }
@@ -352,81 +354,98 @@ void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* re
     }
 }
 
-MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o) {
-    detail::check_train_options(o);
-    if (o.precision != MlpPrecision::float64)
-        throw std::invalid_argument("CUDA MLP: only float64 is implemented on the CUDA backend; use dtype='float64'");
-    if (params == nullptr) throw std::invalid_argument("CUDA MLP: params is null");
-    DevicePass pass(shape, reference, reference_weights, data);
-    const int P = pass.P(), B = pass.B();
-    for (std::int64_t i = 0; i < static_cast<std::int64_t>(B) * P; ++i)
-        if (!std::isfinite(params[i])) throw std::invalid_argument("CUDA MLP: initial parameters contain NaN or inf");
+namespace {
 
-    MlpTrainResult res;
-    const std::int64_t h = o.history_every;
-    res.n_history = h > 0 ? o.epochs / h + 1 : 0;
-    std::vector<double> history(static_cast<std::size_t>(B * res.n_history), std::numeric_limits<double>::quiet_NaN());
-    DeviceArray<double> dp, m, v, dh;
-    dp.upload(params, static_cast<std::size_t>(B) * P);
-    m.resize(static_cast<std::size_t>(B) * P);
-    m.zero();
-    v.resize(static_cast<std::size_t>(B) * P);
-    v.zero();
-    dh.upload(history.data(), history.size());
-    std::vector<int> ones(B, 1);
-    std::vector<long long> zeros(B, 0);
-    DeviceArray<int> active, finite;
-    DeviceArray<long long> done;
-    active.upload(ones.data(), ones.size());
-    finite.upload(ones.data(), ones.size());
-    done.upload(zeros.data(), zeros.size());
+// The epoch primitive on the device: parameters, moments, flags, epochs_done and the loss
+// history live in device memory; an epoch is 2 + B pass launches and one adam_kernel launch,
+// no copy. all_stopped() (a B-flag copy and so a synchronisation) is asked by the loop every
+// kStopCheck epochs; a stopped network's pass blocks return at once.
+class DeviceEpochs final : public detail::MlpEpochs {
+public:
+    static constexpr std::int64_t kStopCheck = 64;
 
-    AdamStep a{};
-    a.c1 = 1.0 - o.beta1;
-    a.c2 = 1.0 - o.beta2;
-    a.beta2 = o.beta2;
-    a.eps = o.eps;
-    a.clip = o.clip;
-    a.history_every = h;
-    a.n_history = res.n_history;
-    for (std::int64_t epoch = 0; epoch < o.epochs; ++epoch) {
-        pass.run(dp.data(), true);
-        // the CPU trainer's bias corrections, computed the same way on the host
-        const double step = static_cast<double>(epoch + 1);
-        const double bc1 = 1.0 - std::pow(o.beta1, step), bc2 = 1.0 - std::pow(o.beta2, step);
-        a.step_size = o.lr / bc1;
-        a.bc2_sqrt = std::sqrt(bc2);
-        a.epoch = epoch;
-        FASTNPLM_LAUNCH(adam_kernel, B, kThreads, 0, nullptr)(P, pass.lg(), dp.data(), m.data(), v.data(), active.data(),
-                                                            finite.data(), done.data(), dh.data(), a);
+    DeviceEpochs(const MlpShape& shape, MatrixView reference, const double* w, const std::vector<MatrixView>& data,
+                 const double* params, std::int64_t n_history)
+        : pass_(shape, reference, w, data), P_(pass_.P()), B_(pass_.B()), nh_(n_history) {
+        const std::size_t bp = static_cast<std::size_t>(B_) * P_;
+        params_.upload(params, bp);
+        m_.resize(bp);
+        m_.zero();
+        v_.resize(bp);
+        v_.zero();
+        const std::vector<double> nan(static_cast<std::size_t>(B_ * nh_), std::numeric_limits<double>::quiet_NaN());
+        history_.upload(nan.data(), nan.size());
+        const std::vector<int> ones(B_, 1);
+        const std::vector<long long> zeros(B_, 0);
+        active_.upload(ones.data(), ones.size());
+        finite_.upload(ones.data(), ones.size());
+        done_.upload(zeros.data(), zeros.size());
+    }
+
+    void epoch(const detail::AdamStep& a) override {
+        pass_.run(params_.data(), true, active_.data());
+        FASTNPLM_LAUNCH(adam_kernel, B_, kThreads, 0, nullptr)(P_, pass_.lg(), params_.data(), m_.data(), v_.data(),
+                                                             active_.data(), finite_.data(), done_.data(),
+                                                             history_.data(), static_cast<long long>(nh_), a);
         check_launch("adam_kernel");
     }
-    pass.run(dp.data(), false);  // the final loss
-    std::vector<double> lg(static_cast<std::size_t>(B) * (P + 1));
-    std::vector<int> act(B), fin(B);
-    std::vector<long long> ed(B);
-    check(cudaMemcpy(lg.data(), pass.lg(), lg.size() * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
-    active.download(act.data(), act.size());
-    finite.download(fin.data(), fin.size());
-    done.download(ed.data(), ed.size());
-    dh.download(history.data(), history.size());
-    dp.download(params, static_cast<std::size_t>(B) * P);
-    res.loss.assign(B, std::numeric_limits<double>::quiet_NaN());
-    res.finite.assign(fin.begin(), fin.end());
-    res.epochs_done.assign(ed.begin(), ed.end());
-    for (int b = 0; b < B; ++b) {
-        if (!act[b]) continue;
-        const double L = lg[static_cast<std::size_t>(b) * (P + 1) + P];
-        if (!std::isfinite(L)) {
-            res.finite[b] = 0;
-            continue;
-        }
-        res.loss[b] = L;
-        if (h > 0 && o.epochs % h == 0) history[b * res.n_history + o.epochs / h] = L;
+
+    std::int64_t stop_check_every() const override { return kStopCheck; }
+
+    bool all_stopped() override {
+        std::vector<int> act(B_);
+        active_.download(act.data(), act.size());
+        for (int x : act)
+            if (x) return false;
+        return true;
     }
-    res.history = std::move(history);
-    return res;
+
+    void final_loss(double* loss) override {
+        pass_.run(params_.data(), false, active_.data());
+        std::vector<double> lg(static_cast<std::size_t>(B_) * (P_ + 1));
+        std::vector<int> act(B_);
+        check(cudaMemcpy(lg.data(), pass_.lg(), lg.size() * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
+        active_.download(act.data(), act.size());
+        for (int b = 0; b < B_; ++b)
+            loss[b] = act[b] ? lg[static_cast<std::size_t>(b) * (P_ + 1) + P_] : std::numeric_limits<double>::quiet_NaN();
+    }
+
+    void results(double* params, std::uint8_t* finite, std::int64_t* epochs_done, double* history) override {
+        std::vector<int> fin(B_);
+        std::vector<long long> ed(B_);
+        params_.download(params, static_cast<std::size_t>(B_) * P_);
+        finite_.download(fin.data(), fin.size());
+        done_.download(ed.data(), ed.size());
+        history_.download(history, static_cast<std::size_t>(B_ * nh_));
+        for (int b = 0; b < B_; ++b) {
+            finite[b] = static_cast<std::uint8_t>(fin[b] != 0);
+            epochs_done[b] = ed[b];
+        }
+    }
+
+private:
+    DevicePass pass_;
+    int P_, B_;
+    std::int64_t nh_;
+    DeviceArray<double> params_, m_, v_, history_;
+    DeviceArray<int> active_, finite_;
+    DeviceArray<long long> done_;
+};
+
+std::unique_ptr<detail::MlpEpochs> make_device_epochs(const MlpShape& shape, MatrixView reference,
+                                                      const double* reference_weights,
+                                                      const std::vector<MatrixView>& data, double* params,
+                                                      std::int64_t n_history, const MlpTrainOptions& o) {
+    if (o.precision != MlpPrecision::float64)
+        throw std::invalid_argument("CUDA MLP: only float64 is implemented on the CUDA backend; use dtype='float64'");
+    return std::make_unique<DeviceEpochs>(shape, reference, reference_weights, data, params, n_history);
+}
+
+}  // namespace
+
+MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o) {
+    return detail::train_adam(&make_device_epochs, shape, reference, reference_weights, data, params, o);
 }
 
 }  // namespace fastnplm::FASTNPLM_CUDA_NS

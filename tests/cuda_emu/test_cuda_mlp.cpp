@@ -111,6 +111,17 @@ TEST(cuda_mlp_stops_a_network_whose_loss_overflows) {
     CHECK(rc.finite[0] == 1 && rc.finite[1] == 0 && re.finite == rc.finite && re.epochs_done == rc.epochs_done);
     for (std::int64_t j = 0; j < P; ++j) CHECK(pe[P + j] == p[P + j]);  // never updated
     CHECK(std::isnan(re.loss[1]) && std::isfinite(re.loss[0]));
+    // every network stops: the loop ends early on both backends (the CUDA one notices at its
+    // first stop check, after 64 epochs), with the same results
+    auto q0 = p;
+    q0[P - 1] = 800.0;
+    auto qc = q0, qe = q0;
+    o.epochs = 100;
+    const auto sc = fastnplm::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, qc.data(), o);
+    const auto se = fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, qe.data(), o);
+    CHECK(sc.finite == std::vector<std::uint8_t>(2, 0) && se.finite == sc.finite && se.epochs_done == sc.epochs_done);
+    CHECK(qe == q0 && qc == q0);  // never updated
+    for (std::size_t i = 0; i < se.history.size(); ++i) CHECK(std::isnan(se.history[i]) && std::isnan(sc.history[i]));
     CHECK_THROWS(fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), {}, pe.data(), o),
                  std::invalid_argument);
     o.precision = fastnplm::MlpPrecision::float32;
