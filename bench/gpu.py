@@ -16,7 +16,9 @@ Achieved rates use nominal operation counts, stated in the output:
   Hessian product adds 4 (two multiply-adds); bytes = 8 (d + 2) per event per pass.
 * neural epochs: 6 P FLOPs per event (forward, backward and gradient multiply-adds of P
   parameters) plus one exp per hidden unit and per reference event, counted as 1 each;
-  bytes = 8 (d + 1) per event per epoch (events and weights read once).
+  bytes = 8 (d + 1) per event per epoch (events and weights read once). The float32 rows
+  (dtype="float32": per-event arithmetic in float) count the same operations; they carry no
+  fraction of the FP64 peak.
 """
 from __future__ import annotations
 
@@ -84,18 +86,19 @@ def kernel_case(c, backend, smoke):
             "bytes_per_s": 8 * (c["d"] + 2) * (n_r + n_d) * passes / s}
 
 
-def neural_case(c, backend, smoke):
+def neural_case(c, backend, smoke, dtype="float64"):
     rng = np.random.default_rng(0)
     n_r, n_d = (c["n_r"] // SMOKE_SCALE, c["n_d"] // SMOKE_SCALE) if smoke else (c["n_r"], c["n_d"])
     epochs = 20 if smoke else 2000
     ref = rng.exponential(size=(n_r, c["d"]))
     dat = rng.exponential(size=(n_d, c["d"]))
-    model = fastnplm.NeuralNPLM(hidden=c["hidden"], clip=c["clip"], epochs=epochs, history_every=0, backend=backend)
+    model = fastnplm.NeuralNPLM(hidden=c["hidden"], clip=c["clip"], epochs=epochs, history_every=0, backend=backend,
+                                dtype=dtype)
     s, res = timed(lambda: model.fit(ref, dat), backend)
     P, units, n = res.n_params, sum(c["hidden"]), n_r + n_d
     flops_epoch = n * (6 * P + units) + n_r
-    return {"N_R": n_r, "N_D": n_d, "epochs": epochs, "seconds": s, "ms_per_epoch": 1e3 * s / epochs, "t": res.t,
-            "flops_per_s": flops_epoch * epochs / s, "bytes_per_s": 8 * (c["d"] + 1) * n * epochs / s}
+    return {"N_R": n_r, "N_D": n_d, "epochs": epochs, "dtype": dtype, "seconds": s, "ms_per_epoch": 1e3 * s / epochs,
+            "t": res.t, "flops_per_s": flops_epoch * epochs / s, "bytes_per_s": 8 * (c["d"] + 1) * n * epochs / s}
 
 
 def toys_case(backend, smoke):
@@ -144,10 +147,11 @@ def main(argv=None):
             rows[f"kernel_fit_{name}"] = kernel_case(c, backend, args.smoke)
         for name, c in NEURAL.items():
             rows[f"neural_epochs_{name}"] = neural_case(c, backend, args.smoke)
+            rows[f"neural_epochs_{name}_float32"] = neural_case(c, backend, args.smoke, "float32")
         rows["toys_1d"] = toys_case(backend, args.smoke)
         if backend == "cuda" and facts:
             for row in rows.values():
-                if "flops_per_s" in row:
+                if "flops_per_s" in row and row.get("dtype", "float64") == "float64":
                     row["fraction_of_peak_fp64"] = row["flops_per_s"] / facts["peak_fp64_flops"]
                 if "bytes_per_s" in row:
                     row["fraction_of_peak_bandwidth"] = row["bytes_per_s"] / facts["peak_bandwidth"]

@@ -1,7 +1,13 @@
 // Neural NPLM on the device: loss + gradient of B small networks (sigmoid hidden layers, linear
 // output) over the reference and each network's data, then the Adam + clip update, all in
-// kernels; the epoch loop runs on the host without copies (parameters, moments, flags and the
-// loss history stay on the device until training ends). float64 throughout.
+// kernels. This file implements the epoch primitive (detail::MlpEpochs, cpp/src/mlp_pass.hpp);
+// the training loop is cpp/src/mlp.cpp's detail::train_adam, the same as the CPU's. An epoch
+// makes no copy: parameters, moments, flags and the loss history stay on the device until
+// training ends.
+//
+// Precision (MlpPrecision), as on the CPU: float64 everything in double; float32 the events,
+// the staged parameters, activations, exps and deltas in float (mlp_pass_f32_kernel), while the
+// loss terms, every sum over events, the parameters and Adam stay in double.
 //
 // Pass (mlp_pass_kernel): a block takes tiles of T events (T threads, one event each; tile t
 // goes to block t mod gridDim.x, a function of n only), grid.y = the networks of the launch.
@@ -17,6 +23,7 @@
 // non-finite stops there (its flag is cleared on the device), as on the CPU.
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -25,7 +32,7 @@
 #include "fastnplm/mlp.hpp"
 #include "mlp_cuda.hpp"
 #include "fastnplm/cuda.hpp"
-#include "mlp_pass.hpp"  // detail::check_train_options
+#include "mlp_pass.hpp"  // detail::MlpEpochs, detail::train_adam
 
 namespace fastnplm::FASTNPLM_CUDA_NS {
 namespace {
@@ -69,17 +76,21 @@ Dims make_dims(const MlpShape& s) {
     return D;
 }
 
-// Shared memory per tile of T events: parameters, inputs (d x T), activations and sigmoid'
-// (hidden_total x T each), the output delta and loss terms (T each).
-std::size_t smem_doubles(const Dims& D, int T) {
-    return static_cast<std::size_t>(D.P) + static_cast<std::size_t>(T) * (D.d + 2 * D.hidden_total + 2);
+// Shared memory per tile of T events, per-event type E (double, or float in the float32
+// mode): the loss terms (T doubles), then in E the parameters, inputs (d x T), activations and
+// sigmoid' (hidden_total x T each) and the output deltas (T).
+template <class E>
+std::size_t smem_bytes(const Dims& D, int T) {
+    return static_cast<std::size_t>(T) * sizeof(double) +
+           (static_cast<std::size_t>(D.P) + static_cast<std::size_t>(T) * (D.d + 2 * D.hidden_total + 1)) * sizeof(E);
 }
 
 // The largest tile (threads per block) whose shared memory fits and whose threads can own
 // every parameter; throws when none does.
+template <class E>
 int tile_threads(const Dims& D) {
     for (int T : {128, 64, 32})
-        if (smem_doubles(D, T) * sizeof(double) <= kMlpSmem && D.P + 1 <= kParamsPerThread * T) return T;
+        if (smem_bytes<E>(D, T) <= kMlpSmem && D.P + 1 <= kParamsPerThread * T) return T;
     throw std::invalid_argument("CUDA MLP: the network (" + std::to_string(D.P) + " parameters, " +
                                 std::to_string(D.hidden_total) +
                                 " hidden units) does not fit the kernel's shared memory; use backend='cpu'");
@@ -90,20 +101,37 @@ int pass_blocks(std::int64_t n, int T) {
     return static_cast<int>(tiles < 1 ? 1 : (tiles > kMaxBlocks ? kMaxBlocks : tiles));
 }
 
+// Per-event arithmetic in E. exp_loss: e^f of the reference loss term; in float it is inf
+// beyond f = 88, as in the CPU's float32 pass (whose exp saturates there), so a float32 fit
+// that overflows stops as non-finite on both backends at the same f.
+__device__ __forceinline__ double exp_e(double x) { return exp(x); }
+__device__ __forceinline__ float exp_e(float x) { return expf(x); }
+__device__ __forceinline__ double abs_e(double x) { return fabs(x); }
+__device__ __forceinline__ float abs_e(float x) { return fabsf(x); }
+__device__ __forceinline__ double exp_loss(double f) { return exp(f); }
+__device__ __forceinline__ float exp_loss(float f) { return f > 88.0f ? INFINITY : expf(f); }
+
 // partial[(i * gridDim.x + blockIdx.x) * (P + 1) + p]: this block's sum over its events of
 // network nets[i]'s gradient term p (p = P: the loss term). x (n, d) row-major; weights w (n)
 // or nullptr for data events (weight 1); ref: reference loss w (e^f - 1), else data loss -f.
-__global__ void mlp_pass_kernel(Dims D, const double* params, const int* nets, const double* x, long long n,
-                                const double* w, bool ref, bool grad, double* partial) {
+// active (B flags, or nullptr): a stopped network's blocks return at once, leaving its
+// partials stale (nothing reads them: adam_kernel skips it, the final loss is masked).
+// E: the per-event type (events x, parameters as staged, activations, deltas); the loss
+// terms and every sum over events are double (a product of two floats is exact in double).
+template <class E>
+__device__ __forceinline__ void mlp_pass_body(const Dims& D, const double* params, const int* nets, const int* active,
+                                              const E* x, long long n, const double* w, bool ref, bool grad,
+                                              double* partial) {
     const int T = static_cast<int>(blockDim.x), t = static_cast<int>(threadIdx.x);
     const int net = nets[blockIdx.y], P = D.P;
-    double* sp = dynamic_smem<double>();        // P parameters
-    double* xs = sp + P;                        // d x T inputs
-    double* act = xs + D.d * T;                 // hidden_total x T activations
-    double* der = act + D.hidden_total * T;     // hidden_total x T sigmoid', then deltas
-    double* q = der + D.hidden_total * T;       // T output deltas dL/df
-    double* lt = q + T;                         // T loss terms
-    for (int p = t; p < P; p += T) sp[p] = params[static_cast<long long>(net) * P + p];
+    if (active != nullptr && !active[net]) return;  // a stopped network (uniform across the block)
+    double* lt = dynamic_smem<double>();              // T loss terms
+    E* sp = reinterpret_cast<E*>(lt + T);             // P parameters (rounded to E)
+    E* xs = sp + P;                                   // d x T inputs
+    E* act = xs + D.d * T;                            // hidden_total x T activations
+    E* der = act + D.hidden_total * T;                // hidden_total x T sigmoid', then deltas
+    E* q = der + D.hidden_total * T;                  // T output deltas dL/df
+    for (int p = t; p < P; p += T) sp[p] = static_cast<E>(params[static_cast<long long>(net) * P + p]);
     double acc[kParamsPerThread];
     for (int s = 0; s < kParamsPerThread; ++s) acc[s] = 0.0;
     __syncthreads();  // parameters staged
@@ -112,39 +140,40 @@ __global__ void mlp_pass_kernel(Dims D, const double* params, const int* nets, c
         const long long e = tile * T + t;
         const bool live = e < n;
         const double we = live ? (w != nullptr ? w[e] : 1.0) : 0.0;
-        for (int k = 0; k < D.d; ++k) xs[k * T + t] = live ? x[e * D.d + k] : 0.0;
+        const E wt = static_cast<E>(we);
+        for (int k = 0; k < D.d; ++k) xs[k * T + t] = live ? x[e * D.d + k] : E(0);
         // forward, this thread's event (its own columns of xs, act, der)
-        double f = 0.0;
+        E f = 0;
         for (int l = 0; l < D.layers; ++l) {
-            const double* in = l == 0 ? xs : act + D.act_off[l - 1] * T;
-            const double* W = sp + D.w_off[l];
-            const double* b = sp + D.b_off[l];
+            const E* in = l == 0 ? xs : act + D.act_off[l - 1] * T;
+            const E* W = sp + D.w_off[l];
+            const E* b = sp + D.b_off[l];
             for (int j = 0; j < D.out[l]; ++j) {
-                double z = b[j];
+                E z = b[j];
                 for (int k = 0; k < D.in[l]; ++k) z += W[j * D.in[l] + k] * in[k * T + t];
                 if (l + 1 == D.layers) {
                     f = z;
                 } else {  // sigmoid from e = exp(-|z|) <= 1, without cancellation
-                    const double ez = exp(-fabs(z)), r = 1.0 / (1.0 + ez);
+                    const E ez = exp_e(-abs_e(z)), r = E(1) / (E(1) + ez);
                     act[(D.act_off[l] + j) * T + t] = z >= 0 ? r : ez * r;
                     der[(D.act_off[l] + j) * T + t] = ez * r * r;
                 }
             }
         }
         if (ref) {
-            const double ef = exp(f);
-            q[t] = we * ef;
-            lt[t] = we * (ef - 1.0);
+            const E ef = exp_loss(f);
+            q[t] = wt * ef;
+            lt[t] = we * (static_cast<double>(ef) - 1.0);
         } else {
-            q[t] = -we;
-            lt[t] = -we * f;
+            q[t] = -wt;
+            lt[t] = -we * static_cast<double>(f);
         }
         // backward: deltas of each hidden layer overwrite its sigmoid'
         if (grad)
             for (int l = D.layers - 1; l >= 1; --l) {
-                const double* W = sp + D.w_off[l];
+                const E* W = sp + D.w_off[l];
                 for (int k = 0; k < D.in[l]; ++k) {
-                    double s = 0.0;
+                    E s = 0;
                     for (int j = 0; j < D.out[l]; ++j)
                         s += W[j * D.in[l] + k] * (l + 1 == D.layers ? q[t] : der[(D.act_off[l] + j) * T + t]);
                     der[(D.act_off[l - 1] + k) * T + t] *= s;
@@ -161,14 +190,15 @@ __global__ void mlp_pass_kernel(Dims D, const double* params, const int* nets, c
             } else {
                 int l = 0;
                 while (l + 1 < D.layers && p >= D.w_off[l + 1]) ++l;
-                const double* delta = l + 1 == D.layers ? q : der + D.act_off[l] * T;
-                const double* in = l == 0 ? xs : act + D.act_off[l - 1] * T;
+                const E* delta = l + 1 == D.layers ? q : der + D.act_off[l] * T;
+                const E* in = l == 0 ? xs : act + D.act_off[l - 1] * T;
                 if (p >= D.b_off[l]) {
                     const int j = p - D.b_off[l];
-                    for (int u = 0; u < T; ++u) sum += delta[j * T + u];
+                    for (int u = 0; u < T; ++u) sum += static_cast<double>(delta[j * T + u]);
                 } else {
                     const int j = (p - D.w_off[l]) / D.in[l], k = (p - D.w_off[l]) % D.in[l];
-                    for (int u = 0; u < T; ++u) sum += delta[j * T + u] * in[k * T + u];
+                    for (int u = 0; u < T; ++u)
+                        sum += static_cast<double>(delta[j * T + u]) * static_cast<double>(in[k * T + u]);
                 }
             }
             acc[s] += sum;
@@ -180,6 +210,31 @@ __global__ void mlp_pass_kernel(Dims D, const double* params, const int* nets, c
         const int p = t + s * T;
         if (p <= P) out[p] = acc[s];
     }
+}
+
+__global__ void mlp_pass_kernel(Dims D, const double* params, const int* nets, const int* active, const double* x,
+                                long long n, const double* w, bool ref, bool grad, double* partial) {
+    mlp_pass_body<double>(D, params, nets, active, x, n, w, ref, grad, partial);
+}
+
+// The float32 mode (MlpPrecision::float32): events in float.
+__global__ void mlp_pass_f32_kernel(Dims D, const double* params, const int* nets, const int* active, const float* x,
+                                    long long n, const double* w, bool ref, bool grad, double* partial) {
+    mlp_pass_body<float>(D, params, nets, active, x, n, w, ref, grad, partial);
+}
+
+// One launch of the pass kernel of E's mode.
+void launch_pass(dim3 grid, int T, std::size_t smem, const Dims& D, const double* params, const int* nets,
+                 const int* active, const double* x, long long n, const double* w, bool ref, bool grad,
+                 double* partial) {
+    FASTNPLM_LAUNCH(mlp_pass_kernel, grid, T, smem, nullptr)(D, params, nets, active, x, n, w, ref, grad, partial);
+    check_launch("mlp_pass_kernel");
+}
+void launch_pass(dim3 grid, int T, std::size_t smem, const Dims& D, const double* params, const int* nets,
+                 const int* active, const float* x, long long n, const double* w, bool ref, bool grad,
+                 double* partial) {
+    FASTNPLM_LAUNCH(mlp_pass_f32_kernel, grid, T, smem, nullptr)(D, params, nets, active, x, n, w, ref, grad, partial);
+    check_launch("mlp_pass_f32_kernel");
 }
 
 // out[i * (P + 1) + p] = sum over blocks b (in order) of ref[(i * rb + b) * (P + 1) + p], plus
@@ -197,15 +252,11 @@ __global__ void sum_partials_kernel(int width, int n_nets, const double* ref, in
     }
 }
 
-struct AdamStep {
-    double c1, c2, beta2, eps, clip, step_size, bc2_sqrt;
-    long long epoch, history_every, n_history;
-};
-
 // Block b: network b, lg[b * (P + 1) ..] its gradient and (at P) loss. Active networks with a
 // finite loss and gradient take the update; others are flagged and stop.
 __global__ void adam_kernel(int P, const double* lg, double* params, double* m, double* v, int* active,
-                            int* finite, long long* epochs_done, double* history, AdamStep a) {
+                            int* finite, long long* epochs_done, double* history, long long n_history,
+                            detail::AdamStep a) {
     __shared__ int bad[kThreads];
     const int b = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
     if (!active[b]) return;  // uniform across the block
@@ -228,8 +279,7 @@ __global__ void adam_kernel(int P, const double* lg, double* params, double* m, 
         return;
     }
     if (t == 0) {
-        if (a.history_every > 0 && a.epoch % a.history_every == 0)
-            history[b * a.n_history + a.epoch / a.history_every] = g[P];
+        if (a.record >= 0) history[b * n_history + a.record] = g[P];
         epochs_done[b] = a.epoch + 1;
     }
     double* pb = params + static_cast<long long>(b) * P;
@@ -249,11 +299,14 @@ unsigned flat_grid(long long work) {
     return static_cast<unsigned>(b < 1 ? 1 : (b > 1024 ? 1024 : b));
 }
 
-// Events, weights and scratch of one training (or one loss + gradient evaluation) on the device.
+// Events, weights and scratch of one training (or one loss + gradient evaluation) on the device;
+// the events in E (double, or float in the float32 mode: rounded once, at the upload), the
+// weights in double.
+template <class E>
 class DevicePass {
 public:
     DevicePass(const MlpShape& shape, MatrixView reference, const double* w, const std::vector<MatrixView>& data)
-        : D_(make_dims(shape)), T_(tile_threads(D_)), B_(static_cast<int>(data.size())) {
+        : D_(make_dims(shape)), T_(tile_threads<E>(D_)), B_(static_cast<int>(data.size())) {
         if (B_ < 1) throw std::invalid_argument("CUDA MLP: no networks (data list is empty)");
         if (w == nullptr) throw std::invalid_argument("CUDA MLP: reference weights are missing");
         check_events(reference, "reference");
@@ -288,18 +341,16 @@ public:
     int B() const { return B_; }
     double* lg() { return lg_.data(); }
 
-    // lg (B x (P + 1)) = gradient and loss of every network at device params (B x P).
-    void run(const double* params, bool grad) {
-        const std::size_t smem = smem_doubles(D_, T_) * sizeof(double);
-        FASTNPLM_LAUNCH(mlp_pass_kernel, dim3(rb_, B_), T_, smem, nullptr)(D_, params, nets_.data(), ref_.data(), nr_,
-                                                                         w_.data(), true, grad, ref_part_.data());
-        check_launch("mlp_pass_kernel");
-        for (int b = 0; b < B_; ++b) {
-            FASTNPLM_LAUNCH(mlp_pass_kernel, dim3(dblocks_host_[b], 1), T_, smem, nullptr)(
-                D_, params, nets_.data() + b, dat_[b].data(), nd_[b], nullptr, false, grad,
-                dat_part_.data() + static_cast<std::size_t>(dofs_host_[b]) * (D_.P + 1));
-            check_launch("mlp_pass_kernel");
-        }
+    // lg (B x (P + 1)) = gradient and loss of every network at device params (B x P); with
+    // active (device flags), of the active ones only (the others' rows are stale).
+    void run(const double* params, bool grad, const int* active = nullptr) {
+        const std::size_t smem = smem_bytes<E>(D_, T_);
+        launch_pass(dim3(rb_, B_), T_, smem, D_, params, nets_.data(), active, ref_.data(), nr_, w_.data(), true, grad,
+                    ref_part_.data());
+        for (int b = 0; b < B_; ++b)
+            launch_pass(dim3(dblocks_host_[b], 1), T_, smem, D_, params, nets_.data() + b, active, dat_[b].data(),
+                        nd_[b], nullptr, false, grad,
+                        dat_part_.data() + static_cast<std::size_t>(dofs_host_[b]) * (D_.P + 1));
         FASTNPLM_LAUNCH(sum_partials_kernel, flat_grid(static_cast<long long>(B_) * (D_.P + 1)), kThreads, 0, nullptr)(
             D_.P + 1, B_, ref_part_.data(), rb_, dat_part_.data(), dofs_.data(), dblocks_.data(), lg_.data());
         check_launch("sum_partials_kernel");
@@ -312,10 +363,10 @@ private:
             throw std::invalid_argument("CUDA MLP: " + name + " has " + std::to_string(x.cols) +
                                         " features but the network takes " + std::to_string(D_.d));
     }
-    static void upload_rows(MatrixView x, DeviceArray<double>& dst) {
-        std::vector<double> packed(static_cast<std::size_t>(x.rows * x.cols));
+    static void upload_rows(MatrixView x, DeviceArray<E>& dst) {
+        std::vector<E> packed(static_cast<std::size_t>(x.rows * x.cols));
         for (std::int64_t i = 0; i < x.rows; ++i)
-            for (std::int64_t k = 0; k < x.cols; ++k) packed[i * x.cols + k] = x.row(i)[k];
+            for (std::int64_t k = 0; k < x.cols; ++k) packed[i * x.cols + k] = static_cast<E>(x.row(i)[k]);
         dst.upload(packed.data(), packed.size());
     }
 
@@ -324,21 +375,16 @@ private:
     std::int64_t nr_ = 0;
     std::vector<std::int64_t> nd_;
     std::vector<int> dblocks_host_, dofs_host_;
-    DeviceArray<double> ref_, w_, ref_part_, dat_part_, lg_;
-    std::vector<DeviceArray<double>> dat_;
+    DeviceArray<E> ref_;
+    std::vector<DeviceArray<E>> dat_;
+    DeviceArray<double> w_, ref_part_, dat_part_, lg_;
     DeviceArray<int> nets_, dofs_, dblocks_;
 };
 
-}  // namespace
-
-const std::vector<std::string>& mlp_kernel_names() {
-    static const std::vector<std::string> names = {"mlp_pass_kernel", "sum_partials_kernel", "adam_kernel"};
-    return names;
-}
-
-void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad) {
-    DevicePass pass(shape, reference, reference_weights, data);
+template <class E>
+void loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+               const std::vector<MatrixView>& data, const double* params, double* loss, double* grad) {
+    DevicePass<E> pass(shape, reference, reference_weights, data);
     const int P = pass.P(), B = pass.B();
     DeviceArray<double> dp;
     dp.upload(params, static_cast<std::size_t>(B) * P);
@@ -352,81 +398,112 @@ void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* re
     }
 }
 
-MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o) {
-    detail::check_train_options(o);
-    if (o.precision != MlpPrecision::float64)
-        throw std::invalid_argument("CUDA MLP: only float64 is implemented on the CUDA backend; use dtype='float64'");
-    if (params == nullptr) throw std::invalid_argument("CUDA MLP: params is null");
-    DevicePass pass(shape, reference, reference_weights, data);
-    const int P = pass.P(), B = pass.B();
-    for (std::int64_t i = 0; i < static_cast<std::int64_t>(B) * P; ++i)
-        if (!std::isfinite(params[i])) throw std::invalid_argument("CUDA MLP: initial parameters contain NaN or inf");
+// The epoch primitive on the device: parameters, moments, flags, epochs_done and the loss
+// history live in device memory; an epoch is 2 + B pass launches and one adam_kernel launch,
+// no copy. all_stopped() (a B-flag copy and so a synchronisation) is asked by the loop every
+// kStopCheck epochs; a stopped network's pass blocks return at once.
+template <class E>
+class DeviceEpochs final : public detail::MlpEpochs {
+public:
+    static constexpr std::int64_t kStopCheck = 64;
 
-    MlpTrainResult res;
-    const std::int64_t h = o.history_every;
-    res.n_history = h > 0 ? o.epochs / h + 1 : 0;
-    std::vector<double> history(static_cast<std::size_t>(B * res.n_history), std::numeric_limits<double>::quiet_NaN());
-    DeviceArray<double> dp, m, v, dh;
-    dp.upload(params, static_cast<std::size_t>(B) * P);
-    m.resize(static_cast<std::size_t>(B) * P);
-    m.zero();
-    v.resize(static_cast<std::size_t>(B) * P);
-    v.zero();
-    dh.upload(history.data(), history.size());
-    std::vector<int> ones(B, 1);
-    std::vector<long long> zeros(B, 0);
-    DeviceArray<int> active, finite;
-    DeviceArray<long long> done;
-    active.upload(ones.data(), ones.size());
-    finite.upload(ones.data(), ones.size());
-    done.upload(zeros.data(), zeros.size());
+    DeviceEpochs(const MlpShape& shape, MatrixView reference, const double* w, const std::vector<MatrixView>& data,
+                 const double* params, std::int64_t n_history)
+        : pass_(shape, reference, w, data), P_(pass_.P()), B_(pass_.B()), nh_(n_history) {
+        const std::size_t bp = static_cast<std::size_t>(B_) * P_;
+        params_.upload(params, bp);
+        m_.resize(bp);
+        m_.zero();
+        v_.resize(bp);
+        v_.zero();
+        const std::vector<double> nan(static_cast<std::size_t>(B_ * nh_), std::numeric_limits<double>::quiet_NaN());
+        history_.upload(nan.data(), nan.size());
+        const std::vector<int> ones(B_, 1);
+        const std::vector<long long> zeros(B_, 0);
+        active_.upload(ones.data(), ones.size());
+        finite_.upload(ones.data(), ones.size());
+        done_.upload(zeros.data(), zeros.size());
+    }
 
-    AdamStep a{};
-    a.c1 = 1.0 - o.beta1;
-    a.c2 = 1.0 - o.beta2;
-    a.beta2 = o.beta2;
-    a.eps = o.eps;
-    a.clip = o.clip;
-    a.history_every = h;
-    a.n_history = res.n_history;
-    for (std::int64_t epoch = 0; epoch < o.epochs; ++epoch) {
-        pass.run(dp.data(), true);
-        // the CPU trainer's bias corrections, computed the same way on the host
-        const double step = static_cast<double>(epoch + 1);
-        const double bc1 = 1.0 - std::pow(o.beta1, step), bc2 = 1.0 - std::pow(o.beta2, step);
-        a.step_size = o.lr / bc1;
-        a.bc2_sqrt = std::sqrt(bc2);
-        a.epoch = epoch;
-        FASTNPLM_LAUNCH(adam_kernel, B, kThreads, 0, nullptr)(P, pass.lg(), dp.data(), m.data(), v.data(), active.data(),
-                                                            finite.data(), done.data(), dh.data(), a);
+    void epoch(const detail::AdamStep& a) override {
+        pass_.run(params_.data(), true, active_.data());
+        FASTNPLM_LAUNCH(adam_kernel, B_, kThreads, 0, nullptr)(P_, pass_.lg(), params_.data(), m_.data(), v_.data(),
+                                                             active_.data(), finite_.data(), done_.data(),
+                                                             history_.data(), static_cast<long long>(nh_), a);
         check_launch("adam_kernel");
     }
-    pass.run(dp.data(), false);  // the final loss
-    std::vector<double> lg(static_cast<std::size_t>(B) * (P + 1));
-    std::vector<int> act(B), fin(B);
-    std::vector<long long> ed(B);
-    check(cudaMemcpy(lg.data(), pass.lg(), lg.size() * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
-    active.download(act.data(), act.size());
-    finite.download(fin.data(), fin.size());
-    done.download(ed.data(), ed.size());
-    dh.download(history.data(), history.size());
-    dp.download(params, static_cast<std::size_t>(B) * P);
-    res.loss.assign(B, std::numeric_limits<double>::quiet_NaN());
-    res.finite.assign(fin.begin(), fin.end());
-    res.epochs_done.assign(ed.begin(), ed.end());
-    for (int b = 0; b < B; ++b) {
-        if (!act[b]) continue;
-        const double L = lg[static_cast<std::size_t>(b) * (P + 1) + P];
-        if (!std::isfinite(L)) {
-            res.finite[b] = 0;
-            continue;
-        }
-        res.loss[b] = L;
-        if (h > 0 && o.epochs % h == 0) history[b * res.n_history + o.epochs / h] = L;
+
+    std::int64_t stop_check_every() const override { return kStopCheck; }
+
+    bool all_stopped() override {
+        std::vector<int> act(B_);
+        active_.download(act.data(), act.size());
+        for (int x : act)
+            if (x) return false;
+        return true;
     }
-    res.history = std::move(history);
-    return res;
+
+    void final_loss(double* loss) override {
+        pass_.run(params_.data(), false, active_.data());
+        std::vector<double> lg(static_cast<std::size_t>(B_) * (P_ + 1));
+        std::vector<int> act(B_);
+        check(cudaMemcpy(lg.data(), pass_.lg(), lg.size() * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
+        active_.download(act.data(), act.size());
+        for (int b = 0; b < B_; ++b)
+            loss[b] = act[b] ? lg[static_cast<std::size_t>(b) * (P_ + 1) + P_] : std::numeric_limits<double>::quiet_NaN();
+    }
+
+    void results(double* params, std::uint8_t* finite, std::int64_t* epochs_done, double* history) override {
+        std::vector<int> fin(B_);
+        std::vector<long long> ed(B_);
+        params_.download(params, static_cast<std::size_t>(B_) * P_);
+        finite_.download(fin.data(), fin.size());
+        done_.download(ed.data(), ed.size());
+        history_.download(history, static_cast<std::size_t>(B_ * nh_));
+        for (int b = 0; b < B_; ++b) {
+            finite[b] = static_cast<std::uint8_t>(fin[b] != 0);
+            epochs_done[b] = ed[b];
+        }
+    }
+
+private:
+    DevicePass<E> pass_;
+    int P_, B_;
+    std::int64_t nh_;
+    DeviceArray<double> params_, m_, v_, history_;
+    DeviceArray<int> active_, finite_;
+    DeviceArray<long long> done_;
+};
+
+std::unique_ptr<detail::MlpEpochs> make_device_epochs(const MlpShape& shape, MatrixView reference,
+                                                      const double* reference_weights,
+                                                      const std::vector<MatrixView>& data, double* params,
+                                                      std::int64_t n_history, const MlpTrainOptions& o) {
+    if (o.precision == MlpPrecision::float32)
+        return std::make_unique<DeviceEpochs<float>>(shape, reference, reference_weights, data, params, n_history);
+    return std::make_unique<DeviceEpochs<double>>(shape, reference, reference_weights, data, params, n_history);
+}
+
+}  // namespace
+
+const std::vector<std::string>& mlp_kernel_names() {
+    static const std::vector<std::string> names = {"mlp_pass_kernel", "mlp_pass_f32_kernel", "sum_partials_kernel",
+                                                   "adam_kernel"};
+    return names;
+}
+
+void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
+                   MlpPrecision precision) {
+    if (precision == MlpPrecision::float32)
+        loss_grad<float>(shape, reference, reference_weights, data, params, loss, grad);
+    else
+        loss_grad<double>(shape, reference, reference_weights, data, params, loss, grad);
+}
+
+MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o) {
+    return detail::train_adam(&make_device_epochs, shape, reference, reference_weights, data, params, o);
 }
 
 }  // namespace fastnplm::FASTNPLM_CUDA_NS
@@ -436,9 +513,10 @@ MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const
 namespace fastnplm {
 
 void cuda_mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                        const std::vector<MatrixView>& data, const double* params, double* loss, double* grad) {
+                        const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
+                        MlpPrecision precision) {
     if (!cuda_device_available()) throw std::runtime_error("CUDA backend: no CUDA device is available; use backend='cpu'");
-    cuda::mlp_loss_grad(shape, reference, reference_weights, data, params, loss, grad);
+    cuda::mlp_loss_grad(shape, reference, reference_weights, data, params, loss, grad, precision);
 }
 
 MlpTrainResult cuda_mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,

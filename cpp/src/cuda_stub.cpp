@@ -18,7 +18,7 @@ namespace {
 
 std::unique_ptr<KernelOps> make_cuda_ops(int) { not_built(); }
 void cuda_mlp_loss_grad(const MlpShape&, MatrixView, const double*, const std::vector<MatrixView>&, const double*,
-                        double*, double*) {
+                        double*, double*, MlpPrecision) {
     not_built();
 }
 MlpTrainResult cuda_mlp_train_adam(const MlpShape&, MatrixView, const double*, const std::vector<MatrixView>&, double*,

@@ -1,9 +1,12 @@
 // Neural NPLM training loop: initialisation, full-batch Adam with weight clipping, for B
-// networks at once. The per-epoch pass over the events is the backend primitive
-// (detail::MlpPass, mlp_cpu.cpp); everything here is O(B * n_params) per epoch.
+// networks at once. The loop (detail::train_adam) is written once; the epoch -- the pass over
+// the events, the Adam update, the clip and the non-finite stop -- is the backend primitive
+// (detail::MlpEpochs: make_cpu_epochs in mlp_cpu.cpp, cuda/mlp.cu on the device). What runs
+// here is O(1) per epoch plus O(B * n_params) once.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,10 +25,6 @@ std::uint64_t splitmix64(std::uint64_t& state) {
     return z ^ (z >> 31);
 }
 
-}  // namespace
-
-namespace detail {
-
 void check_train_options(const MlpTrainOptions& o) {
     auto bad = [](const std::string& what) { throw std::invalid_argument("mlp_train_adam: " + what); };
     if (!(o.clip > 0) || !std::isfinite(o.clip)) bad("clip must be finite and > 0, got " + std::to_string(o.clip));
@@ -35,16 +34,6 @@ void check_train_options(const MlpTrainOptions& o) {
     if (!(o.eps > 0) || !std::isfinite(o.eps)) bad("eps must be finite and > 0, got " + std::to_string(o.eps));
     if (o.epochs < 1) bad("epochs must be >= 1, got " + std::to_string(o.epochs));
     if (o.history_every < 0) bad("history_every must be >= 0, got " + std::to_string(o.history_every));
-}
-
-}  // namespace detail
-
-namespace {
-
-bool all_finite(const double* v, std::int64_t n) {
-    for (std::int64_t i = 0; i < n; ++i)
-        if (!std::isfinite(v[i])) return false;
-    return true;
 }
 
 }  // namespace
@@ -69,9 +58,12 @@ std::vector<double> mlp_init(const MlpShape& shape, std::uint64_t seed, double c
     return p;
 }
 
-MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o) {
-    detail::check_train_options(o);
+namespace detail {
+
+MlpTrainResult train_adam(MlpEpochsFactory make, const MlpShape& shape, MatrixView reference,
+                          const double* reference_weights, const std::vector<MatrixView>& data, double* params,
+                          const MlpTrainOptions& o) {
+    check_train_options(o);
     const std::int64_t P = shape.n_params(), B = static_cast<std::int64_t>(data.size());
     if (B < 1) throw std::invalid_argument("mlp_train_adam: no networks (data list is empty)");
     if (params == nullptr) throw std::invalid_argument("mlp_train_adam: params is null");
@@ -80,60 +72,51 @@ MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const
     MlpTrainResult res;
     const std::int64_t h = o.history_every;
     res.n_history = h > 0 ? o.epochs / h + 1 : 0;
-    res.history.assign(static_cast<size_t>(B * res.n_history), std::numeric_limits<double>::quiet_NaN());
-    res.loss.assign(B, std::numeric_limits<double>::quiet_NaN());
-    res.finite.assign(B, 1);
-    res.epochs_done.assign(B, 0);
+    const std::unique_ptr<MlpEpochs> net = make(shape, reference, reference_weights, data, params, res.n_history, o);
+    const std::int64_t check_every = net->stop_check_every();
 
-    std::vector<double> m(B * P, 0.0), v(B * P, 0.0), grad(B * P), loss(B);
-    std::vector<std::int64_t> active(B);
-    for (std::int64_t b = 0; b < B; ++b) active[b] = b;
-    const detail::MlpPass pass(shape, reference, reference_weights, data, o.threads, o.precision);
-
-    const double c1 = 1.0 - o.beta1, c2 = 1.0 - o.beta2;
-    for (std::int64_t epoch = 0; epoch < o.epochs && !active.empty(); ++epoch) {
-        pass.run(params, active.data(), static_cast<std::int64_t>(active.size()), loss.data(), grad.data());
-        // torch.optim.Adam (single-tensor path): m <- lerp(m, g, 1 - beta1),
-        // v <- beta2 v + (1 - beta2) g^2, p <- p - lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps); then the clip.
+    // torch.optim.Adam (single-tensor path): m <- lerp(m, g, 1 - beta1),
+    // v <- beta2 v + (1 - beta2) g^2, p <- p - lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps); then the clip.
+    AdamStep a;
+    a.c1 = 1.0 - o.beta1;
+    a.c2 = 1.0 - o.beta2;
+    a.beta2 = o.beta2;
+    a.eps = o.eps;
+    a.clip = o.clip;
+    for (std::int64_t epoch = 0; epoch < o.epochs; ++epoch) {
         const double step = static_cast<double>(epoch + 1);
         const double bc1 = 1.0 - std::pow(o.beta1, step), bc2 = 1.0 - std::pow(o.beta2, step);
-        const double step_size = o.lr / bc1, bc2_sqrt = std::sqrt(bc2);
-        std::vector<std::int64_t> still;
-        still.reserve(active.size());
-        for (std::int64_t b : active) {
-            double* g = grad.data() + b * P;
-            if (!std::isfinite(loss[b]) || !all_finite(g, P)) {
-                res.finite[b] = 0;
-                continue;
-            }
-            if (h > 0 && epoch % h == 0) res.history[b * res.n_history + epoch / h] = loss[b];
-            double* p = params + b * P;
-            double* mb = m.data() + b * P;
-            double* vb = v.data() + b * P;
-            for (std::int64_t j = 0; j < P; ++j) {
-                mb[j] += c1 * (g[j] - mb[j]);
-                vb[j] = vb[j] * o.beta2 + c2 * g[j] * g[j];
-                const double denom = std::sqrt(vb[j]) / bc2_sqrt + o.eps;
-                const double pj = p[j] - step_size * (mb[j] / denom);
-                p[j] = std::min(o.clip, std::max(-o.clip, pj));
-            }
-            res.epochs_done[b] = epoch + 1;
-            still.push_back(b);
-        }
-        active.swap(still);
+        a.step_size = o.lr / bc1;
+        a.bc2_sqrt = std::sqrt(bc2);
+        a.epoch = epoch;
+        a.record = h > 0 && epoch % h == 0 ? epoch / h : -1;
+        net->epoch(a);
+        if (check_every > 0 && (epoch + 1) % check_every == 0 && net->all_stopped()) break;
     }
-    if (!active.empty()) {
-        pass.run(params, active.data(), static_cast<std::int64_t>(active.size()), loss.data(), nullptr);
-        for (std::int64_t b : active) {
-            if (!std::isfinite(loss[b])) {
-                res.finite[b] = 0;
-                continue;
-            }
-            res.loss[b] = loss[b];
-            if (h > 0 && o.epochs % h == 0) res.history[b * res.n_history + o.epochs / h] = loss[b];
+
+    std::vector<double> loss(static_cast<size_t>(B));
+    net->final_loss(loss.data());
+    res.history.assign(static_cast<size_t>(B * res.n_history), 0.0);
+    res.finite.assign(static_cast<size_t>(B), 0);
+    res.epochs_done.assign(static_cast<size_t>(B), 0);
+    net->results(params, res.finite.data(), res.epochs_done.data(), res.history.data());
+    res.loss.assign(static_cast<size_t>(B), std::numeric_limits<double>::quiet_NaN());
+    for (std::int64_t b = 0; b < B; ++b) {
+        if (!std::isfinite(loss[b])) {  // stopped before, or a non-finite loss after the last update
+            res.finite[b] = 0;
+            continue;
         }
+        res.loss[b] = loss[b];
+        if (h > 0 && o.epochs % h == 0) res.history[b * res.n_history + o.epochs / h] = loss[b];
     }
     return res;
+}
+
+}  // namespace detail
+
+MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o) {
+    return detail::train_adam(&detail::make_cpu_epochs, shape, reference, reference_weights, data, params, o);
 }
 
 }  // namespace fastnplm

@@ -644,6 +644,90 @@ void MlpPass::run(const double* params, const std::int64_t* nets, std::int64_t n
     else impl_->run(*impl_->f64, params, nets, n_nets, loss, grad);
 }
 
+namespace {
+
+// The CPU epoch: the pass over the active networks (their list is the stop state), then the
+// host Adam step of each, in place on the caller's parameters.
+class CpuEpochs final : public MlpEpochs {
+public:
+    CpuEpochs(const MlpShape& shape, MatrixView reference, const double* w, const std::vector<MatrixView>& data,
+              double* params, std::int64_t n_history, const MlpTrainOptions& o)
+        : pass_(shape, reference, w, data, o.threads, o.precision),
+          B_(pass_.n_networks()),
+          P_(pass_.n_params()),
+          nh_(n_history),
+          params_(params),
+          m_(static_cast<size_t>(B_ * P_), 0.0),
+          v_(static_cast<size_t>(B_ * P_), 0.0),
+          grad_(static_cast<size_t>(B_ * P_)),
+          loss_(static_cast<size_t>(B_)),
+          history_(static_cast<size_t>(B_ * nh_), std::numeric_limits<double>::quiet_NaN()),
+          finite_(static_cast<size_t>(B_), 1),
+          done_(static_cast<size_t>(B_), 0) {
+        active_.resize(static_cast<size_t>(B_));
+        for (std::int64_t b = 0; b < B_; ++b) active_[b] = b;
+    }
+
+    void epoch(const AdamStep& a) override {
+        if (active_.empty()) return;
+        pass_.run(params_, active_.data(), static_cast<std::int64_t>(active_.size()), loss_.data(), grad_.data());
+        std::vector<std::int64_t> still;
+        still.reserve(active_.size());
+        for (std::int64_t b : active_) {
+            const double* g = grad_.data() + b * P_;
+            if (!std::isfinite(loss_[b]) || !all_finite(g, P_)) {
+                finite_[b] = 0;
+                continue;
+            }
+            if (a.record >= 0) history_[b * nh_ + a.record] = loss_[b];
+            double* p = params_ + b * P_;
+            double* mb = m_.data() + b * P_;
+            double* vb = v_.data() + b * P_;
+            for (std::int64_t j = 0; j < P_; ++j) {
+                mb[j] += a.c1 * (g[j] - mb[j]);
+                vb[j] = vb[j] * a.beta2 + a.c2 * g[j] * g[j];
+                const double denom = std::sqrt(vb[j]) / a.bc2_sqrt + a.eps;
+                const double pj = p[j] - a.step_size * (mb[j] / denom);
+                p[j] = std::min(a.clip, std::max(-a.clip, pj));
+            }
+            done_[b] = a.epoch + 1;
+            still.push_back(b);
+        }
+        active_.swap(still);
+    }
+
+    std::int64_t stop_check_every() const override { return 1; }  // the state is on the host: free
+    bool all_stopped() override { return active_.empty(); }
+
+    void final_loss(double* loss) override {
+        std::fill(loss, loss + B_, std::numeric_limits<double>::quiet_NaN());
+        if (!active_.empty()) pass_.run(params_, active_.data(), static_cast<std::int64_t>(active_.size()), loss, nullptr);
+    }
+
+    void results(double* params, std::uint8_t* finite, std::int64_t* epochs_done, double* history) override {
+        if (params != params_) std::copy(params_, params_ + B_ * P_, params);
+        std::copy(finite_.begin(), finite_.end(), finite);
+        std::copy(done_.begin(), done_.end(), epochs_done);
+        std::copy(history_.begin(), history_.end(), history);
+    }
+
+private:
+    const MlpPass pass_;
+    std::int64_t B_, P_, nh_;
+    double* params_;
+    std::vector<double> m_, v_, grad_, loss_, history_;
+    std::vector<std::uint8_t> finite_;
+    std::vector<std::int64_t> done_, active_;
+};
+
+}  // namespace
+
+std::unique_ptr<MlpEpochs> make_cpu_epochs(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                                           const std::vector<MatrixView>& data, double* params, std::int64_t n_history,
+                                           const MlpTrainOptions& options) {
+    return std::make_unique<CpuEpochs>(shape, reference, reference_weights, data, params, n_history, options);
+}
+
 }  // namespace detail
 
 void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,

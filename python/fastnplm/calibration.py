@@ -656,8 +656,6 @@ def _with_backend(model, backend):
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
     if isinstance(model, NeuralNPLM):
-        if backend == "cuda" and model.dtype != "float64":
-            raise ValueError("backend='cuda' trains in float64 only: use a model with dtype='float64'")
         out = copy.copy(model)
         out.backend = backend
         return out

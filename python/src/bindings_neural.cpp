@@ -32,14 +32,12 @@ MlpPrecision precision_of(const std::string& dtype) {
     throw std::invalid_argument("dtype must be 'float64' or 'float32', got '" + dtype + "'");
 }
 
-// Whether a pass runs on the CUDA backend: "cuda" (float64 only; throws without a device),
-// "auto" (CUDA when built, a device is present and the precision is float64), "cpu".
-bool on_cuda(const std::string& backend, MlpPrecision prec) {
+// Whether a pass runs on the CUDA backend: "cuda" (throws without a device), "auto" (CUDA when
+// built and a device is present), "cpu". Both precisions run on either backend.
+bool on_cuda(const std::string& backend) {
     if (backend == "cpu") return false;
-    if (backend == "auto") return prec == MlpPrecision::float64 && cuda_device_available();
+    if (backend == "auto") return cuda_device_available();
     if (backend != "cuda") throw std::invalid_argument("unknown backend '" + backend + "': expected 'auto', 'cpu' or 'cuda'");
-    if (prec != MlpPrecision::float64)
-        throw std::invalid_argument("backend='cuda' runs the network in float64 only; use dtype='float64'");
     if (!cuda_device_available())
         throw std::runtime_error("backend='cuda' requested but no CUDA device is available (or fastnplm was built "
                                  "without CUDA); use backend='cpu' or 'auto'");
@@ -90,7 +88,7 @@ py::tuple loss_grad(const Array& reference, const Array& weights, const std::vec
                     const std::vector<std::int64_t>& hidden, const Array& params, bool with_grad, int threads,
                     const std::string& dtype, const std::string& backend) {
     const MlpPrecision prec = precision_of(dtype);
-    const bool cuda = on_cuda(backend, prec);
+    const bool cuda = on_cuda(backend);
     const Batch b = batch(reference, weights, data, hidden, params);
     const py::ssize_t B = static_cast<py::ssize_t>(data.size());
     py::array_t<double> loss(B), grad(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(b.P)});
@@ -98,7 +96,7 @@ py::tuple loss_grad(const Array& reference, const Array& weights, const std::vec
     double* gp = with_grad ? grad.mutable_data() : nullptr;
     {
         py::gil_scoped_release release;  // safe: the arrays are owned by this frame's callers, read-only here
-        if (cuda) cuda_mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp);
+        if (cuda) cuda_mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, prec);
         else mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, threads, prec);
     }
     return py::make_tuple(loss, with_grad ? py::object(grad) : py::object(py::none()));
@@ -119,7 +117,7 @@ py::dict train(const Array& reference, const Array& weights, const std::vector<A
     o.history_every = history_every;
     o.threads = threads;
     o.precision = precision_of(dtype);
-    const bool cuda = on_cuda(backend, o.precision);
+    const bool cuda = on_cuda(backend);
     const py::ssize_t B = static_cast<py::ssize_t>(data.size());
     py::array_t<double> out(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(b.P)});
     std::copy(params.data(), params.data() + B * b.P, out.mutable_data());

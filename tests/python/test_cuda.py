@@ -98,18 +98,30 @@ def test_neural_backend_switches():
     ref, dat = _problem(n_r=500, n_d=50)
     with pytest.raises(ValueError, match="unknown backend"):
         fastnplm.NeuralNPLM(backend="gpu")
-    with pytest.raises(ValueError, match="float64 only"):
-        fastnplm.NeuralNPLM(backend="cuda", dtype="float32")
     kw = dict(hidden=(3,), epochs=30, seed=1)
-    c = fastnplm.NeuralNPLM(backend="cpu", **kw).fit(ref, dat)
-    if not fastnplm.cuda_available():
-        for opt in ("adam", "lbfgsb"):
-            with pytest.raises(RuntimeError, match="backend='cuda'"):
-                fastnplm.NeuralNPLM(backend="cuda", optimizer=opt, **kw).fit(ref, dat)
-        a = fastnplm.NeuralNPLM(backend="auto", **kw).fit(ref, dat)
-        assert a.backend == c.backend == "cpu" and a.t == c.t
-    # float32 under "auto" stays on the CPU (the CUDA trainer is float64)
-    assert fastnplm.NeuralNPLM(backend="auto", dtype="float32", **kw).fit(ref, dat).backend == "cpu"
+    for dtype in ("float64", "float32"):
+        # both precisions reach the CUDA trainer (and its loss + gradient for L-BFGS-B)
+        cuda = fastnplm.NeuralNPLM(backend="cuda", dtype=dtype, **kw)
+        assert cuda.backend == "cuda" and cuda.dtype == dtype
+        c = fastnplm.NeuralNPLM(backend="cpu", dtype=dtype, **kw).fit(ref, dat)
+        if fastnplm.cuda_available():
+            got = cuda.fit(ref, dat)
+            assert got.backend == "cuda" and got.dtype == dtype
+            assert got.t == pytest.approx(c.t, rel=1e-6 if dtype == "float32" else 1e-9)
+        else:
+            for opt in ("adam", "lbfgsb"):
+                with pytest.raises(RuntimeError, match="backend='cuda'"):
+                    fastnplm.NeuralNPLM(backend="cuda", dtype=dtype, optimizer=opt, **kw).fit(ref, dat)
+                # the compiled layer takes both precisions to the CUDA backend, and refuses only
+                # for want of a device
+                with pytest.raises(RuntimeError, match="CUDA"):
+                    _core.mlp_loss_grad(ref, np.full(len(ref), 0.1), [dat], [3], np.zeros((1, 13)), True, 1, dtype,
+                                        "cuda")
+                with pytest.raises(RuntimeError, match="CUDA"):
+                    _core.mlp_train(ref, np.full(len(ref), 0.1), [dat], [3], np.zeros((1, 13)), 9.0, 1e-3, 0.9, 0.999,
+                                    1e-8, 5, 0, 1, dtype, "cuda")
+            a = fastnplm.NeuralNPLM(backend="auto", dtype=dtype, **kw).fit(ref, dat)
+            assert a.backend == c.backend == "cpu" and a.t == c.t
 
 
 def test_calibrate_backend_switches(tmp_path):

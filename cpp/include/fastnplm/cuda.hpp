@@ -30,12 +30,13 @@ std::vector<std::string> cuda_kernel_names();
 /// Throws std::runtime_error when the library was built without CUDA or no device is usable.
 std::unique_ptr<KernelOps> make_cuda_ops(int device = 0);
 
-/// As mlp_loss_grad (float64) with the pass on the CUDA device.
+/// As mlp_loss_grad with the pass on the CUDA device (float64 or float32, as on the CPU).
 void cuda_mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                        const std::vector<MatrixView>& data, const double* params, double* loss, double* grad);
+                        const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
+                        MlpPrecision precision = MlpPrecision::float64);
 
-/// As mlp_train_adam with every epoch (pass, Adam, clip) on the CUDA device; float64 only
-/// (options.precision float32 is refused), options.threads ignored.
+/// As mlp_train_adam with every epoch (pass, Adam, clip) on the CUDA device, in
+/// options.precision (float64 or float32, as on the CPU); options.threads ignored.
 MlpTrainResult cuda_mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
                                    const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options);
 
