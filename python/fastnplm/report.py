@@ -70,6 +70,15 @@ def _jsonable(obj):
     return obj
 
 
+def _width(sigma):
+    """A calibration's kernel width as a JSON number; None for a neural calibration (no width)."""
+    return None if sigma is None else float(sigma)
+
+
+def _width_label(sigma) -> str:
+    return "neural network" if sigma is None else f"σ = {sigma:.3g}"
+
+
 def analyse(reference, data, model=None, calibration=None, pool=None, toys=200, n_expected=None, sigmas=None,
             seed=0, threads=None) -> dict:
     """Calibrate (unless given), fit the data at every width with the toys' model, and test.
@@ -119,7 +128,7 @@ def analyse(reference, data, model=None, calibration=None, pool=None, toys=200, 
     per_width = []
     for j, (sigma, fit) in enumerate(zip(calibration.sigmas, fits)):
         pv = calibration.p_value(fit.t, j)
-        row = {"sigma": float(sigma), "t": float(fit.t), "p": pv["p"], "p_interval": list(pv["interval"]),
+        row = {"sigma": _width(sigma), "t": float(fit.t), "p": pv["p"], "p_interval": list(pv["interval"]),
                "z": calibration.z(fit.t, j), "toys_exceeding": pv["exceeded"], "converged": bool(fit.converged),
                "toy_t_mean": float(calibration.t[:, j].mean()), "toy_t_std": float(calibration.t[:, j].std(ddof=1))}
         if pv["exceeded"] == 0:
@@ -130,7 +139,7 @@ def analyse(reference, data, model=None, calibration=None, pool=None, toys=200, 
         per_width.append(row)
     agg = aggregate(calibration, [f.t for f in fits]) if len(fits) > 1 else None
     summary = {"settings": {"toys": calibration.toys, "toy_seed": calibration.seed, "n_expected": float(n_exp),
-                            "sigmas": [float(s) for s in calibration.sigmas], "path": calibration.settings.get("path"),
+                            "sigmas": [_width(s) for s in calibration.sigmas], "path": calibration.settings.get("path"),
                             "model": calibration.settings.get("model")},
                "per_width": per_width, "timings": timings}
     if agg is not None:
@@ -163,7 +172,7 @@ def figures(reference, data, result, names=None, quantile=None) -> list:
     fig = Figure(figsize=(4.2 * len(fits), 3.2))
     for j, ax in enumerate(np.atleast_1d(fig.subplots(1, len(fits), squeeze=False)[0])):
         plot.null_distribution(cal, fits[j].t, sigma_index=j, ax=ax)
-        ax.set_title(f"σ = {cal.sigmas[j]:.3g}", fontsize="small")
+        ax.set_title(_width_label(cal.sigmas[j]), fontsize="small")
     out.append(("Null distribution of t (toys) with the fitted χ², and the observed t", fig))
     if result["aggregate"] is not None:
         fig = Figure(figsize=(5, 3.2))
@@ -173,7 +182,8 @@ def figures(reference, data, result, names=None, quantile=None) -> list:
     fig = Figure(figsize=(3.2 * d, 4.4))
     axes = fig.subplots(2, d, squeeze=False, sharex="col", gridspec_kw={"height_ratios": [3, 1]})
     plot.reconstruction(reference, data, fits[best], names=names, axes=axes, quantile=quantile)
-    out.append((f"Reconstruction at σ = {cal.sigmas[best]:.3g} (smallest p): data, reference, and the reference "
+    at = f" at {_width_label(cal.sigmas[best])} (smallest p)" if len(fits) > 1 else ""
+    out.append((f"Reconstruction{at}: data, reference, and the reference "
                 "reweighted by exp f̂; bottom: ratios to the reference", fig))
     return out
 

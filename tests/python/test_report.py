@@ -66,3 +66,22 @@ def test_report_needs_toys_or_a_calibration():
     x = np.random.default_rng(0).normal(size=(100, 1))
     with pytest.raises(ValueError, match="pass pool="):
         fastnplm.report(x, x[:20])
+
+
+def test_report_of_a_neural_model(tmp_path):
+    # a neural calibration has no kernel width: the record says so (sigma null) and its numbers are
+    # the library's (t of the data fitted by the toys' model, p from the toys)
+    rng = np.random.default_rng(5)
+    ref, pool = rng.exponential(size=(4000, 1)), rng.exponential(size=(8000, 1))
+    data = np.vstack([rng.exponential(size=(190, 1)), rng.normal(1.5, 0.1, size=(10, 1))])
+    model = fastnplm.NeuralNPLM(hidden=(3,), clip=9.0, epochs=300, lr=1e-2, threads=1, history_every=0)
+    rec = fastnplm.report(ref, data, model, pool=pool, toys=10, n_expected=200, seed=4, path=tmp_path / "n.html")
+    page = (tmp_path / "n.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 2  # null distribution, reconstruction
+    js = json.loads((tmp_path / "n.json").read_text())
+    assert js["settings"]["sigmas"] == [None] and js["settings"]["model"]["kind"] == "neural"
+    cal = fastnplm.calibrate(model, ref, pool, toys=10, n_expected=200, seed=4, progress=False)
+    t_obs = cal.model(0).fit(ref, data, n_expected=200).t
+    row = js["per_width"][0]
+    assert row["sigma"] is None and row["t"] == pytest.approx(t_obs, rel=1e-12)
+    assert row["p"] == pytest.approx(cal.p_value(t_obs)["p"]) and rec["json"] == str(tmp_path / "n.json")
