@@ -6,7 +6,12 @@
 // object assumes that what it has seen is not modified or freed-and-reused while it lives
 // (fit_kernel_nplm's inputs are const for the whole fit; callers use one object per fit).
 // The cache holds at most kCacheEntries matrices and drops the least recently used.
-// Vectors (v, w, u) change between calls and are copied every call (8 bytes per event).
+// Vectors (v, w, u) of the host-pointer methods change between calls and are copied every call
+// (8 bytes per event).
+//
+// Buffers are device arrays (cudaMalloc'd, freed by the handle): the solver's factors, Hessian
+// weights and CG vectors stay on the device, and the Buffer methods launch kernels on them
+// without copies; dot() brings back one double.
 //
 // The feature-basis primitives (feature_project, features_gram, features_expm1_sum: the
 // batched-toy path of the calibration) are the kernels of features.cu.
@@ -171,20 +176,76 @@ public:
             for (std::size_t b = 0; b <= a; ++b) out_w[a * m + b] = out_w[b * m + a] = host[a * m + b];
     }
 
-    // The hand-written dense kernels of dense.cu (the O(M^3) work of the preconditioner; the
-    // solver's O(M^2) triangular sweeps stay on the host, where their vectors live).
-    int cholesky_upper(double* a, int n) const override {
-        const std::size_t nn = static_cast<std::size_t>(n) * n;
-        ws_.out_b.upload(a, nn);
-        const int info = dense_cholesky_upper(ws_.out_b.data(), n, ws_);
-        ws_.out_b.download(a, nn);
-        return info;
+    // ---- Buffers: device arrays; vector.cu and dense.cu on them, in place ----
+    Buffer alloc(std::int64_t n) const override {
+        require_sizes(n >= 0, "alloc");
+        void* p = nullptr;
+        check(cudaMalloc(&p, static_cast<std::size_t>(n > 0 ? n : 1) * sizeof(double)), "cudaMalloc");
+        Buffer b(static_cast<double*>(p), n, [](double* q) { cudaFree(q); });  // error ignored, as ~DeviceArray
+        check(cudaMemset(p, 0, static_cast<std::size_t>(n) * sizeof(double)), "cudaMemset");
+        return b;
     }
-    void lauum_upper(double* u, int n) const override {
-        const std::size_t nn = static_cast<std::size_t>(n) * n;
-        ws_.out_b.upload(u, nn);
-        dense_lauum_upper(ws_.out_b.data(), n, ws_);
-        ws_.out_b.download(u, nn);
+    void upload(const double* host, Buffer& dst) const override {
+        check(cudaMemcpy(dst.data(), host, bytes(dst), cudaMemcpyHostToDevice), "cudaMemcpy host to device");
+    }
+    void download(const Buffer& src, double* host) const override {
+        check(cudaMemcpy(host, src.data(), bytes(src), cudaMemcpyDeviceToHost), "cudaMemcpy device to host");
+    }
+    void copy(const Buffer& src, Buffer& dst) const override {
+        require_sizes(src.size() == dst.size(), "copy");
+        check(cudaMemcpy(dst.data(), src.data(), bytes(src), cudaMemcpyDeviceToDevice), "cudaMemcpy device to device");
+    }
+    void axpy(double a, const Buffer& x, Buffer& y) const override {
+        require_sizes(x.size() == y.size(), "axpy");
+        vec_axpy(y.size(), a, x.data(), y.data());
+    }
+    void xpby(const Buffer& x, double b, Buffer& y) const override {
+        require_sizes(x.size() == y.size(), "xpby");
+        vec_xpby(y.size(), x.data(), b, y.data());
+    }
+    double dot(const Buffer& x, const Buffer& y) const override {
+        require_sizes(x.size() == y.size(), "dot");
+        dot_out_.resize(1);
+        vec_dot(x.size(), x.data(), y.data(), dot_out_.data(), ws_);
+        double r = 0.0;
+        dot_out_.download(&r, 1);
+        return r;
+    }
+    void kernel_fused(MatrixView x, MatrixView c, double gamma, const Buffer& v, const Buffer& w,
+                      Buffer& out) const override {
+        check_shapes(x, c);
+        require_sizes(v.size() == c.rows && out.size() == c.rows && w.size() == x.rows, "kernel_fused");
+        gauss_fused(points(x), centers(c), gamma, v.data(), w.data(), out.data(), ws_);
+    }
+    void symv(const Buffer& a, const Buffer& x, Buffer& y) const override {
+        const std::int64_t n = x.size();
+        require_sizes(y.size() == n && a.size() == n * n, "symv");
+        dense_symv(a.data(), static_cast<int>(n), x.data(), y.data());
+    }
+    void trsv_upper(const Buffer& u, bool trans, Buffer& b) const override {
+        require_sizes(u.size() == b.size() * b.size(), "trsv_upper");
+        dense_trsv_upper(u.data(), static_cast<int>(b.size()), trans, b.data());
+    }
+    void trmv_upper(const Buffer& u, bool trans, Buffer& x) const override {
+        require_sizes(u.size() == x.size() * x.size(), "trmv_upper");
+        dense_trmv_upper(u.data(), static_cast<int>(x.size()), trans, x.data(), ws_);
+    }
+    void scale_columns_upper(Buffer& u, const Buffer& s) const override {
+        require_sizes(u.size() == s.size() * s.size(), "scale_columns_upper");
+        dense_scale_columns_upper(u.data(), static_cast<int>(s.size()), s.data());
+    }
+    void divide_shift_upper(Buffer& a, int n, double div, double shift) const override {
+        require_sizes(a.size() == static_cast<std::int64_t>(n) * n, "divide_shift_upper");
+        dense_divide_shift_upper(a.data(), n, div, shift);
+    }
+    // The hand-written dense kernels of dense.cu (the O(M^3) work of the preconditioner).
+    int cholesky_upper(Buffer& a, int n) const override {
+        require_sizes(a.size() == static_cast<std::int64_t>(n) * n, "cholesky_upper");
+        return dense_cholesky_upper(a.data(), n, ws_);
+    }
+    void lauum_upper(Buffer& u, int n) const override {
+        require_sizes(u.size() == static_cast<std::int64_t>(n) * n, "lauum_upper");
+        dense_lauum_upper(u.data(), n, ws_);
     }
 
 private:
@@ -220,7 +281,10 @@ private:
     DevicePoints points(MatrixView x) const { return {cached(x, false), x.rows, static_cast<int>(x.cols)}; }
     DeviceCenters centers(MatrixView c) const { return {cached(c, true), c.rows, static_cast<int>(c.cols)}; }
 
+    static std::size_t bytes(const Buffer& b) { return static_cast<std::size_t>(b.size()) * sizeof(double); }
+
     mutable std::vector<Entry> cache_;
+    mutable DeviceArray<double> dot_out_;  // dot()'s device scalar
     mutable std::uint64_t clock_ = 0;
     mutable Workspace ws_;
 };
@@ -252,7 +316,7 @@ const std::vector<std::string>& kernel_names() {
         "axpy_kernel", "xpby_kernel", "dot_partial_kernel", "dot_final_kernel",
         // dense.cu
         "potrf_diag_kernel", "trsm_panel_kernel", "syrk_update_kernel", "lauum_kernel", "copy_upper_kernel",
-        "trsv_kernel", "trmv_kernel"};
+        "trsv_kernel", "trmv_kernel", "symv_kernel", "scale_columns_upper_kernel", "divide_shift_upper_kernel"};
     static const std::vector<std::string> all = [] {
         std::vector<std::string> v = names;
         for (const auto* more : {&feature_kernel_names(), &mlp_kernel_names()}) v.insert(v.end(), more->begin(), more->end());

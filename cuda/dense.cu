@@ -7,7 +7,8 @@
 // its right is solved with U11^T (one thread per column), and the trailing matrix gets the
 // symmetric rank-kb update (one thread per upper entry). Triangular solves are column
 // sweeps in one block with two barriers per column; products are out-of-place, one thread
-// per output entry, each summed in the order of the CPU loops.
+// per output entry, each summed in the order of the CPU loops. The solver's small in-place
+// steps (column scaling, divide-and-shift of the preconditioner) are one thread per entry.
 #include "device.cuh"
 
 namespace fastnplm::FASTNPLM_CUDA_NS {
@@ -113,6 +114,35 @@ __global__ void __launch_bounds__(kThreads) trmv_kernel(const double* u, int n, 
     }
 }
 
+// y_i = sum_j A(i, j) x_j in j order, reading A(i, j) = A(j, i) (A symmetric, both triangles
+// stored) so that the threads of a warp read consecutive entries.
+__global__ void __launch_bounds__(kThreads) symv_kernel(const double* a, int n, const double* x, double* y) {
+    for (int i = blockIdx.x * kThreads + threadIdx.x; i < n; i += gridDim.x * kThreads) {
+        double s = 0.0;
+        for (int j = 0; j < n; ++j) s += a[at(i, j, n)] * x[j];
+        y[i] = s;
+    }
+}
+
+// U(i, j) *= s_j for i <= j.
+__global__ void __launch_bounds__(kThreads) scale_columns_upper_kernel(double* u, int n, const double* s) {
+    const long long total = static_cast<long long>(n) * n, step = static_cast<long long>(gridDim.x) * kThreads;
+    for (long long e = static_cast<long long>(blockIdx.x) * kThreads + threadIdx.x; e < total; e += step)
+        if (e % n <= e / n) u[e] *= s[e / n];
+}
+
+// A(i, j) = A(i, j) / div for i <= j, plus shift on the diagonal (the CPU's order: divide, then add).
+__global__ void __launch_bounds__(kThreads) divide_shift_upper_kernel(double* a, int n, double div, double shift) {
+    const long long total = static_cast<long long>(n) * n, step = static_cast<long long>(gridDim.x) * kThreads;
+    for (long long e = static_cast<long long>(blockIdx.x) * kThreads + threadIdx.x; e < total; e += step) {
+        const long long i = e % n, j = e / n;
+        if (i > j) continue;
+        double v = a[e] / div;
+        if (i == j) v += shift;
+        a[e] = v;
+    }
+}
+
 unsigned grid_for(long long work) {
     const long long b = (work + kThreads - 1) / kThreads;
     return static_cast<unsigned>(b < 1 ? 1 : (b > 4096 ? 4096 : b));
@@ -162,6 +192,25 @@ void dense_trmv_upper(const double* u, int n, bool trans, double* x, Workspace& 
     FASTNPLM_LAUNCH(trmv_kernel, grid_for(n), kThreads, 0, nullptr)(u, n, trans ? 1 : 0, x, ws.vec_b.data());
     check_launch("trmv_kernel");
     check(cudaMemcpy(x, ws.vec_b.data(), sizeof(double) * n, cudaMemcpyDeviceToDevice), "cudaMemcpy device to device");
+}
+
+void dense_symv(const double* a, int n, const double* x, double* y) {
+    if (n == 0) return;
+    FASTNPLM_LAUNCH(symv_kernel, grid_for(n), kThreads, 0, nullptr)(a, n, x, y);
+    check_launch("symv_kernel");
+}
+
+void dense_scale_columns_upper(double* u, int n, const double* s) {
+    if (n == 0) return;
+    FASTNPLM_LAUNCH(scale_columns_upper_kernel, grid_for(static_cast<long long>(n) * n), kThreads, 0, nullptr)(u, n, s);
+    check_launch("scale_columns_upper_kernel");
+}
+
+void dense_divide_shift_upper(double* a, int n, double div, double shift) {
+    if (n == 0) return;
+    FASTNPLM_LAUNCH(divide_shift_upper_kernel, grid_for(static_cast<long long>(n) * n), kThreads, 0, nullptr)(a, n, div,
+                                                                                                           shift);
+    check_launch("divide_shift_upper_kernel");
 }
 
 }  // namespace fastnplm::FASTNPLM_CUDA_NS

@@ -141,5 +141,11 @@ void dense_lauum_upper(double* u, int n, Workspace& ws);
 void dense_trsv_upper(const double* u, int n, bool trans, double* b);
 /// x <- U x or U^T x.
 void dense_trmv_upper(const double* u, int n, bool trans, double* x, Workspace& ws);
+/// y = A x for a symmetric A (both triangles stored); y_i summed over j in index order.
+void dense_symv(const double* a, int n, const double* x, double* y);
+/// U(i, j) *= s_j for i <= j.
+void dense_scale_columns_upper(double* u, int n, const double* s);
+/// A(i, j) /= div for i <= j, then A(j, j) += shift.
+void dense_divide_shift_upper(double* a, int n, double div, double shift);
 
 }  // namespace fastnplm::FASTNPLM_CUDA_NS

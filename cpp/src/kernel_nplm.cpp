@@ -6,6 +6,12 @@
 // on both sides by A^{-1}, A = chol(T diag(l''(f_c)) T^T / n + lambda I), where f_c = T^T beta
 // is f at the centers. CG runs on  A^-T (T^-T H T^-1 + lambda I) A^-1 x = A^-T g_beta  and
 // stops when the residual norm falls below cg_tol (absolute), as Falkon's does.
+//
+// Where the data lives: the factors T and A, dense mode's W, the step's Hessian weights and
+// the CG vectors are Buffers in the backend's memory (device memory on CUDA), so a CG
+// iteration moves only its two dot products to the host. The once-per-step work (f, the
+// gradient, the weights, the line search) runs on host vectors, with M-vector round trips
+// (solve, multiply) and the n-vector weights uploaded once per step.
 #include "fastnplm/kernel_nplm.hpp"
 
 #include <cmath>
@@ -13,7 +19,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "dense.hpp"
+#include "dense.hpp"  // blas_name
 
 namespace fastnplm {
 namespace {
@@ -95,6 +101,7 @@ public:
           n_(static_cast<double>(ref.rows + dat.rows)),
           gamma_(1.0 / (2.0 * o.sigma * o.sigma)),
           dense_(ctr.rows <= o.dense_hessian_max_m) {
+        for (Buffer* b : {&sa_, &v_, &tmp_, &io_}) *b = ops.alloc(m_);
         double wsum = 0.0;
         for (std::int64_t i = 0; i < ref.rows; ++i) wsum += w[i];
         cscale_.assign(m_, (static_cast<double>(dat.rows) + wsum) / n_);
@@ -103,6 +110,7 @@ public:
     }
 
     int m() const { return m_; }
+    const KernelOps& ops() const { return ops_; }
 
     // f = K alpha on both samples.
     void predict(const std::vector<double>& alpha, std::vector<double>& f_ref, std::vector<double>& f_dat) const {
@@ -138,7 +146,7 @@ public:
         ops_.kernel_tmv(ref_, ctr_, gamma_, u_ref.data(), g.data());
         ops_.kernel_tmv(dat_, ctr_, gamma_, u_dat.data(), tmp.data());
         for (int j = 0; j < m_; ++j) g[j] += tmp[j];
-        dense::trsv_upper(T_.data(), m_, true, g.data());
+        solve(T_, g, true);
         for (int j = 0; j < m_; ++j) g[j] += lam * beta[j];
         return g;
     }
@@ -148,85 +156,103 @@ public:
     // with the Nystrom features B = K T^{-1} (one pass, which also yields g_beta).
     std::vector<double> prepare_step(const std::vector<double>& f_ref, const std::vector<double>& f_dat,
                                      const std::vector<double>& beta, double lam) {
-        d_ref_.resize(ref_.rows);
-        d_dat_.resize(dat_.rows);
-        for (std::int64_t i = 0; i < ref_.rows; ++i) d_ref_[i] = w_[i] * sigmoid_prime(f_ref[i]) / n_;
-        for (std::int64_t i = 0; i < dat_.rows; ++i) d_dat_[i] = sigmoid_prime(f_dat[i]) / n_;
-        if (!dense_) return gradient(f_ref, f_dat, beta, lam);
+        std::vector<double> d_ref(ref_.rows), d_dat(dat_.rows);
+        for (std::int64_t i = 0; i < ref_.rows; ++i) d_ref[i] = w_[i] * sigmoid_prime(f_ref[i]) / n_;
+        for (std::int64_t i = 0; i < dat_.rows; ++i) d_dat[i] = sigmoid_prime(f_dat[i]) / n_;
+        if (!dense_) {  // the weights of every streamed product of this step: uploaded once
+            if (d_ref_.size() == 0) {
+                d_ref_ = ops_.alloc(ref_.rows);
+                d_dat_ = ops_.alloc(dat_.rows);
+            }
+            ops_.upload(d_ref.data(), d_ref_);
+            ops_.upload(d_dat.data(), d_dat_);
+            return gradient(f_ref, f_dat, beta, lam);
+        }
         std::vector<double> u_ref, u_dat;
         first_derivatives(f_ref, f_dat, u_ref, u_dat);
-        W_.assign(static_cast<size_t>(m_) * m_, 0.0);
-        std::vector<double> g(m_), w2(W_.size()), g2(m_);
-        ops_.feature_gram(ref_, ctr_, gamma_, T_.data(), d_ref_.data(), u_ref.data(), W_.data(), g.data());
-        ops_.feature_gram(dat_, ctr_, gamma_, T_.data(), d_dat_.data(), u_dat.data(), w2.data(), g2.data());
-        for (size_t k = 0; k < W_.size(); ++k) W_[k] += w2[k];
+        std::vector<double> w(static_cast<size_t>(m_) * m_), g(m_), w2(w.size()), g2(m_);
+        ops_.feature_gram(ref_, ctr_, gamma_, T_host_.data(), d_ref.data(), u_ref.data(), w.data(), g.data());
+        ops_.feature_gram(dat_, ctr_, gamma_, T_host_.data(), d_dat.data(), u_dat.data(), w2.data(), g2.data());
+        for (size_t k = 0; k < w.size(); ++k) w[k] += w2[k];
+        if (W_.size() == 0) W_ = ops_.alloc(static_cast<std::int64_t>(w.size()));
+        ops_.upload(w.data(), W_);  // M^2 once per step; the CG iterations use it in place
         for (int j = 0; j < m_; ++j) g[j] += g2[j] + lam * beta[j];
         return g;
     }
 
     // A = chol(T diag(l''(f_c)) T^T / n + lam I) with f_c = T^T beta (Falkon's 1/n, not 1/M).
+    // Formed in place in the backend's memory: only the M-vectors f_c and the scales cross.
     void precondition(const std::vector<double>& beta, double lam) {
         std::vector<double> fc(beta);
-        dense::trmv_upper(T_.data(), m_, true, fc.data());
-        A_ = T_;
-        for (int j = 0; j < m_; ++j) {  // scale column j of the upper factor by sqrt(W_j)
-            const double s = std::sqrt(cscale_[j] * sigmoid_prime(fc[j]));
-            double* col = A_.data() + static_cast<size_t>(j) * m_;
-            for (int i = 0; i <= j; ++i) col[i] *= s;
-        }
-        ops_.lauum_upper(A_.data(), m_);
-        for (int j = 0; j < m_; ++j) {
-            double* col = A_.data() + static_cast<size_t>(j) * m_;
-            for (int i = 0; i <= j; ++i) col[i] /= n_;
-            col[j] += lam;
-        }
-        const int info = ops_.cholesky_upper(A_.data(), m_);
+        multiply(T_, fc, true);
+        std::vector<double> s(m_);  // column j of the upper factor is scaled by sqrt(W_j)
+        for (int j = 0; j < m_; ++j) s[j] = std::sqrt(cscale_[j] * sigmoid_prime(fc[j]));
+        ops_.upload(s.data(), io_);
+        if (A_.size() == 0) A_ = ops_.alloc(T_.size());
+        ops_.copy(T_, A_);
+        ops_.scale_columns_upper(A_, io_);
+        ops_.lauum_upper(A_, m_);
+        ops_.divide_shift_upper(A_, m_, n_, lam);
+        const int info = ops_.cholesky_upper(A_, m_);
         if (info != 0)
             throw std::runtime_error(
                 "preconditioner: Cholesky of T W T^T/n + lambda I failed (pivot " + std::to_string(info) +
                 "); lambda may be too small for these centers");
     }
 
-    // The preconditioned Hessian product A^-T (T^-T H T^-1 + lam I) A^-1 s.
-    std::vector<double> hessian_product(const std::vector<double>& s, double lam) const {
-        std::vector<double> sa(s);
-        dense::trsv_upper(A_.data(), m_, false, sa.data());
-        std::vector<double> h(m_, 0.0);
+    // h = A^-T (T^-T H T^-1 + lam I) A^-1 s, the preconditioned Hessian product, all in the
+    // backend's memory (s, h: m-entry Buffers).
+    void hessian_product(const Buffer& s, Buffer& h, double lam) const {
+        ops_.copy(s, sa_);
+        ops_.trsv_upper(A_, false, sa_);
         if (dense_) {  // T^-T H T^-1 = W, formed once per step
-            for (int a = 0; a < m_; ++a) {
-                const double* row = W_.data() + static_cast<size_t>(a) * m_;
-                double acc = 0.0;
-                for (int b = 0; b < m_; ++b) acc += row[b] * sa[b];
-                h[a] = acc;
-            }
+            ops_.symv(W_, sa_, h);
         } else {  // streamed: T^-T K^T (l'' * (K T^-1 sa)), one pass over the data
-            std::vector<double> v(sa), tmp(m_);
-            dense::trsv_upper(T_.data(), m_, false, v.data());
-            ops_.kernel_fused(ref_, ctr_, gamma_, v.data(), d_ref_.data(), h.data());
-            ops_.kernel_fused(dat_, ctr_, gamma_, v.data(), d_dat_.data(), tmp.data());
-            for (int j = 0; j < m_; ++j) h[j] += tmp[j];
-            dense::trsv_upper(T_.data(), m_, true, h.data());
+            ops_.copy(sa_, v_);
+            ops_.trsv_upper(T_, false, v_);
+            ops_.kernel_fused(ref_, ctr_, gamma_, v_, d_ref_, h);
+            ops_.kernel_fused(dat_, ctr_, gamma_, v_, d_dat_, tmp_);
+            ops_.axpy(1.0, tmp_, h);
+            ops_.trsv_upper(T_, true, h);
         }
-        for (int j = 0; j < m_; ++j) h[j] += lam * sa[j];
-        dense::trsv_upper(A_.data(), m_, true, h.data());
-        return h;
+        ops_.axpy(lam, sa_, h);
+        ops_.trsv_upper(A_, true, h);
     }
 
-    void solve_A(std::vector<double>& x, bool trans) const { dense::trsv_upper(A_.data(), m_, trans, x.data()); }
-    void solve_T(std::vector<double>& x, bool trans) const { dense::trsv_upper(T_.data(), m_, trans, x.data()); }
+    void solve_A(std::vector<double>& x, bool trans) const { solve(A_, x, trans); }
+    void solve_T(std::vector<double>& x, bool trans) const { solve(T_, x, trans); }
 
 private:
+    // x <- U^-1 x or U^-T x for a host M-vector, through the backend (an M-vector each way).
+    void solve(const Buffer& u, std::vector<double>& x, bool trans) const {
+        ops_.upload(x.data(), io_);
+        ops_.trsv_upper(u, trans, io_);
+        ops_.download(io_, x.data());
+    }
+    // x <- U x or U^T x, likewise.
+    void multiply(const Buffer& u, std::vector<double>& x, bool trans) const {
+        ops_.upload(x.data(), io_);
+        ops_.trmv_upper(u, trans, io_);
+        ops_.download(io_, x.data());
+    }
+
     void factor_kmm() {
-        T_.assign(static_cast<size_t>(m_) * m_, 0.0);
-        ops_.kernel_block(ctr_, ctr_, gamma_, T_.data(), m_);  // symmetric: row- = column-major
+        std::vector<double> kmm(static_cast<size_t>(m_) * m_, 0.0);
+        ops_.kernel_block(ctr_, ctr_, gamma_, kmm.data(), m_);  // symmetric: row- = column-major
         const double jitter = o_.pc_epsilon * m_;
-        for (int j = 0; j < m_; ++j) T_[static_cast<size_t>(j) * m_ + j] += jitter;
-        const int info = ops_.cholesky_upper(T_.data(), m_);
+        for (int j = 0; j < m_; ++j) kmm[static_cast<size_t>(j) * m_ + j] += jitter;
+        T_ = ops_.alloc(static_cast<std::int64_t>(kmm.size()));
+        ops_.upload(kmm.data(), T_);
+        const int info = ops_.cholesky_upper(T_, m_);
         if (info != 0)
             throw std::runtime_error(
                 "Cholesky of K_MM + eps*M*I failed (pivot " + std::to_string(info) +
                 "): centers are (nearly) duplicated or sigma is too large for them; "
                 "increase pc_epsilon or use fewer centers");
+        if (dense_) {  // feature_gram takes the factor as a host array
+            T_host_.resize(kmm.size());
+            ops_.download(T_, T_host_.data());
+        }
     }
 
     MatrixView ref_;
@@ -237,7 +263,11 @@ private:
     int m_;
     double n_, gamma_;
     bool dense_;
-    std::vector<double> cscale_, T_, A_, d_ref_, d_dat_, W_;  // W_: dense mode's T^-T H_data T^-1
+    std::vector<double> cscale_, T_host_;
+    // In the backend's memory: the factors (m x m), dense mode's W = T^-T H_data T^-1, the step's
+    // weights l''/n on both samples; scratch M-vectors of hessian_product and of the round trips.
+    Buffer T_, A_, W_, d_ref_, d_dat_;
+    mutable Buffer sa_, v_, tmp_, io_;
 };
 
 struct CgOutcome {
@@ -247,29 +277,32 @@ struct CgOutcome {
     bool converged = false;
 };
 
-// Conjugate gradient from x = 0 on the preconditioned system; stops when ||r|| < tol.
+// Conjugate gradient from x = 0 on the preconditioned system; stops when ||r|| < tol. Its
+// vectors live in the backend's memory: b goes in and x comes out once, and an iteration
+// brings only the two dot products to the host.
 CgOutcome conjugate_gradient(const Problem& p, const std::vector<double>& b, double lam, double tol,
                              int max_iter) {
-    CgOutcome out;
+    const KernelOps& ops = p.ops();
     const int m = p.m();
+    Buffer x = ops.alloc(m), r = ops.alloc(m), d = ops.alloc(m), ad = ops.alloc(m);
+    ops.upload(b.data(), r);
+    ops.copy(r, d);
+    CgOutcome out;
     out.x.assign(m, 0.0);
-    std::vector<double> r(b), d(b);
-    double rs = dotv(r, r);
+    double rs = ops.dot(r, r);
     out.residual = std::sqrt(rs);
     if (out.residual < tol) {
         out.converged = true;
         return out;
     }
     for (int it = 0; it < max_iter; ++it) {
-        const std::vector<double> ad = p.hessian_product(d, lam);
-        const double dad = dotv(d, ad);
+        p.hessian_product(d, ad, lam);
+        const double dad = ops.dot(d, ad);
         if (!(dad > 0)) break;  // breakdown: the operator is SPD, so only roundoff gets here
         const double a = rs / dad;
-        for (int j = 0; j < m; ++j) {
-            out.x[j] += a * d[j];
-            r[j] -= a * ad[j];
-        }
-        const double rs_new = dotv(r, r);
+        ops.axpy(a, d, x);
+        ops.axpy(-a, ad, r);  // r - a ad, exactly
+        const double rs_new = ops.dot(r, r);
         out.iterations = it + 1;
         out.residual = std::sqrt(rs_new);
         if (out.residual < tol) {
@@ -277,9 +310,10 @@ CgOutcome conjugate_gradient(const Problem& p, const std::vector<double>& b, dou
             break;
         }
         const double bcoef = rs_new / rs;
-        for (int j = 0; j < m; ++j) d[j] = r[j] + bcoef * d[j];
+        ops.xpby(r, bcoef, d);
         rs = rs_new;
     }
+    ops.download(x, out.x.data());
     return out;
 }
 

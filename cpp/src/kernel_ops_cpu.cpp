@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #ifdef _OPENMP
@@ -555,9 +556,84 @@ public:
             for (std::int64_t a = 0; a < m; ++a) out_g[a] += partial[g * (mm + m) + mm + a];
     }
 
+    // Buffers are host arrays here: the solver's loops as they were, summed in the same order
+    // (dot in index order, no SIMD reassociation), so the CPU results do not change.
+    Buffer alloc(std::int64_t n) const override {
+        require_sizes(n >= 0, "alloc");
+        return Buffer(new double[static_cast<size_t>(n)](), n, [](double* p) { delete[] p; });
+    }
+    void upload(const double* host, Buffer& dst) const override { std::copy_n(host, dst.size(), dst.data()); }
+    void download(const Buffer& src, double* host) const override { std::copy_n(src.data(), src.size(), host); }
+    void copy(const Buffer& src, Buffer& dst) const override {
+        require_sizes(src.size() == dst.size(), "copy");
+        std::copy_n(src.data(), src.size(), dst.data());
+    }
+    void axpy(double a, const Buffer& x, Buffer& y) const override {
+        require_sizes(x.size() == y.size(), "axpy");
+        const double* xp = x.data();
+        double* yp = y.data();
+        for (std::int64_t j = 0; j < y.size(); ++j) yp[j] += a * xp[j];
+    }
+    void xpby(const Buffer& x, double b, Buffer& y) const override {
+        require_sizes(x.size() == y.size(), "xpby");
+        const double* xp = x.data();
+        double* yp = y.data();
+        for (std::int64_t j = 0; j < y.size(); ++j) yp[j] = xp[j] + b * yp[j];
+    }
+    double dot(const Buffer& x, const Buffer& y) const override {
+        require_sizes(x.size() == y.size(), "dot");
+        double s = 0.0;
+        for (std::int64_t j = 0; j < x.size(); ++j) s += x.data()[j] * y.data()[j];
+        return s;
+    }
+    void kernel_fused(MatrixView x, MatrixView c, double gamma, const Buffer& v, const Buffer& w,
+                      Buffer& out) const override {
+        require_sizes(v.size() == c.rows && out.size() == c.rows && w.size() == x.rows, "kernel_fused");
+        kernel_fused(x, c, gamma, v.data(), w.data(), out.data());
+    }
+    void symv(const Buffer& a, const Buffer& x, Buffer& y) const override {
+        const std::int64_t n = x.size();
+        require_sizes(y.size() == n && a.size() == n * n, "symv");
+        for (std::int64_t i = 0; i < n; ++i) {
+            const double* row = a.data() + i * n;
+            double acc = 0.0;
+            for (std::int64_t j = 0; j < n; ++j) acc += row[j] * x.data()[j];
+            y.data()[i] = acc;
+        }
+    }
+    void trsv_upper(const Buffer& u, bool trans, Buffer& b) const override {
+        require_sizes(u.size() == b.size() * b.size(), "trsv_upper");
+        dense::trsv_upper(u.data(), static_cast<int>(b.size()), trans, b.data());
+    }
+    void trmv_upper(const Buffer& u, bool trans, Buffer& x) const override {
+        require_sizes(u.size() == x.size() * x.size(), "trmv_upper");
+        dense::trmv_upper(u.data(), static_cast<int>(x.size()), trans, x.data());
+    }
+    void scale_columns_upper(Buffer& u, const Buffer& s) const override {
+        const std::int64_t n = s.size();
+        require_sizes(u.size() == n * n, "scale_columns_upper");
+        for (std::int64_t j = 0; j < n; ++j) {
+            double* col = u.data() + j * n;
+            for (std::int64_t i = 0; i <= j; ++i) col[i] *= s.data()[j];
+        }
+    }
+    void divide_shift_upper(Buffer& a, int n, double div, double shift) const override {
+        require_sizes(a.size() == static_cast<std::int64_t>(n) * n, "divide_shift_upper");
+        for (std::int64_t j = 0; j < n; ++j) {
+            double* col = a.data() + j * n;
+            for (std::int64_t i = 0; i <= j; ++i) col[i] /= div;
+            col[j] += shift;
+        }
+    }
     // LAPACK (dpotrf, dlauum), as the solver has always used.
-    int cholesky_upper(double* a, int n) const override { return dense::cholesky_upper(a, n); }
-    void lauum_upper(double* u, int n) const override { dense::lauum_upper(u, n); }
+    int cholesky_upper(Buffer& a, int n) const override {
+        require_sizes(a.size() == static_cast<std::int64_t>(n) * n, "cholesky_upper");
+        return dense::cholesky_upper(a.data(), n);
+    }
+    void lauum_upper(Buffer& u, int n) const override {
+        require_sizes(u.size() == static_cast<std::int64_t>(n) * n, "lauum_upper");
+        dense::lauum_upper(u.data(), n);
+    }
 
 private:
     int threads_;
@@ -622,6 +698,10 @@ private:
 };
 
 }  // namespace
+
+void KernelOps::require_sizes(bool ok, const char* what) {
+    if (!ok) throw std::invalid_argument(std::string(what) + ": buffer sizes do not match");
+}
 
 int resolve_threads(int threads) {
 #ifdef _OPENMP

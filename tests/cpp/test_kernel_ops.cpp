@@ -1,9 +1,11 @@
 // Backend primitives against naive loops with std::exp.
 #include <cmath>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "check.hpp"
+#include "dense.hpp"
 #include "samples.hpp"
 #include "fastnplm/kernel_ops.hpp"
 #include "vexp.hpp"
@@ -156,4 +158,69 @@ TEST(feature_gram_matches_naive_and_is_thread_invariant) {
             CHECK(W3[a * m + b] == W[a * m + b]);
         }
     }
+}
+
+// The CPU backend's Buffer methods: host arrays, the solver's loops in index order (dot
+// sequential, so bit-equal to the naive sum), the dense ones LAPACK/dense.hpp; sizes checked.
+TEST(cpu_buffer_ops_are_the_plain_loops) {
+    const auto ops = fastnplm::make_cpu_ops(2);
+    const int n = 9;
+    const auto x = normal(n, 40), y = normal(n, 41), s = samples::uniform(n, 42, 0.5, 2.0);
+    auto put = [&](const std::vector<double>& v) {
+        fastnplm::Buffer b = ops->alloc(static_cast<std::int64_t>(v.size()));
+        ops->upload(v.data(), b);
+        return b;
+    };
+    auto get = [&](const fastnplm::Buffer& b) {
+        std::vector<double> v(static_cast<std::size_t>(b.size()));
+        ops->download(b, v.data());
+        return v;
+    };
+    CHECK(get(ops->alloc(n)) == std::vector<double>(n, 0.0));
+    fastnplm::Buffer bx = put(x), by = put(y);
+    double d = 0.0;
+    for (int i = 0; i < n; ++i) d += x[i] * y[i];
+    CHECK(ops->dot(bx, by) == d);
+    ops->axpy(0.3, bx, by);
+    ops->xpby(bx, -2.0, by);
+    std::vector<double> want(y);
+    for (int i = 0; i < n; ++i) want[i] = x[i] + -2.0 * (want[i] + 0.3 * x[i]);
+    CHECK(get(by) == want);
+
+    std::vector<double> u(n * n, 0.0);  // upper factor with a safe diagonal; lower triangle -1
+    const auto r = normal(n * n, 43);
+    for (int j = 0; j < n; ++j)
+        for (int i = 0; i < n; ++i)
+            u[i + j * n] = i > j ? -1.0 : (i == j ? 2.0 + 0.1 * r[i + j * n] : 0.3 * r[i + j * n]);
+    fastnplm::Buffer bu = put(u);
+    for (bool trans : {false, true}) {
+        std::vector<double> h(x);
+        fastnplm::dense::trsv_upper(u.data(), n, trans, h.data());
+        ops->copy(bx, by);
+        ops->trsv_upper(bu, trans, by);
+        CHECK(get(by) == h);
+        fastnplm::dense::trmv_upper(u.data(), n, trans, h.data());
+        ops->trmv_upper(bu, trans, by);
+        CHECK(get(by) == h);
+    }
+    std::vector<double> sym(n * n);  // u^T u mirrored: symmetric
+    for (int i = 0; i < n; ++i)
+        for (int j = 0; j < n; ++j) sym[i * n + j] = sym[j * n + i] = u[i + j * n] * u[j + j * n];
+    ops->symv(put(sym), bx, by);
+    const auto sy = get(by);
+    for (int i = 0; i < n; ++i) {
+        double acc = 0.0;
+        for (int j = 0; j < n; ++j) acc += sym[i * n + j] * x[j];
+        CHECK(sy[i] == acc);
+    }
+    ops->scale_columns_upper(bu, put(s));
+    ops->divide_shift_upper(bu, n, 7.0, 0.5);
+    const auto su = get(bu);
+    for (int j = 0; j < n; ++j)
+        for (int i = 0; i < n; ++i)
+            CHECK(su[i + j * n] == (i > j ? -1.0 : u[i + j * n] * s[j] / 7.0 + (i == j ? 0.5 : 0.0)));
+    fastnplm::Buffer longer = ops->alloc(n + 1);
+    CHECK_THROWS(ops->axpy(1.0, bx, longer), std::invalid_argument);
+    CHECK_THROWS(ops->trsv_upper(bu, false, longer), std::invalid_argument);
+    CHECK_THROWS(ops->cholesky_upper(bu, n + 1), std::invalid_argument);
 }

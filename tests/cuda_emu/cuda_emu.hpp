@@ -19,7 +19,9 @@
 //     buffer per launch, filled with 0xFF bytes (NaN as doubles) before every block, so a
 //     read of shared memory that no thread of the block wrote shows up as NaN;
 //   * device memory is host memory (malloc), so AddressSanitizer sees out-of-bounds
-//     accesses of kernels; streams are no-ops and every call is synchronous.
+//     accesses of kernels; streams are no-ops and every call is synchronous;
+//   * cudaMemcpy counts its calls and bytes by direction (emu::transfers()), so tests can
+//     assert what crosses between host and device.
 // Kernels must call __syncthreads() from every thread of the block (as CUDA requires);
 // the emulation does not detect a __syncthreads in divergent code (it would deadlock or
 // pair the wrong barriers). Warp-level primitives are not emulated: the kernels use none.
@@ -92,7 +94,21 @@ inline cudaError_t cudaFree(void* p) {
     std::free(p);
     return cudaSuccess;
 }
-inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind) {
+namespace emu {
+/// cudaMemcpy calls and bytes by cudaMemcpyKind since the start of the process (host thread only).
+struct Transfers {
+    unsigned long long calls[5] = {}, bytes[5] = {};
+};
+inline Transfers& transfers() {
+    static Transfers t;
+    return t;
+}
+}  // namespace emu
+
+inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+    if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) return cudaErrorInvalidValue;
+    ++emu::transfers().calls[kind];
+    emu::transfers().bytes[kind] += bytes;
     if (bytes) std::memcpy(dst, src, bytes);
     return cudaSuccess;
 }

@@ -51,13 +51,14 @@ def test_cuda_kernels_emulated_on_the_cpu(cpp_build):
     _, build, _, _ = cpp_build
     out = _run([build / "tests" / "cuda_emu" / "fastnplm_cuda_emu_tests"])
     assert " 0 failed" in out and "PASS kernel_nplm_fit_on_emulated_cuda_matches_cpu" in out
+    assert "PASS kernel_nplm_fit_moves_only_dot_products_per_cg_iteration" in out
     assert "PASS dense_cholesky_lauum_trsv_trmv_match_lapack" in out
 
 
 # The same emulated tests built with -fsanitize=thread (a missing __syncthreads is a data race
 # between the threads of an emulated block) and -fsanitize=address,undefined (out-of-bounds
-# kernel accesses: device memory is heap memory in the emulation). The whole-fit test is left
-# out here (thousands of launches; it runs in the plain build above).
+# kernel accesses: device memory is heap memory in the emulation). The whole-fit tests
+# (kernel_nplm_fit*) are left out here (thousands of launches; they run in the plain build above).
 @pytest.mark.parametrize("sanitizer,options", [
     ("tsan", {"TSAN_OPTIONS": "halt_on_error=1:exitcode=66"}),
     ("asan", {"ASAN_OPTIONS": "halt_on_error=1:detect_leaks=1", "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}),
@@ -69,7 +70,7 @@ def test_cuda_kernels_emulated_under_sanitizers(cpp_build, sanitizer, options):
         pytest.skip(f"the C++ toolchain has no {sanitizer} runtime (tests/cuda_emu/CMakeLists.txt checks for it)")
     env = {**os.environ, **options}
     out = _run([exe, "-kernel_nplm_fit"], env=env)
-    assert " 0 failed" in out and "PASS kernel_mv_tmv_fused_match_cpu" in out
+    assert " 0 failed" in out and "PASS kernel_mv_tmv_fused_match_cpu" in out and "PASS buffer_ops_match_cpu" in out
 
 
 @pytest.fixture(scope="module")

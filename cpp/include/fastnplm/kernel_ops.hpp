@@ -5,12 +5,33 @@
 // k(x, c) = exp(-gamma * ||x - c||^2), gamma = 1 / (2 sigma^2).
 // Every product that sums over the rows of x does so in a fixed order that depends
 // on the number of rows only, so results do not depend on the number of threads.
+//
+// Two kinds of arguments: host pointers (inputs copied in and results copied out by a device
+// backend), and Buffers, arrays that live in the backend's own memory, for the solver's
+// per-iteration work: on CUDA its CG runs on Buffers, so only dot products cross to the host.
 #include <cstdint>
 #include <memory>
 
 #include "fastnplm/view.hpp"
 
 namespace fastnplm {
+
+/// An array of doubles in a backend's memory (host memory for the CPU backend, device memory for
+/// CUDA), made by KernelOps::alloc and passed only to that backend's methods. Move-only; freed with
+/// the handle. data() is a device pointer on CUDA: the host reads it through KernelOps::download.
+class Buffer {
+public:
+    Buffer() = default;
+    /// Takes ownership of size doubles at data, freed by release(data).
+    Buffer(double* data, std::int64_t size, void (*release)(double*)) : p_(data, release), n_(size) {}
+    double* data() { return p_.get(); }
+    const double* data() const { return p_.get(); }
+    std::int64_t size() const { return n_; }
+
+private:
+    std::unique_ptr<double, void (*)(double*)> p_{nullptr, nullptr};
+    std::int64_t n_ = 0;
+};
 
 class KernelOps {
 public:
@@ -57,13 +78,51 @@ public:
     virtual void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t_upper,
                               const double* w, const double* u, double* out_w, double* out_g) const = 0;
 
-    /// The preconditioner's O(M^3) work on an n x n column-major matrix a (upper triangle):
-    /// Cholesky a = U^T U in place; returns 0, or LAPACK's info (1-based failing column).
-    virtual int cholesky_upper(double* a, int n) const = 0;
+    // ---- Buffers: the Newton/CG solver's state in the backend's memory ----
+    // Matrices are n x n column-major (leading dimension n); "upper" means the upper triangle
+    // (LAPACK's uplo = 'U'; the strict lower triangle is neither read nor written). Sizes are
+    // checked (std::invalid_argument). On the CPU these are the plain loops of the solver.
 
-    /// U <- U U^T in place for the upper-triangular U in u (n x n column-major).
-    virtual void lauum_upper(double* u, int n) const = 0;
+    /// A zero-filled buffer of n doubles.
+    virtual Buffer alloc(std::int64_t n) const = 0;
+    /// dst <- host[0, dst.size()).
+    virtual void upload(const double* host, Buffer& dst) const = 0;
+    /// host[0, src.size()) <- src.
+    virtual void download(const Buffer& src, double* host) const = 0;
+    /// dst <- src (equal sizes).
+    virtual void copy(const Buffer& src, Buffer& dst) const = 0;
+    /// y += a x.
+    virtual void axpy(double a, const Buffer& x, Buffer& y) const = 0;
+    /// y = x + b y.
+    virtual void xpby(const Buffer& x, double b, Buffer& y) const = 0;
+    /// x . y (CPU: summed in index order; CUDA: a fixed reduction tree, a function of the size).
+    virtual double dot(const Buffer& x, const Buffer& y) const = 0;
 
+    /// kernel_fused on Buffers: out (m) = K(x, c)^T (w ∘ (K(x, c) v)), v (m), w (x.rows).
+    virtual void kernel_fused(MatrixView x, MatrixView c, double gamma, const Buffer& v, const Buffer& w,
+                              Buffer& out) const = 0;
+
+    /// y = A x for a symmetric n x n A with both triangles stored (n = x.size()): y_i summed over
+    /// A(i, 0..n-1) in index order.
+    virtual void symv(const Buffer& a, const Buffer& x, Buffer& y) const = 0;
+    /// b <- U^-1 b (trans false) or U^-T b (trans true); U upper, n = b.size().
+    virtual void trsv_upper(const Buffer& u, bool trans, Buffer& b) const = 0;
+    /// x <- U x or U^T x; U upper, n = x.size().
+    virtual void trmv_upper(const Buffer& u, bool trans, Buffer& x) const = 0;
+    /// U(i, j) *= s_j for i <= j (column scaling of the upper triangle), n = s.size().
+    virtual void scale_columns_upper(Buffer& u, const Buffer& s) const = 0;
+    /// A(i, j) /= div for i <= j, then A(j, j) += shift.
+    virtual void divide_shift_upper(Buffer& a, int n, double div, double shift) const = 0;
+
+    /// The preconditioner's O(M^3) work, in place. Cholesky a = U^T U (upper); returns 0, or
+    /// LAPACK's info (1-based failing column). CPU: LAPACK; CUDA: dense.cu.
+    virtual int cholesky_upper(Buffer& a, int n) const = 0;
+    /// U <- U U^T in place for the upper-triangular U.
+    virtual void lauum_upper(Buffer& u, int n) const = 0;
+
+protected:
+    /// The backends' size checks: throws std::invalid_argument(what + ": buffer sizes do not match") unless ok.
+    static void require_sizes(bool ok, const char* what);
 };
 
 /// The multithreaded, vectorised CPU backend; threads <= 0 means all available cores.
