@@ -217,6 +217,16 @@ public:
         require_sizes(v.size() == c.rows && out.size() == c.rows && w.size() == x.rows, "kernel_fused");
         gauss_fused(points(x), centers(c), gamma, v.data(), w.data(), out.data(), ws_);
     }
+    void features_expm1_sum(const Buffer& f, std::int64_t cols, const double* v, std::int64_t b, const Buffer& w,
+                            double* out) const override {
+        require_sizes(cols > 0 && f.size() == w.size() * cols, "features_expm1_sum");
+        if (b < 1) throw std::invalid_argument("features_expm1_sum: need at least one right-hand side");
+        ws_.vec_a.upload(v, static_cast<std::size_t>(cols) * b);  // F and w stay where they are
+        ws_.out_b.resize(b);
+        fastnplm::FASTNPLM_CUDA_NS::features_expm1_sum(f.data(), w.size(), cols, ws_.vec_a.data(), b, w.data(),
+                                                       ws_.out_b.data(), ws_);
+        ws_.out_b.download(out, b);
+    }
     void symv(const Buffer& a, const Buffer& x, Buffer& y) const override {
         const std::int64_t n = x.size();
         require_sizes(y.size() == n && a.size() == n * n, "symv");

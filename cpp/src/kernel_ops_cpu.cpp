@@ -591,6 +591,11 @@ public:
         require_sizes(v.size() == c.rows && out.size() == c.rows && w.size() == x.rows, "kernel_fused");
         kernel_fused(x, c, gamma, v.data(), w.data(), out.data());
     }
+    void features_expm1_sum(const Buffer& f, std::int64_t cols, const double* v, std::int64_t b, const Buffer& w,
+                            double* out) const override {
+        require_sizes(cols > 0 && f.size() == w.size() * cols, "features_expm1_sum");
+        features_expm1_sum(MatrixView(f.data(), w.size(), cols), v, b, w.data(), out);
+    }
     void symv(const Buffer& a, const Buffer& x, Buffer& y) const override {
         const std::int64_t n = x.size();
         require_sizes(y.size() == n && a.size() == n * n, "symv");

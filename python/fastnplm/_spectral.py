@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from ._info import resolve_backend
 from .kernel import PC_EPSILON
 
 RANKING_EVENTS = 10000     # reference events that rank the directions (every k-th event)
@@ -99,6 +100,11 @@ class SpectralReference:
         store = ref.shape[0] * self.r * 8 <= FEATURE_BYTES
         self.features, self.w_ref, self.g_ref = _core.feature_project(ref, centers, self.sigma, self.g, 0.25 * w,
                                                                       0.5 * w, store, threads, backend)
+        # On a device, the stored features are copied there once for all batches of toys (on the
+        # CPU they are used where they are: a second copy would only cost memory).
+        self.resident = None
+        if self.features is not None and resolve_backend(backend) == "cuda":
+            self.resident = _core.ResidentFeatures(self.features, self.w, threads, backend)
 
     def _rank(self, g_full):
         """Indices of the eigen-directions whose reference energy reaches spectral_tol * n * lam."""
@@ -132,6 +138,8 @@ class SpectralReference:
         """sum_R w (e^f - 1) for each beta (list), in one pass; each value independent of the others."""
         b = np.ascontiguousarray(np.stack(betas, axis=1))
         if self.features is not None:
+            if self.resident is not None:
+                return self.resident.expm1_sum(b)
             return _core.features_expm1_sum(self.features, b, self.w, self.threads, self.backend)
         return _core.kernel_mm_expm1_sum(self.ref, self.centers, self.sigma, np.ascontiguousarray(self.g @ b),
                                          self.w, self.threads)

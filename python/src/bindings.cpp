@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -196,6 +197,41 @@ py::array_t<double> features_gram(const Array& f, const Array& w, int threads, c
     return out;
 }
 
+// Stored reference features (n, r) and their weights copied once into a backend's memory, for
+// the calibration's batches of toys: each batch then moves only V in and the b sums out.
+class ResidentFeatures {
+public:
+    ResidentFeatures(const Array& f, const Array& w, int threads, const std::string& backend)
+        : ops_(make_backend(backend, threads)) {
+        const MatrixView fv = matrix(f, "features");
+        if (fv.rows < 1 || fv.cols < 1) throw std::invalid_argument("features must have at least one row and column");
+        const double* wp = vector(w, fv.rows, "w");
+        cols_ = fv.cols;
+        f_ = ops_->alloc(fv.rows * fv.cols);
+        w_ = ops_->alloc(fv.rows);
+        py::gil_scoped_release release;  // safe: f and w are held by the caller for the copy
+        ops_->upload(fv.data, f_);
+        ops_->upload(wp, w_);
+    }
+    py::array_t<double> expm1_sum(const Array& v) const {
+        if (v.ndim() != 2 || v.shape(0) != cols_)
+            throw std::invalid_argument("V must be a 2-D array with one row per feature column (" +
+                                        std::to_string(cols_) + ")");
+        const py::ssize_t b = v.shape(1);
+        py::array_t<double> out(b);
+        double* o = out.mutable_data();
+        const double* vp = v.data();
+        py::gil_scoped_release release;  // safe: v and out are owned by the caller's frame
+        ops_->features_expm1_sum(f_, cols_, vp, b, w_, o);
+        return out;
+    }
+
+private:
+    std::unique_ptr<KernelOps> ops_;
+    std::int64_t cols_ = 0;
+    Buffer f_, w_;
+};
+
 py::array_t<double> features_expm1_sum(const Array& f, const Array& v, const Array& w, int threads,
                                        const std::string& backend) {
     const MatrixView fv = matrix(f, "features");
@@ -273,6 +309,13 @@ PYBIND11_MODULE(_core, m) {
     m.def("features_expm1_sum", &features_expm1_sum, py::arg("F"), py::arg("V"), py::arg("w"), py::arg("threads") = 0,
           py::arg("backend") = "cpu",
           "sum_i w_i expm1((F @ V)[i]) per column of V, summed in an order independent of V's width.");
+    py::class_<ResidentFeatures>(m, "ResidentFeatures",
+                                 "Feature rows F (n, r) and weights w kept in a backend's memory (device memory on "
+                                 "CUDA) for repeated sum_i w_i expm1((F @ V)[i]).")
+        .def(py::init<const Array&, const Array&, int, const std::string&>(), py::arg("F"), py::arg("w"),
+             py::arg("threads") = 0, py::arg("backend") = "cpu")
+        .def("expm1_sum", &ResidentFeatures::expm1_sum, py::arg("V"),
+             "sum_i w_i expm1((F @ V)[i]) per column of V; as features_expm1_sum on the same backend.");
     m.def("kernel_tmv", &kernel_tmv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("u"),
           py::arg("threads") = 0, "K(x, centers).T @ u without storing K.");
     m.def("kernel_fused", &kernel_fused, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),

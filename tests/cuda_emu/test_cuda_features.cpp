@@ -8,6 +8,7 @@
 #include "check.hpp"
 #include "samples.hpp"
 #include "backend.hpp"
+#include "cuda_emu.hpp"  // emu::transfers
 #include "features_cuda.hpp"
 #include "fastnplm/kernel_ops.hpp"
 
@@ -97,4 +98,39 @@ TEST(cuda_ops_feature_primitives_match_the_cpu) {
                          g0.data());
     for (double z : w0) CHECK(z == 0.0);
     for (double z : g0) CHECK(z == 0.0);
+}
+
+TEST(resident_features_expm1_sum_copies_only_the_batch) {
+    // the calibration's batched toys on features kept in device memory: the same sums as the CPU's
+    // host-pointer primitive, and per batch only V goes in and the b sums come out
+    const auto cpu = fastnplm::make_cpu_ops(1);
+    const auto gpu = ce::make_ops(0);
+    const std::int64_t n = 300, r = 17, b = 9;
+    const auto f = normal(n * r, 21, 0.1), w = normal(n, 22);
+    fastnplm::Buffer fd = gpu->alloc(n * r), wd = gpu->alloc(n), fh = cpu->alloc(n * r), wh = cpu->alloc(n);
+    gpu->upload(f.data(), fd);
+    gpu->upload(w.data(), wd);
+    cpu->upload(f.data(), fh);
+    cpu->upload(w.data(), wh);
+    for (std::uint64_t seed : {23, 24, 25}) {
+        const auto v = normal(r * b, seed, 0.5);
+        std::vector<double> ec(b), eh(b), ee(b);
+        cpu->features_expm1_sum(MatrixView(f.data(), n, r), v.data(), b, w.data(), ec.data());
+        cpu->features_expm1_sum(fh, r, v.data(), b, wh, eh.data());
+        for (std::int64_t q = 0; q < b; ++q) CHECK(eh[q] == ec[q]);  // the CPU's Buffer path is the same loop
+        const emu::Transfers t0 = emu::transfers();
+        gpu->features_expm1_sum(fd, r, v.data(), b, wd, ee.data());
+        const emu::Transfers& t1 = emu::transfers();
+        CHECK(t1.bytes[cudaMemcpyHostToDevice] - t0.bytes[cudaMemcpyHostToDevice] == sizeof(double) * r * b);
+        CHECK(t1.bytes[cudaMemcpyDeviceToHost] - t0.bytes[cudaMemcpyDeviceToHost] == sizeof(double) * b);
+        check_all_close(ee, ec, 1e-11, 1e-12);
+    }
+    bool threw = false;
+    try {
+        std::vector<double> out(b), v(r * b);
+        gpu->features_expm1_sum(fd, r + 1, v.data(), b, wd, out.data());
+    } catch (const std::invalid_argument&) {
+        threw = true;
+    }
+    CHECK(threw);
 }

@@ -79,6 +79,29 @@ def test_fit_agrees_across_backends(backend):
     assert got.t == pytest.approx(want.t, rel=1e-10)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+def test_resident_features_match_the_per_call_primitive(backend):
+    # the calibration's batched toys keep the stored reference features in the backend's memory
+    # (on CUDA: copied to the device once instead of once per batch); the sums are the same
+    if backend == "cuda" and not fastnplm.cuda_available():
+        pytest.skip("no CUDA device (the emulated C++ test checks the device path and its copies)")
+    rng = np.random.default_rng(3)
+    f, w = rng.normal(scale=0.1, size=(301, 13)), rng.uniform(0.5, 1.5, size=301)
+    store = fastnplm._core.ResidentFeatures(f, w, 2, backend)
+    for b in (1, 7):
+        v = rng.normal(scale=0.5, size=(13, b))
+        want = fastnplm._core.features_expm1_sum(f, v, w, 2, "cpu")
+        got = store.expm1_sum(v)
+        if backend == "cpu":
+            assert np.array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12)
+    with pytest.raises(ValueError, match="one row per feature column"):
+        store.expm1_sum(np.zeros((12, 2)))
+    with pytest.raises(ValueError, match="w must be a 1-D array of length 301"):
+        fastnplm._core.ResidentFeatures(f, w[:-1], 2, backend)
+
+
 def test_cuda_spectral_and_nuisance_switches():
     ref, dat = _problem()
     model = fastnplm.KernelNPLM(M=20, sigma=1.0, hessian="spectral", backend="cuda")

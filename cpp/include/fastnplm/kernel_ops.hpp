@@ -102,6 +102,13 @@ public:
     virtual void kernel_fused(MatrixView x, MatrixView c, double gamma, const Buffer& v, const Buffer& w,
                               Buffer& out) const = 0;
 
+    /// features_expm1_sum on stored feature rows resident in the backend's memory: f holds F
+    /// (f.size() / cols rows, cols columns, row-major), w one weight per row; v (cols, b) and out
+    /// (b) are host arrays. The calibration's batched toys read the same F for every batch, so a
+    /// device backend keeps it there instead of copying it in per call.
+    virtual void features_expm1_sum(const Buffer& f, std::int64_t cols, const double* v, std::int64_t b,
+                                    const Buffer& w, double* out) const = 0;
+
     /// y = A x for a symmetric n x n A with both triangles stored (n = x.size()): y_i summed over
     /// A(i, 0..n-1) in index order.
     virtual void symv(const Buffer& a, const Buffer& x, Buffer& y) const = 0;
