@@ -131,7 +131,8 @@ def main():
     args = ap.parse_args()
     ep = QUICK_EPOCHS if args.quick else EPOCHS
     doc = {"benchmark": "neural_fit", "mode": "quick" if args.quick else "full",
-           "machine": {"cpu": cpu_model(), "nproc": os.cpu_count(), "threads_used": args.threads,
+           "machine": {"cpu": cpu_model(), "cpuinfo": _bench.cpuinfo(), "nproc": os.cpu_count(),
+                       "threads_used": args.threads,
                        "loadavg_at_start": os.getloadavg(), "python": platform.python_version(),
                        "numpy": np.__version__, "fastnplm_build_info": fastnplm.build_info(),
                        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
