@@ -45,6 +45,8 @@ EPILOGS = {
     "fit": """examples:
   fastnplm fit --reference R.npy --data D.npy --n-expected 2000 --M 1000 --lam 1e-6 --json
   fastnplm fit --reference ref.root --data data.root --tree Events --columns pt1,pt2,eta1 --standardize
+  fastnplm fit --reference R.npy --data D.npy --nuisance norm:0.15 --nuisance scale:0.1:scale.npz \
+      --auxiliary scale=0.02 --json     # t = tau - Delta with the fitted nuisances
 
 Inputs: .npy, .npz, .csv(.gz), .parquet, .h5 or .root (see fastnplm.load); --columns and
 --tree apply to every input file.""",
@@ -166,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(fit)
     fit.add_argument("--weights", default=None, help="per-event reference weights (a file of one column)")
     fit.add_argument("--n-expected", type=float, default=None, help="N(R): expected data events under the reference")
+    fit.add_argument("--nuisance", action="append", default=[], metavar="NAME:SIGMA[:COEF.npz]",
+                     help="a systematic uncertainty of width SIGMA (repeatable): a normalisation, or a shape "
+                          "nuisance with coefficients saved by fastnplm.learn_coefficients(...).save(COEF.npz)")
+    fit.add_argument("--auxiliary", action="append", default=[], metavar="NAME=VALUE",
+                     help="measured central value of a nuisance (repeatable; default 0)")
     _add_model_args(fit)
 
     demo = command("demo", "the bundled problems: the 1-D toy, or --real CMS open-data dimuons")
@@ -291,14 +298,59 @@ def _inputs(args, keys):
     return arrays, pre
 
 
+def _nuisances(args):
+    """--nuisance NAME:SIGMA[:COEF.npz] and --auxiliary NAME=VALUE as fastnplm.Nuisance objects and a dict."""
+    from .nuisance import Nuisance, ShapeCoefficients
+    out = []
+    for text in args.nuisance:
+        parts = text.split(":", 2)
+        if len(parts) < 2 or not parts[0]:
+            raise InputError(f"--nuisance must be NAME:SIGMA or NAME:SIGMA:COEF.npz, got {text!r}")
+        try:
+            sigma = float(parts[1])
+        except ValueError as err:
+            raise InputError(f"--nuisance {text!r}: SIGMA must be a number") from err
+        if len(parts) == 2:
+            out.append(Nuisance(parts[0], sigma))
+            continue
+        try:
+            coef = ShapeCoefficients.load(parts[2])
+        except (OSError, ValueError, KeyError) as err:
+            raise InputError(f"--nuisance {text!r}: cannot read shape coefficients {parts[2]!r}: {err}") from err
+        out.append(Nuisance(parts[0], sigma, "shape", coef))
+    aux = {}
+    for text in args.auxiliary:
+        name, eq, value = text.partition("=")
+        try:
+            aux[name] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not name:
+            raise InputError(f"--auxiliary must be NAME=VALUE, got {text!r}")
+    unknown = set(aux) - {n.name for n in out}
+    if unknown:
+        raise InputError(f"--auxiliary names no --nuisance: {sorted(unknown)}")
+    return out, aux
+
+
 def _fit(args) -> int:
+    nuisances, aux = _nuisances(args)
     arrays, pre = _inputs(args, ["reference", "data"])
     w = None if args.weights is None else _load(args.weights, "weights").ravel()
-    res = _model(args).fit(arrays["reference"], arrays["data"], reference_weights=w, n_expected=args.n_expected)
+    res = _model(args).fit(arrays["reference"], arrays["data"], reference_weights=w, n_expected=args.n_expected,
+                           nuisances=nuisances or None, auxiliary=aux or None)
     extra = {"reference": args.reference, "data": args.data}
     if pre is not None:
         extra["preprocessing"] = pre.to_dict()
-    _emit(_fit_record(res, args, extra), args)
+    if nuisances:  # t = tau - Delta (method.md section 6) with the fitted nuisances
+        record = {"t": res.t, "tau": res.tau, "delta": res.delta, "nu_tau": res.nu_tau, "nu_delta": res.nu_delta,
+                  "auxiliary": res.auxiliary, "nuisances": [f"{n.name}:{n.sigma:g}:{n.kind}" for n in nuisances],
+                  "M": int(res.fit.alpha.shape[0]), "sigma": float(res.fit.sigma), "lam": args.lam,
+                  "seed": args.seed, "converged": res.converged, "newton_iterations": res.newton_iterations,
+                  "n_reference": int(arrays["reference"].shape[0]), "n_data": int(arrays["data"].shape[0]), **extra}
+    else:
+        record = _fit_record(res, args, extra)
+    _emit(record, args)
     return EXIT_OK
 
 

@@ -148,3 +148,32 @@ def test_bench_quick(capsys):
     assert main(["bench", "--quick", "--threads", "1"]) == 0        # the table, then the JSON
     text = capsys.readouterr().out
     assert text.splitlines()[1].startswith("kernel fit") and "events/s" in text
+
+
+def test_fit_with_nuisances_is_the_librarys(tmp_path, capsys):
+    # --nuisance / --auxiliary give fastnplm's nuisance fit (t = tau - Delta and the pulls)
+    rng = np.random.default_rng(4)
+    ref, dat = rng.exponential(size=(8000, 1)), 1.05 * rng.exponential(size=(500, 1))
+    np.save(tmp_path / "R.npy", ref)
+    np.save(tmp_path / "D.npy", dat)
+    samples = {nu: np.random.default_rng(k).exponential(size=(6000, 1)) * np.exp(nu)
+               for k, nu in enumerate((0.0, -0.2, 0.2))}
+    coef = fastnplm.learn_coefficients(samples, order=1, M=30, threads=1)
+    coef.save(tmp_path / "scale.npz")
+    args = ["fit", "--reference", str(tmp_path / "R.npy"), "--data", str(tmp_path / "D.npy"), "--M", "40",
+            "--sigma", "0.5", "--lam", "1e-5", "--n-expected", "500", "--threads", "1", "--json",
+            "--nuisance", "norm:0.1", "--nuisance", f"scale:0.15:{tmp_path / 'scale.npz'}", "--auxiliary", "scale=0.02"]
+    assert main(args) == 0
+    rec = json.loads(capsys.readouterr().out)
+    nus = [fastnplm.Nuisance("norm", 0.1), fastnplm.Nuisance("scale", 0.15, "shape", coef)]
+    want = fastnplm.KernelNPLM(M=40, sigma=0.5, lam=1e-5, threads=1).fit(ref, dat, n_expected=500, nuisances=nus,
+                                                                          auxiliary={"scale": 0.02})
+    assert rec["t"] == pytest.approx(want.t, rel=1e-12) and rec["tau"] == pytest.approx(want.tau, rel=1e-12)
+    assert rec["delta"] == pytest.approx(want.delta, rel=1e-12) and rec["nu_tau"] == pytest.approx(want.nu_tau)
+    assert rec["auxiliary"] == {"norm": 0.0, "scale": 0.02} and rec["converged"] is True
+    bad = [["--nuisance", "norm"], ["--nuisance", "norm:wide"], ["--nuisance", "s:0.1:missing.npz"],
+           ["--nuisance", "norm:0.1", "--auxiliary", "other=1"], ["--nuisance", "norm:0.1", "--auxiliary", "norm"]]
+    for extra in bad:  # bad input: exit status 2 (returned, or raised as SystemExit by InputError)
+        with pytest.raises(SystemExit) as e:
+            main(args[:args.index("--nuisance")] + extra)
+        assert e.value.code == 2 and "error: --" in capsys.readouterr().err
