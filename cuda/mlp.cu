@@ -466,6 +466,15 @@ public:
         }
     }
 
+    void set_moments(const double* m, const double* v) override {
+        m_.upload(m, static_cast<std::size_t>(B_) * P_);
+        v_.upload(v, static_cast<std::size_t>(B_) * P_);
+    }
+    void moments(double* m, double* v) override {
+        m_.download(m, static_cast<std::size_t>(B_) * P_);
+        v_.download(v, static_cast<std::size_t>(B_) * P_);
+    }
+
 private:
     DevicePass<E> pass_;
     int P_, B_;
@@ -502,8 +511,9 @@ void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* re
 }
 
 MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o) {
-    return detail::train_adam(&make_device_epochs, shape, reference, reference_weights, data, params, o);
+                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o,
+                              MlpAdamState* state) {
+    return detail::train_adam(&make_device_epochs, shape, reference, reference_weights, data, params, o, state);
 }
 
 }  // namespace fastnplm::FASTNPLM_CUDA_NS
@@ -520,9 +530,10 @@ void cuda_mlp_loss_grad(const MlpShape& shape, MatrixView reference, const doubl
 }
 
 MlpTrainResult cuda_mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                                   const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options) {
+                                   const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options,
+                                   MlpAdamState* state) {
     if (!cuda_device_available()) throw std::runtime_error("CUDA backend: no CUDA device is available; use backend='cpu'");
-    return cuda::mlp_train_adam(shape, reference, reference_weights, data, params, options);
+    return cuda::mlp_train_adam(shape, reference, reference_weights, data, params, options, state);
 }
 
 }  // namespace fastnplm

@@ -17,7 +17,8 @@ void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* re
 
 /// As fastnplm::mlp_train_adam, every epoch on the device (options.threads is ignored).
 MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options);
+                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options,
+                              MlpAdamState* state = nullptr);
 
 /// Names of the __global__ functions in cuda/mlp.cu.
 const std::vector<std::string>& mlp_kernel_names();

@@ -22,7 +22,7 @@ void cuda_mlp_loss_grad(const MlpShape&, MatrixView, const double*, const std::v
     not_built();
 }
 MlpTrainResult cuda_mlp_train_adam(const MlpShape&, MatrixView, const double*, const std::vector<MatrixView>&, double*,
-                                   const MlpTrainOptions&) {
+                                   const MlpTrainOptions&, MlpAdamState*) {
     not_built();
 }
 CudaDeviceFacts cuda_device_facts(int) { not_built(); }

@@ -62,17 +62,29 @@ namespace detail {
 
 MlpTrainResult train_adam(MlpEpochsFactory make, const MlpShape& shape, MatrixView reference,
                           const double* reference_weights, const std::vector<MatrixView>& data, double* params,
-                          const MlpTrainOptions& o) {
+                          const MlpTrainOptions& o, MlpAdamState* state) {
     check_train_options(o);
     const std::int64_t P = shape.n_params(), B = static_cast<std::int64_t>(data.size());
     if (B < 1) throw std::invalid_argument("mlp_train_adam: no networks (data list is empty)");
     if (params == nullptr) throw std::invalid_argument("mlp_train_adam: params is null");
     if (!all_finite(params, B * P)) throw std::invalid_argument("mlp_train_adam: initial parameters contain NaN or inf");
+    const bool resume = state != nullptr && !(state->m.empty() && state->v.empty());
+    if (state != nullptr) {
+        if (state->steps < 0) throw std::invalid_argument("mlp_train_adam: state.steps must be >= 0");
+        if (resume && (static_cast<std::int64_t>(state->m.size()) != B * P ||
+                       static_cast<std::int64_t>(state->v.size()) != B * P))
+            throw std::invalid_argument("mlp_train_adam: state moments must hold B * n_params = " +
+                                        std::to_string(B * P) + " values each (or be empty)");
+        if (resume && !(all_finite(state->m.data(), B * P) && all_finite(state->v.data(), B * P)))
+            throw std::invalid_argument("mlp_train_adam: state moments contain NaN or inf");
+    }
+    const std::int64_t first_step = state != nullptr ? state->steps : 0;
 
     MlpTrainResult res;
     const std::int64_t h = o.history_every;
     res.n_history = h > 0 ? o.epochs / h + 1 : 0;
     const std::unique_ptr<MlpEpochs> net = make(shape, reference, reference_weights, data, params, res.n_history, o);
+    if (resume) net->set_moments(state->m.data(), state->v.data());
     const std::int64_t check_every = net->stop_check_every();
 
     // torch.optim.Adam (single-tensor path): m <- lerp(m, g, 1 - beta1),
@@ -83,15 +95,23 @@ MlpTrainResult train_adam(MlpEpochsFactory make, const MlpShape& shape, MatrixVi
     a.beta2 = o.beta2;
     a.eps = o.eps;
     a.clip = o.clip;
+    std::int64_t ran = 0;
     for (std::int64_t epoch = 0; epoch < o.epochs; ++epoch) {
-        const double step = static_cast<double>(epoch + 1);
+        const double step = static_cast<double>(first_step + epoch + 1);
         const double bc1 = 1.0 - std::pow(o.beta1, step), bc2 = 1.0 - std::pow(o.beta2, step);
         a.step_size = o.lr / bc1;
         a.bc2_sqrt = std::sqrt(bc2);
         a.epoch = epoch;
         a.record = h > 0 && epoch % h == 0 ? epoch / h : -1;
         net->epoch(a);
+        ran = epoch + 1;
         if (check_every > 0 && (epoch + 1) % check_every == 0 && net->all_stopped()) break;
+    }
+    if (state != nullptr) {
+        state->m.resize(static_cast<size_t>(B * P));
+        state->v.resize(static_cast<size_t>(B * P));
+        net->moments(state->m.data(), state->v.data());
+        state->steps = first_step + ran;
     }
 
     std::vector<double> loss(static_cast<size_t>(B));
@@ -115,8 +135,9 @@ MlpTrainResult train_adam(MlpEpochsFactory make, const MlpShape& shape, MatrixVi
 }  // namespace detail
 
 MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o) {
-    return detail::train_adam(&detail::make_cpu_epochs, shape, reference, reference_weights, data, params, o);
+                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o,
+                              MlpAdamState* state) {
+    return detail::train_adam(&detail::make_cpu_epochs, shape, reference, reference_weights, data, params, o, state);
 }
 
 }  // namespace fastnplm

@@ -711,6 +711,15 @@ public:
         std::copy(history_.begin(), history_.end(), history);
     }
 
+    void set_moments(const double* m, const double* v) override {
+        std::copy(m, m + B_ * P_, m_.begin());
+        std::copy(v, v + B_ * P_, v_.begin());
+    }
+    void moments(double* m, double* v) override {
+        std::copy(m_.begin(), m_.end(), m);
+        std::copy(v_.begin(), v_.end(), v);
+    }
+
 private:
     const MlpPass pass_;
     std::int64_t B_, P_, nh_;

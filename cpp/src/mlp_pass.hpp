@@ -51,6 +51,10 @@ public:
     /// Copies the state out: params (B, P), finite (B), epochs_done (B), history (B, n_history;
     /// NaN where nothing was recorded).
     virtual void results(double* params, std::uint8_t* finite, std::int64_t* epochs_done, double* history) = 0;
+    /// Adam's moments (B, P each): set before the first epoch (a resumed training; they start at
+    /// zero otherwise), read after the last.
+    virtual void set_moments(const double* m, const double* v) = 0;
+    virtual void moments(double* m, double* v) = 0;
 };
 
 /// Makes a backend's MlpEpochs for B = data.size() networks starting at params (B, P), with
@@ -71,7 +75,7 @@ std::unique_ptr<MlpEpochs> make_cpu_epochs(const MlpShape& shape, MatrixView ref
 /// bias corrections, epoch schedule, history, the final loss, the result.
 MlpTrainResult train_adam(MlpEpochsFactory make, const MlpShape& shape, MatrixView reference,
                           const double* reference_weights, const std::vector<MatrixView>& data, double* params,
-                          const MlpTrainOptions& options);
+                          const MlpTrainOptions& options, MlpAdamState* state);
 
 class MlpPass {
 public:

@@ -27,6 +27,7 @@ from ._info import BACKENDS, resolve_backend
 log = logging.getLogger("fastnplm")
 
 OPTIMIZERS = ("adam", "lbfgsb")
+CHECKPOINT_EPOCHS = 10000  # default epochs between checkpoints of a fit (~5 s of the 1D toy)
 DTYPES = ("float64", "float32")
 
 
@@ -208,7 +209,8 @@ class NeuralNPLM:
         s = self.seed if seed is None else _seed_arg(seed)
         return _core.mlp_init(int(d), list(self.hidden), s, self.clip)
 
-    def fit(self, reference, data, reference_weights=None, n_expected=None, nuisances=None, auxiliary=None):
+    def fit(self, reference, data, reference_weights=None, n_expected=None, nuisances=None, auxiliary=None,
+            checkpoint=None, checkpoint_every=None):
         """Train the network on reference vs data and return t with the fitted model.
 
         Parameters
@@ -223,6 +225,16 @@ class NeuralNPLM:
             N(R) when no weights are given: every weight is N(R)/N_R (default N(R) = N_D).
         nuisances, auxiliary
             As for KernelNPLM.fit: returns a NuisanceFitResult (tau, Delta, t, the pulls).
+        checkpoint : str or path-like or None
+            Adam only: a file (``.npz``) that holds the training's state -- parameters, Adam's
+            moments and step count, loss history -- rewritten atomically every
+            ``checkpoint_every`` epochs. A fit killed midway and started again with the same
+            inputs and settings continues from the last state written and ends with the same
+            bits as an uninterrupted fit; a finished one returns at once. A file written for
+            other inputs or settings is refused (ValueError).
+        checkpoint_every : int or None
+            Epochs between checkpoints (default: the multiple of ``history_every`` nearest
+            above 10000); a multiple of ``history_every``.
         """
         if nuisances is not None:  # tau, Delta and t (fastnplm.nuisance.fit_neural_with_nuisances)
             from .nuisance import fit_neural_with_nuisances
@@ -232,9 +244,25 @@ class NeuralNPLM:
             return fit_neural_with_nuisances(self, ref, dat, w, nuisances, auxiliary)
         if auxiliary is not None:
             raise ValueError("auxiliary values without nuisances")
-        return self.fit_batch(reference, [data], reference_weights, n_expected)[0]
+        if checkpoint is None and checkpoint_every is not None:
+            raise ValueError("checkpoint_every without checkpoint")
+        if checkpoint is not None:
+            if self.optimizer != "adam":
+                raise ValueError("checkpoint is for optimizer='adam' (L-BFGS-B runs to convergence in one call)")
+            checkpoint = _Checkpoint(checkpoint, self._checkpoint_every(checkpoint_every))
+        return self.fit_batch(reference, [data], reference_weights, n_expected, _checkpoint=checkpoint)[0]
 
-    def fit_batch(self, reference, datasets, reference_weights=None, n_expected=None, seeds=None) -> list:
+    def _checkpoint_every(self, every) -> int:
+        h = self.history_every
+        if every is None:
+            return CHECKPOINT_EPOCHS if h == 0 else h * -(-CHECKPOINT_EPOCHS // h)
+        every = _checks.positive_int(every, "checkpoint_every")
+        if h and every % h:
+            raise ValueError(f"checkpoint_every ({every}) must be a multiple of history_every ({h})")
+        return every
+
+    def fit_batch(self, reference, datasets, reference_weights=None, n_expected=None, seeds=None,
+                  _checkpoint=None) -> list:
         """Train one network per data set, the reference shared, in one call of the core.
 
         Network k starts from ``seeds[k]`` (default: the model's seed for all); its result
@@ -274,7 +302,10 @@ class NeuralNPLM:
         for key, idx in groups.items():
             w = weights[key]
             init = np.stack([self.init_params(d, seeds[k]) for k in idx])
-            outs = (self._adam if self.optimizer == "adam" else self._lbfgsb)(ref, w, [dats[k] for k in idx], init)
+            if self.optimizer == "adam":
+                outs = self._adam(ref, w, [dats[k] for k in idx], init, _checkpoint)
+            else:
+                outs = self._lbfgsb(ref, w, [dats[k] for k in idx], init)
             for k, out in zip(idx, outs):
                 results[k] = NeuralFitResult(
                     t=-2.0 * out["loss"], loss=out["loss"], params=out["params"], d=d, hidden=self.hidden,
@@ -290,13 +321,45 @@ class NeuralNPLM:
                 log.warning("neural fit did not converge: %r %s", r, r.message)
         return results
 
-    def _adam(self, ref, w, dats, init):
-        out = _core.mlp_train(ref, w, dats, list(self.hidden), init, self.clip, self.lr, self.beta1, self.beta2,
-                              self.eps, self.epochs, self.history_every, self.threads, self.dtype, self._backend())
+    def _adam(self, ref, w, dats, init, checkpoint=None):
+        if checkpoint is not None:
+            out = self._adam_checkpointed(ref, w, dats, init, checkpoint)
+        else:
+            out = _core.mlp_train(ref, w, dats, list(self.hidden), init, self.clip, self.lr, self.beta1, self.beta2,
+                                  self.eps, self.epochs, self.history_every, self.threads, self.dtype, self._backend())
         return [dict(loss=float(out["loss"][i]), params=out["params"][i].copy(), history=out["history"][i].copy(),
                      converged=bool(out["finite"][i]), epochs_done=int(out["epochs_done"][i]),
                      message="" if out["finite"][i] else "the loss or gradient became NaN/inf")
                 for i in range(len(dats))]
+
+    def _adam_checkpointed(self, ref, w, dats, init, ck):
+        """The Adam training in chunks of ck.every epochs, the state saved after each; the same
+        updates as one call (the core continues Adam's bias corrections and moments)."""
+        backend = self._backend()
+        settings = dict(hidden=list(self.hidden), clip=self.clip, lr=self.lr, beta1=self.beta1, beta2=self.beta2,
+                        eps=self.eps, epochs=self.epochs, history_every=self.history_every, dtype=self.dtype,
+                        backend=backend, every=ck.every)
+        key = _fingerprint(settings, ref, w, *dats, init)
+        state = ck.load(key)
+        if state is None:
+            state = dict(params=init.copy(), m=None, v=None, steps=0, history=None, finite=np.ones(len(dats), bool),
+                         loss=np.full(len(dats), np.nan))
+        h = self.history_every
+        while state["steps"] < self.epochs and state["finite"].all():
+            n = min(ck.every, self.epochs - state["steps"])
+            out = _core.mlp_train(ref, w, dats, list(self.hidden), state["params"], self.clip, self.lr, self.beta1,
+                                  self.beta2, self.eps, n, h, self.threads, self.dtype, backend, state["steps"],
+                                  state["m"], state["v"])
+            hist = out["history"] if state["history"] is None else np.concatenate(
+                [state["history"], out["history"][:, 1:]], axis=1)  # a chunk's first entry ends the one before
+            state = dict(params=out["params"], m=out["m"], v=out["v"], steps=state["steps"] + n, history=hist,
+                         finite=out["finite"], loss=out["loss"],
+                         done=out["epochs_done"] + (state.get("done", 0)))
+            ck.save(key, state)
+        done = state.get("done", np.zeros(len(dats), np.int64))
+        hist = state["history"] if state["history"] is not None else np.zeros((len(dats), 0))
+        return dict(params=state["params"], loss=state["loss"], history=hist, finite=state["finite"],
+                    epochs_done=done)
 
     def _lbfgsb(self, ref, w, dats, init):
         from scipy.optimize import minimize
@@ -322,3 +385,52 @@ class NeuralNPLM:
                              converged=bool(res.success and np.isfinite(loss)), epochs_done=int(res.nit),
                              message=str(res.message)))
         return outs
+
+
+def _fingerprint(settings: dict, *arrays) -> str:
+    """sha256 of a training's settings and input arrays: a checkpoint belongs to exactly one."""
+    import hashlib
+    import json
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class _Checkpoint:
+    """A neural fit's state in one .npz file, replaced atomically (written beside it, fsynced,
+    renamed), so a kill at any moment leaves the previous state or the new one."""
+
+    KEYS = ("params", "m", "v", "history", "finite", "loss", "done")
+
+    def __init__(self, path, every):
+        import os
+        self.path, self.every = os.fspath(path), int(every)
+        if not self.path.endswith(".npz"):
+            self.path += ".npz"
+
+    def load(self, key):
+        import os
+        if not os.path.exists(self.path):
+            return None
+        try:
+            with np.load(self.path) as z:
+                if str(z["key"]) != key:
+                    raise ValueError(f"checkpoint {self.path!r} was written for other inputs or settings; remove it "
+                                     "or give another path")
+                state = {k: z[k] for k in self.KEYS}
+                state["steps"] = int(z["steps"])
+        except (OSError, KeyError, EOFError) as err:
+            raise ValueError(f"checkpoint {self.path!r} cannot be read ({err}); remove it to start again") from err
+        return state
+
+    def save(self, key, state):
+        import os
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, key=np.array(key), steps=np.array(state["steps"]), **{k: state[k] for k in self.KEYS})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -105,8 +106,20 @@ py::tuple loss_grad(const Array& reference, const Array& weights, const std::vec
 py::dict train(const Array& reference, const Array& weights, const std::vector<Array>& data,
                const std::vector<std::int64_t>& hidden, const Array& params, double clip, double lr, double beta1,
                double beta2, double eps, std::int64_t epochs, std::int64_t history_every, int threads,
-               const std::string& dtype, const std::string& backend) {
+               const std::string& dtype, const std::string& backend, std::int64_t steps,
+               const std::optional<Array>& m, const std::optional<Array>& v) {
     const Batch b = batch(reference, weights, data, hidden, params);
+    // Adam's state of a resumed training (fastnplm.NeuralNPLM.fit(checkpoint=...)): steps taken, moments
+    MlpAdamState state;
+    state.steps = steps;
+    if (m.has_value() != v.has_value()) throw std::invalid_argument("give both Adam moments m and v, or neither");
+    if (m) {
+        const std::size_t n = static_cast<std::size_t>(data.size()) * static_cast<std::size_t>(b.P);
+        if (m->size() != static_cast<py::ssize_t>(n) || v->size() != static_cast<py::ssize_t>(n))
+            throw std::invalid_argument("Adam moments m and v must have the shape of params");
+        state.m.assign(m->data(), m->data() + n);
+        state.v.assign(v->data(), v->data() + n);
+    }
     MlpTrainOptions o;
     o.clip = clip;
     o.lr = lr;
@@ -125,7 +138,8 @@ py::dict train(const Array& reference, const Array& weights, const std::vector<A
     MlpTrainResult r;
     {
         py::gil_scoped_release release;  // safe: inputs owned by the caller's frame; out is ours
-        r = cuda ? cuda_mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o) : mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o);
+        r = cuda ? cuda_mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o, &state)
+                 : mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o, &state);
     }
     py::array_t<double> loss(B), hist(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(r.n_history)});
     std::copy(r.loss.begin(), r.loss.end(), loss.mutable_data());
@@ -142,6 +156,13 @@ py::dict train(const Array& reference, const Array& weights, const std::vector<A
     d["history"] = hist;
     d["finite"] = finite;
     d["epochs_done"] = done;
+    const std::vector<py::ssize_t> shape{B, static_cast<py::ssize_t>(b.P)};
+    py::array_t<double> mo(shape), vo(shape);
+    std::copy(state.m.begin(), state.m.end(), mo.mutable_data());
+    std::copy(state.v.begin(), state.v.end(), vo.mutable_data());
+    d["m"] = mo;
+    d["v"] = vo;
+    d["steps"] = state.steps;
     return d;
 }
 
@@ -173,8 +194,9 @@ void bind_neural(py::module_& m) {
     m.def("mlp_train", &train, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("hidden"),
           py::arg("params"), py::arg("clip"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
           py::arg("epochs"), py::arg("history_every"), py::arg("threads") = 0, py::arg("dtype") = "float64",
-          py::arg("backend") = "cpu",
-          "Adam + clipping for B networks at once; returns a dict (params, loss, history, finite, epochs_done).");
+          py::arg("backend") = "cpu", py::arg("steps") = 0, py::arg("m") = py::none(), py::arg("v") = py::none(),
+          "Adam + clipping for B networks at once, continuing from Adam's state (steps, m, v) when given; returns "
+          "a dict (params, loss, history, finite, epochs_done, m, v, steps).");
     m.def("mlp_predict", &predict, py::arg("x"), py::arg("hidden"), py::arg("params"), py::arg("threads") = 0,
           "f(x) of one network.");
 }

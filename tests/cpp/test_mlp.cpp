@@ -144,6 +144,58 @@ TEST(mlp_results_independent_of_threads_and_batch) {
     CHECK(r2.finite[0] == 1 && r2.finite[1] == 1 && r2.epochs_done[1] == 50);
 }
 
+TEST(mlp_training_resumes_bit_for_bit_from_the_adam_state) {
+    // 50 epochs in one call == 20 + 30 with the Adam state passed on (bias corrections and moments
+    // continue), in both precisions and for two networks at once
+    const Problem a(2, {4}, 3000, 300, 31), b(2, {4}, 3000, 500, 32);
+    const std::int64_t P = a.s.n_params();
+    for (auto prec : {fastnplm::MlpPrecision::float64, fastnplm::MlpPrecision::float32}) {
+        std::vector<double> p0 = fastnplm::mlp_init(a.s, 3), p1 = fastnplm::mlp_init(a.s, 4);
+        p0.insert(p0.end(), p1.begin(), p1.end());
+        std::vector<double> whole(p0), split(p0);
+        fastnplm::MlpTrainOptions o;
+        o.lr = 0.02;
+        o.clip = 0.7;
+        o.threads = 2;
+        o.history_every = 10;
+        o.precision = prec;
+        o.epochs = 50;
+        fastnplm::MlpAdamState sw;
+        const auto rw = fastnplm::mlp_train_adam(a.s, a.ref(), a.w.data(), {a.dat(), b.dat()}, whole.data(), o, &sw);
+        fastnplm::MlpAdamState ss;
+        o.epochs = 20;
+        fastnplm::mlp_train_adam(a.s, a.ref(), a.w.data(), {a.dat(), b.dat()}, split.data(), o, &ss);
+        CHECK(ss.steps == 20 && ss.m.size() == static_cast<std::size_t>(2 * P));
+        o.epochs = 30;
+        const auto rs = fastnplm::mlp_train_adam(a.s, a.ref(), a.w.data(), {a.dat(), b.dat()}, split.data(), o, &ss);
+        CHECK(ss.steps == 50 && sw.steps == 50);
+        for (std::size_t i = 0; i < whole.size(); ++i) CHECK(split[i] == whole[i]);
+        for (std::size_t i = 0; i < sw.m.size(); ++i) CHECK(ss.m[i] == sw.m[i] && ss.v[i] == sw.v[i]);
+        CHECK(rs.loss == rw.loss && rs.epochs_done[0] == 30);
+        // the second call's history is the tail of the whole one's (rows of 4 and 6 entries)
+        for (std::int64_t k = 0; k < 2; ++k)
+            for (std::int64_t j = 0; j < rs.n_history; ++j)
+                CHECK(rs.history[k * rs.n_history + j] == rw.history[k * rw.n_history + 2 + j]);
+        // restarting from the same parameters without the state is a different training
+        std::vector<double> fresh(p0);
+        o.epochs = 20;
+        fastnplm::mlp_train_adam(a.s, a.ref(), a.w.data(), {a.dat(), b.dat()}, fresh.data(), o);
+        o.epochs = 30;
+        fastnplm::mlp_train_adam(a.s, a.ref(), a.w.data(), {a.dat(), b.dat()}, fresh.data(), o);
+        bool differs = false;
+        for (std::size_t i = 0; i < fresh.size(); ++i) differs = differs || fresh[i] != whole[i];
+        CHECK(differs);
+    }
+    // a state of the wrong size is refused
+    fastnplm::MlpAdamState bad;
+    bad.m.assign(3, 0.0);
+    bad.v.assign(3, 0.0);
+    std::vector<double> p = fastnplm::mlp_init(a.s, 3);
+    fastnplm::MlpTrainOptions o;
+    o.epochs = 2;
+    CHECK_THROWS(fastnplm::mlp_train_adam(a.s, a.ref(), a.w.data(), {a.dat()}, p.data(), o, &bad), std::invalid_argument);
+}
+
 TEST(mlp_one_hidden_layer_path_matches_general_path) {
     // the register-resident d-h-1 path against the layer-by-layer pass, both precisions; sizes
     // not multiples of a block; h up to the widest the path takes

@@ -175,6 +175,25 @@ TEST(cuda_mlp_loss_and_gradient_match_the_cpu) {
     }
 }
 
+TEST(cuda_mlp_training_resumes_from_the_adam_state) {
+    // on the device too, 12 epochs in one call == 5 + 7 with the state passed on, bit for bit
+    const Problem pr(2, {4, 3}, 200, {37, 80}, 41);
+    fastnplm::MlpTrainOptions o;
+    o.lr = 0.01;
+    o.clip = 0.8;
+    o.history_every = 3;
+    auto pw = pr.params(5), ps = pw;
+    fastnplm::MlpAdamState sw, ss;
+    o.epochs = 12;
+    const auto rw = fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pw.data(), o, &sw);
+    o.epochs = 5;
+    fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, ps.data(), o, &ss);
+    o.epochs = 7;
+    const auto rs = fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, ps.data(), o, &ss);
+    CHECK(ss.steps == 12 && sw.steps == 12 && rs.loss == rw.loss);
+    for (std::size_t i = 0; i < pw.size(); ++i) CHECK(ps[i] == pw[i] && ss.m[i] == sw.m[i] && ss.v[i] == sw.v[i]);
+}
+
 TEST(cuda_mlp_training_matches_the_cpu_step_for_step) {
     const Problem pr(2, {4, 3}, 200, {37, 80}, 40);
     const std::int64_t P = pr.shape.n_params();

@@ -144,6 +144,46 @@ def test_batch_equals_single_fits_and_any_thread_count():
     assert again[0].t == model.fit(ref, datasets[0]).t and again[0].n_expected == pytest.approx(310)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_checkpointed_fit_resumes_after_a_kill_with_the_same_bits(tmp_path, monkeypatch, dtype):
+    ref, dat = problem(d=2, nr=3000, nd=300, shift=0.3)
+    kw = dict(hidden=(4,), clip=2.0, epochs=250, lr=1e-2, history_every=10, threads=2, dtype=dtype)
+    whole = fastnplm.NeuralNPLM(**kw).fit(ref, dat)
+    path = tmp_path / "fit.npz"
+    # killed during the third chunk of 100, 100, 50 epochs: the state of 200 epochs is on disk
+    calls, real = [], _core.mlp_train
+
+    def dies_on_the_third_chunk(*args, **kwargs):
+        calls.append(args[10])  # epochs of the chunk
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_core, "mlp_train", dies_on_the_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        fastnplm.NeuralNPLM(**kw).fit(ref, dat, checkpoint=path, checkpoint_every=100)
+    assert calls == [100, 100, 50] and path.exists() and not (tmp_path / "fit.npz.tmp").exists()
+    calls.clear()
+    monkeypatch.setattr(_core, "mlp_train", lambda *a, **k: calls.append(a[10]) or real(*a, **k))
+    resumed = fastnplm.NeuralNPLM(**kw).fit(ref, dat, checkpoint=path, checkpoint_every=100)
+    assert calls == [50]  # only what was lost
+    assert resumed.t == whole.t and np.array_equal(resumed.params, whole.params)
+    assert np.array_equal(resumed.loss_history, whole.loss_history) and resumed.epochs_done == 250
+    # a finished fit returns from its checkpoint without training
+    calls.clear()
+    again = fastnplm.NeuralNPLM(**kw).fit(ref, dat, checkpoint=path, checkpoint_every=100)
+    assert calls == [] and again.t == whole.t
+    # other settings or data: refused, the file left alone
+    with pytest.raises(ValueError, match="other inputs or settings"):
+        fastnplm.NeuralNPLM(**{**kw, "lr": 2e-2}).fit(ref, dat, checkpoint=path, checkpoint_every=100)
+    with pytest.raises(ValueError, match="other inputs or settings"):
+        fastnplm.NeuralNPLM(**kw).fit(ref, dat[:-1], checkpoint=path, checkpoint_every=100)
+    with pytest.raises(ValueError, match="multiple of history_every"):
+        fastnplm.NeuralNPLM(**kw).fit(ref, dat, checkpoint=tmp_path / "x", checkpoint_every=15)
+    with pytest.raises(ValueError, match="optimizer='adam'"):
+        fastnplm.NeuralNPLM(**{**kw, "optimizer": "lbfgsb"}).fit(ref, dat, checkpoint=tmp_path / "y")
+
+
 def test_lbfgsb_reaches_at_least_adams_likelihood():
     ref, dat = problem(1, nr=5000, nd=500, seed=2, shift=0.2)
     adam = fastnplm.NeuralNPLM(clip=2.0, epochs=3000, lr=1e-2, history_every=0).fit(ref, dat)

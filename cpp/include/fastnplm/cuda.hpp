@@ -38,7 +38,8 @@ void cuda_mlp_loss_grad(const MlpShape& shape, MatrixView reference, const doubl
 /// As mlp_train_adam with every epoch (pass, Adam, clip) on the CUDA device, in
 /// options.precision (float64 or float32, as on the CPU); options.threads ignored.
 MlpTrainResult cuda_mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                                   const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options);
+                                   const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options,
+                                   MlpAdamState* state = nullptr);
 
 /// What bench/gpu.py puts achieved rates against.
 struct CudaDeviceFacts {

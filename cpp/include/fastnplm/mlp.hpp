@@ -73,10 +73,21 @@ struct MlpTrainResult {
     std::vector<std::int64_t> epochs_done;  ///< (B) updates made (fewer when training hit a NaN/inf)
 };
 
+/// Adam's state of B networks besides their parameters, for continuing a training where an
+/// earlier call left it: the same updates, bit for bit, as one call for all the epochs.
+struct MlpAdamState {
+    std::int64_t steps = 0;    ///< Adam updates already made (the bias corrections continue from here), >= 0
+    std::vector<double> m, v;  ///< first and second moments (B, n_params), or empty for zeros
+};
+
 /// Trains B networks at once with full-batch Adam (torch.optim.Adam's update) and clipping:
 /// params (B, n_params) holds the initial values and receives the final ones. A network whose
 /// loss or gradient turns non-finite stops there (finite = 0, params of its last finite state).
+/// state (optional): read at the start (steps, moments) and overwritten at the end (steps +
+/// the epochs run, the final moments), so a training split into calls with the state passed on
+/// equals one call; epochs_done and history count from the start of this call.
 MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options);
+                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options,
+                              MlpAdamState* state = nullptr);
 
 }  // namespace fastnplm
