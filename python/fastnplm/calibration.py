@@ -241,13 +241,20 @@ def _fingerprint(model, reference, pool, n_expected, sigmas, seed, path, n_refer
     if n_reference is not None:
         out["n_reference"] = int(n_reference)  # a reference generator: each toy draws this many events
     if nuisances:
-        out["nuisances"] = [{"name": x.name, "sigma": x.sigma, "kind": x.kind, "central": x.central,
-                             "coefficients_sha256": None if x.coefficients is None else hashlib.sha256(
-                                 np.ascontiguousarray(x.coefficients.a).tobytes()
-                                 + np.ascontiguousarray(x.coefficients.centers).tobytes()).hexdigest()}
-                            for x in nuisances]
+        out["nuisances"] = nuisance_spec(nuisances)
         out["nu_true"] = dict(nu_true or {})
     return json.loads(json.dumps(out))
+
+
+def nuisance_spec(nuisances) -> list:
+    """How a store records its nuisances (names, widths, kinds, central values, a hash of the
+    shape coefficients): the data must be fitted with the same ones."""
+    return json.loads(json.dumps([
+        {"name": x.name, "sigma": x.sigma, "kind": x.kind, "central": x.central,
+         "coefficients_sha256": None if x.coefficients is None else hashlib.sha256(
+             np.ascontiguousarray(x.coefficients.a).tobytes()
+             + np.ascontiguousarray(x.coefficients.centers).tobytes()).hexdigest()}
+        for x in nuisances]))
 
 
 def load_calibration(path) -> Calibration:

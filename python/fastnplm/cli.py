@@ -14,7 +14,7 @@ import logging
 import sys
 
 
-from .calibration import aggregate, calibrate, load_calibration
+from .calibration import aggregate, calibrate, load_calibration, nuisance_spec
 from .datasets import exp_bump
 from .kernel import KernelNPLM
 
@@ -63,9 +63,17 @@ window (an injected narrow resonance: detected).""",
   fastnplm calibrate --reference R.npy --pool P.npy --n-expected 2000 --toys 300 \\
       --sigmas 0.3,0.7,1.4 --center-pool reference --store toys.fnplm --json
 
-Re-running the same command resumes the store.""",
+  fastnplm calibrate --reference R.npy --pool P.npy --n-expected 2000 --toys 300 \\
+      --nuisance norm:0.15 --nuisance scale:0.1:scale.npz --store toys-nu.fnplm
+
+Re-running the same command resumes the store. With --nuisance every toy is fitted with
+the nuisances (t = tau - Delta), each toy drawing its own auxiliary measurements.""",
     "test": """examples:
-  fastnplm test --reference R.npy --data D.npy --calibration toys.fnplm --json""",
+  fastnplm test --reference R.npy --data D.npy --calibration toys.fnplm --json
+  fastnplm test --reference R.npy --data D.npy --calibration toys-nu.fnplm \\
+      --nuisance norm:0.15 --nuisance scale:0.1:scale.npz --auxiliary scale=0.02
+
+A store made with nuisances needs the same --nuisance options (checked against the store).""",
     "report": """examples:
   fastnplm report --reference R.npy --data D.npy --pool P.npy --n-expected 2000 --toys 200 \\
       --sigmas 0.5,1.0 --center-pool reference --out report.html
@@ -135,6 +143,15 @@ def _add_model_args(p):
     p.add_argument("--solver", choices=["newton-step", "newton"], default="newton-step")
 
 
+def _add_nuisance_args(p, auxiliary=True):
+    p.add_argument("--nuisance", action="append", default=[], metavar="NAME:SIGMA[:COEF.npz]",
+                   help="a systematic uncertainty of width SIGMA (repeatable): a normalisation, or a shape "
+                        "nuisance with coefficients saved by fastnplm.learn_coefficients(...).save(COEF.npz)")
+    if auxiliary:
+        p.add_argument("--auxiliary", action="append", default=[], metavar="NAME=VALUE",
+                       help="measured central value of a nuisance (repeatable; default 0)")
+
+
 def _add_input_args(p, pool=False):
     p.add_argument("--reference", required=True, help="reference events (any format of fastnplm.load)")
     p.add_argument("--data", required=True, help="observed events")
@@ -168,11 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(fit)
     fit.add_argument("--weights", default=None, help="per-event reference weights (a file of one column)")
     fit.add_argument("--n-expected", type=float, default=None, help="N(R): expected data events under the reference")
-    fit.add_argument("--nuisance", action="append", default=[], metavar="NAME:SIGMA[:COEF.npz]",
-                     help="a systematic uncertainty of width SIGMA (repeatable): a normalisation, or a shape "
-                          "nuisance with coefficients saved by fastnplm.learn_coefficients(...).save(COEF.npz)")
-    fit.add_argument("--auxiliary", action="append", default=[], metavar="NAME=VALUE",
-                     help="measured central value of a nuisance (repeatable; default 0)")
+    _add_nuisance_args(fit)
     _add_model_args(fit)
 
     demo = command("demo", "the bundled problems: the 1-D toy, or --real CMS open-data dimuons")
@@ -197,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--hessian", choices=["auto", "stream", "dense", "spectral"], default="auto")
     cal.add_argument("--center-pool", choices=["pooled", "reference"], default="pooled",
                      help="'reference' enables the shared-reference fast toy path; 'fastnplm test' uses the same")
+    _add_nuisance_args(cal, auxiliary=False)  # each toy draws its own auxiliary values
     _add_model_args(cal)
 
     tst = command("test", "t, p and Z of data against a calibration store, per width and aggregated")
@@ -206,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     tst.add_argument("--tree", default=None, help="ROOT TTree / HDF5 dataset / .npz array to read")
     tst.add_argument("--calibration", required=True, help="store written by 'fastnplm calibrate'")
     tst.add_argument("--temperature", type=float, default=1.0, help="of the soft-max aggregation (default 1)")
+    _add_nuisance_args(tst)  # those of the calibration, and the measured central values
 
     rep = command("report", "run the test and write one self-contained HTML report plus its JSON record")
     _add_input_args(rep, pool=True)
@@ -319,7 +334,7 @@ def _nuisances(args):
             raise InputError(f"--nuisance {text!r}: cannot read shape coefficients {parts[2]!r}: {err}") from err
         out.append(Nuisance(parts[0], sigma, "shape", coef))
     aux = {}
-    for text in args.auxiliary:
+    for text in getattr(args, "auxiliary", []):  # calibrate has none: toys draw their own
         name, eq, value = text.partition("=")
         try:
             aux[name] = float(value)
@@ -430,8 +445,10 @@ def _calibrate(args) -> int:
     sigmas = _floats(args.sigmas, "--sigmas")
     model = _model(args, hessian=args.hessian, center_pool=args.center_pool)
     toy_seed = args.seed if args.toy_seed is None else args.toy_seed
+    nuisances, _ = _nuisances(args)
     cal = calibrate(model, ref, pool, toys=args.toys, n_expected=args.n_expected, sigmas=sigmas,
-                    seed=toy_seed, store=args.store, progress=False if args.quiet else None)
+                    seed=toy_seed, store=args.store, progress=False if args.quiet else None,
+                    nuisances=nuisances or None)
     out = {"toys": cal.toys, "sigmas": list(cal.sigmas), "store": args.store, "path": cal.settings["path"],
            "t_mean": cal.t.mean(axis=0).tolist(), "t_std": cal.t.std(axis=0, ddof=1).tolist() if cal.toys > 1 else None,
            "chi2_dof": [cal.chi2_fit(i)["dof"] for i in range(len(cal.sigmas))] if (cal.t > 0).all() else None,
@@ -449,7 +466,17 @@ def _test(args) -> int:
     ref = _load(args.reference, "reference", columns, args.tree)
     dat = _load(args.data, "data", columns, args.tree)
     n_exp = cal.settings["n_expected"]
-    t_obs = [cal.model(j, threads=args.threads).fit(ref, dat, n_expected=n_exp).t for j in range(len(cal.sigmas))]
+    nuisances, aux = _nuisances(args)
+    recorded = cal.settings.get("nuisances") or []
+    if nuisance_spec(nuisances) != recorded:
+        has = ", ".join("{name}:{sigma:g}:{kind}".format(**x) for x in recorded) or "none"
+        gave = ", ".join(f"{x.name}:{x.sigma:g}:{x.kind}" for x in nuisances) or "none"
+        raise InputError(f"the data must be fitted with the calibration's nuisances: the store has [{has}], "
+                         f"--nuisance gave [{gave}]" + (" (or other shape coefficients)" if recorded and nuisances
+                                                         else ""))
+    fit_kw = dict(nuisances=nuisances, auxiliary=aux or None) if nuisances else {}
+    t_obs = [cal.model(j, threads=args.threads).fit(ref, dat, n_expected=n_exp, **fit_kw).t
+             for j in range(len(cal.sigmas))]
     out = {"toys": cal.toys, **aggregate(cal, t_obs, temperature=args.temperature)}
     _emit(out, args)
     return EXIT_OK

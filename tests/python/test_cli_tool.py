@@ -177,3 +177,31 @@ def test_fit_with_nuisances_is_the_librarys(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             main(args[:args.index("--nuisance")] + extra)
         assert e.value.code == 2 and "error: --" in capsys.readouterr().err
+
+
+def test_calibrate_and_test_with_nuisances(tmp_path, capsys):
+    # toys fitted with the nuisances, the data fitted with the store's nuisances and its own
+    # auxiliary measurement: the library's numbers; a mismatch with the store is refused
+    rng = np.random.default_rng(6)
+    ref, pool, dat = (rng.exponential(size=(n, 1)) for n in (3000, 6000, 200))
+    for name, arr in (("R", ref), ("P", pool), ("D", dat)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    io = ["--reference", str(tmp_path / "R.npy"), "--M", "20", "--sigma", "0.5", "--lam", "1e-5", "--threads", "1"]
+    store = str(tmp_path / "toys.fnplm")
+    assert main(["calibrate", *io, "--pool", str(tmp_path / "P.npy"), "--n-expected", "200", "--toys", "3",
+                 "--seed", "2", "--nuisance", "norm:0.1", "--store", store, "--quiet"]) == 0
+    capsys.readouterr()
+    test = ["test", "--reference", str(tmp_path / "R.npy"), "--threads", "1", "--data", str(tmp_path / "D.npy"),
+            "--calibration", store, "--json"]  # the model is the store's
+    assert main(test + ["--nuisance", "norm:0.1", "--auxiliary", "norm=0.03"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    nus = [fastnplm.Nuisance("norm", 0.1)]
+    model = fastnplm.KernelNPLM(M=20, sigma=0.5, lam=1e-5, seed=2, threads=1)
+    cal = fastnplm.calibrate(model, ref, pool, toys=3, n_expected=200, seed=2, nuisances=nus, progress=False)
+    t_obs = cal.model(0).fit(ref, dat, n_expected=200, nuisances=nus, auxiliary={"norm": 0.03}).t
+    assert rec["per_width"][0]["t"] == pytest.approx(t_obs, rel=1e-12)
+    assert rec["per_width"][0]["p"] == pytest.approx(fastnplm.aggregate(cal, [t_obs])["per_width"][0]["p"])
+    for extra in ([], ["--nuisance", "norm:0.2"], ["--nuisance", "other:0.1"]):
+        with pytest.raises(SystemExit) as e:
+            main(test + extra)
+        assert e.value.code == 2 and "the calibration's nuisances" in capsys.readouterr().err
