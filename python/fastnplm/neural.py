@@ -14,9 +14,13 @@ Adam is torch.optim.Adam's update (bias-corrected, eps added to the corrected sq
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import numbers
+import os
 import time
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -389,8 +393,6 @@ class NeuralNPLM:
 
 def _fingerprint(settings: dict, *arrays) -> str:
     """sha256 of a training's settings and input arrays: a checkpoint belongs to exactly one."""
-    import hashlib
-    import json
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for a in arrays:
         a = np.ascontiguousarray(a, dtype=np.float64)
@@ -406,28 +408,27 @@ class _Checkpoint:
     KEYS = ("params", "m", "v", "history", "finite", "loss", "done")
 
     def __init__(self, path, every):
-        import os
         self.path, self.every = os.fspath(path), int(every)
         if not self.path.endswith(".npz"):
             self.path += ".npz"
 
     def load(self, key):
-        import os
         if not os.path.exists(self.path):
             return None
         try:
             with np.load(self.path) as z:
-                if str(z["key"]) != key:
-                    raise ValueError(f"checkpoint {self.path!r} was written for other inputs or settings; remove it "
-                                     "or give another path")
+                written_for = str(z["key"])
                 state = {k: z[k] for k in self.KEYS}
                 state["steps"] = int(z["steps"])
-        except (OSError, KeyError, EOFError) as err:
-            raise ValueError(f"checkpoint {self.path!r} cannot be read ({err}); remove it to start again") from err
+        except (OSError, KeyError, EOFError, ValueError, zipfile.BadZipFile) as err:
+            raise ValueError(f"checkpoint {self.path!r} is not a readable neural-fit checkpoint ({err}); remove it "
+                             "to start again") from err
+        if written_for != key:
+            raise ValueError(f"checkpoint {self.path!r} was written for other inputs or settings; remove it or give "
+                             "another path")
         return state
 
     def save(self, key, state):
-        import os
         tmp = self.path + ".tmp"
         with open(tmp, "wb") as f:
             np.savez(f, key=np.array(key), steps=np.array(state["steps"]), **{k: state[k] for k in self.KEYS})

@@ -180,6 +180,9 @@ def test_checkpointed_fit_resumes_after_a_kill_with_the_same_bits(tmp_path, monk
         fastnplm.NeuralNPLM(**kw).fit(ref, dat[:-1], checkpoint=path, checkpoint_every=100)
     with pytest.raises(ValueError, match="multiple of history_every"):
         fastnplm.NeuralNPLM(**kw).fit(ref, dat, checkpoint=tmp_path / "x", checkpoint_every=15)
+    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable neural-fit checkpoint"):
+        fastnplm.NeuralNPLM(**kw).fit(ref, dat, checkpoint=tmp_path / "bad.npz", checkpoint_every=100)
     with pytest.raises(ValueError, match="optimizer='adam'"):
         fastnplm.NeuralNPLM(**{**kw, "optimizer": "lbfgsb"}).fit(ref, dat, checkpoint=tmp_path / "y")
 
