@@ -45,7 +45,7 @@ EPILOGS = {
     "fit": """examples:
   fastnplm fit --reference R.npy --data D.npy --n-expected 2000 --M 1000 --lam 1e-6 --json
   fastnplm fit --reference ref.root --data data.root --tree Events --columns pt1,pt2,eta1 --standardize
-  fastnplm fit --reference R.npy --data D.npy --nuisance norm:0.15 --nuisance scale:0.1:scale.npz \
+  fastnplm fit --reference R.npy --data D.npy --nuisance norm:0.15 --nuisance scale:0.1:scale.npz \\
       --auxiliary scale=0.02 --json     # t = tau - Delta with the fitted nuisances
 
 Inputs: .npy, .npz, .csv(.gz), .parquet, .h5 or .root (see fastnplm.load); --columns and
