@@ -7,6 +7,7 @@
 #include "check.hpp"
 #include "dense.hpp"
 #include "samples.hpp"
+#include "fastnplm/cuda.hpp"
 #include "fastnplm/kernel_ops.hpp"
 #include "vexp.hpp"
 
@@ -223,4 +224,27 @@ TEST(cpu_buffer_ops_are_the_plain_loops) {
     CHECK_THROWS(ops->axpy(1.0, bx, longer), std::invalid_argument);
     CHECK_THROWS(ops->trsv_upper(bu, false, longer), std::invalid_argument);
     CHECK_THROWS(ops->cholesky_upper(bu, n + 1), std::invalid_argument);
+}
+
+TEST(cuda_entry_points_link_and_refuse_without_a_device) {
+    // every public entry point of fastnplm/cuda.hpp, as a C++ user calls it: with CUDA built they
+    // are the backend's, without they are stubs with the same signatures; without a device
+    // (this machine) each says so with std::runtime_error instead of crashing
+    if (fastnplm::cuda_device_available()) return;  // the device is exercised by the GPU tests
+    CHECK(fastnplm::cuda_built() == !fastnplm::cuda_architectures().empty());
+    CHECK(fastnplm::cuda_built() == !fastnplm::cuda_kernel_names().empty());
+    fastnplm::MlpShape s;
+    s.hidden = {2};
+    const std::vector<double> x = {0.1, 0.5, 0.9}, w = {1.0, 1.0, 1.0};
+    const fastnplm::MatrixView xv(x.data(), 3, 1);
+    std::vector<double> p = fastnplm::mlp_init(s, 1);
+    double loss = 0;
+    fastnplm::MlpTrainOptions o;
+    o.epochs = 1;
+    fastnplm::MlpAdamState state;
+    CHECK_THROWS(fastnplm::make_cuda_ops(0), std::runtime_error);
+    CHECK_THROWS(fastnplm::cuda_mlp_loss_grad(s, xv, w.data(), {xv}, p.data(), &loss, nullptr), std::runtime_error);
+    CHECK_THROWS(fastnplm::cuda_mlp_train_adam(s, xv, w.data(), {xv}, p.data(), o, &state), std::runtime_error);
+    CHECK_THROWS(fastnplm::cuda_device_facts(0), std::runtime_error);
+    CHECK_THROWS(fastnplm::CudaEventTimer(), std::runtime_error);
 }

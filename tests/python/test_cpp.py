@@ -73,6 +73,22 @@ def test_cuda_kernels_emulated_under_sanitizers(cpp_build, sanitizer, options):
     assert " 0 failed" in out and "PASS kernel_mv_tmv_fused_match_cpu" in out and "PASS buffer_ops_match_cpu" in out
 
 
+def test_core_builds_and_passes_without_cuda(tmp_path):
+    # FASTNPLM_CUDA=OFF (a machine without nvcc): the stubs of fastnplm/cuda.hpp stand in for the
+    # backend, and they must keep the public signatures; the C++ tests run on that build too
+    cmake = shutil.which("cmake")
+    import scipy_openblas32
+
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    _run([cmake, "-S", ROOT, "-B", tmp_path, *gen, "-DCMAKE_BUILD_TYPE=Release", "-DFASTNPLM_CUDA=OFF",
+          "-DFASTNPLM_BUILD_TESTS=ON", "-DFASTNPLM_BLAS=scipy-openblas",
+          f"-DFASTNPLM_OPENBLAS_DIR={os.path.dirname(scipy_openblas32.__file__)}"])
+    _run([cmake, "--build", tmp_path, "--parallel", "2", "--target", "fastnplm_tests"])
+    out = _run([tmp_path / "tests" / "cpp" / "fastnplm_tests"])
+    assert " 0 failed" in out and "PASS mlp_training_resumes_bit_for_bit_from_the_adam_state" in out
+    assert "PASS cuda_entry_points_link_and_refuse_without_a_device" in out
+
+
 @pytest.fixture(scope="module")
 def installed(cpp_build):
     cmake, build, prefix, gen = cpp_build
