@@ -13,7 +13,8 @@
 // sums are reduced in a fixed order at its end.
 //
 // Networks with one hidden layer (d-h-1, the 1D toy's 1-4-1) take run_blocks_1h instead: the
-// same blocks and groups, the stages of a block fused in SIMD registers (simd.hpp), the block's
+// same blocks and groups, swept a chunk of blocks at a time in SIMD vectors (simd.hpp), three
+// loops of independent iterations (exps; sigmoids and the output; gradient), the block's
 // gradient terms summed per parameter in a register and added to double lanes once per block.
 //
 // Precision T: double, or float in the float32 mode (MlpPrecision): features, activations,
@@ -57,6 +58,7 @@ constexpr std::int64_t kBlock = 32;         // events per block (SIMD loops run 
 constexpr std::int64_t kGroupEvents = 2048;  // target events per group
 constexpr std::int64_t kMaxGroups = 64;
 constexpr std::int64_t kMaxHidden1 = 32;     // widest hidden layer the one-hidden-layer path takes
+constexpr std::int64_t kChunkBlocks = 4;     // blocks per chunk of the one-hidden-layer path
 
 struct Layout {
     std::int64_t d = 0, layers = 0, n_params = 0, hidden_total = 0, max_width = 0;
@@ -98,7 +100,7 @@ Layout make_layout(const MlpShape& s, bool specialise = true) {
 // gradient and loss accumulators are double either way.
 template <class T>
 struct Scratch {
-    std::vector<T> act, der, pre, da, db, f, q, pt;
+    std::vector<T> act, der, pre, da, db, f, q, pt, chunk;
     std::vector<double> gacc, lacc;
     explicit Scratch(const Layout& L)
         : act(L.hidden_total * kBlock),
@@ -110,7 +112,8 @@ struct Scratch {
           q(kBlock),
           pt(L.n_params),
           gacc((L.n_params + 1) * kBlock),
-          lacc(kBlock) {}
+          lacc(kBlock),
+          chunk(L.one_hidden ? (2 * L.out[0] + 1) * kChunkBlocks * kBlock : 0) {}
 };
 
 // Events transposed into blocks of kBlock (block i at xs + i * d * kBlock, feature k of
@@ -206,13 +209,11 @@ FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p
                 pj[e] = j == 0 ? T(1) + x : pp[e] * (T(1) + x);
             }
         }
-        T rinv[kBlock], suf[kBlock];
+        // rs = 1 / (u_j ... u_n) going down, so 1/u_j = rs * (u_1 ... u_{j-1})
+        T rs[kBlock];
         const T* __restrict plast = pre + (nout - 1) * kBlock;
 #pragma omp simd
-        for (std::int64_t e = 0; e < kBlock; ++e) {
-            rinv[e] = T(1) / plast[e];
-            suf[e] = T(1);
-        }
+        for (std::int64_t e = 0; e < kBlock; ++e) rs[e] = T(1) / plast[e];
         for (std::int64_t j = nout - 1; j >= 0; --j) {
             T* __restrict z = out + j * kBlock;
             T* __restrict exj = ex + j * kBlock;
@@ -220,10 +221,11 @@ FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p
 #pragma omp simd
             for (std::int64_t e = 0; e < kBlock; ++e) {
                 const T x = exj[e];
-                const T r = (j == 0 ? rinv[e] : rinv[e] * pp[e]) * suf[e];
-                suf[e] *= T(1) + x;
-                z[e] = z[e] >= T(0) ? r : x * r;
-                if (kDer) exj[e] = x * r * r;
+                const T r = j == 0 ? rs[e] : rs[e] * pp[e];
+                rs[e] *= T(1) + x;
+                const T xr = x * r;
+                z[e] = z[e] >= T(0) ? r : xr;
+                if (kDer) exj[e] = xr * r;
             }
         }
         in = out;
@@ -272,10 +274,11 @@ FASTNPLM_INLINE inline void block_sum_acc(const T* __restrict a, double* __restr
     block_dot_acc<T>(a, nullptr, acc);
 }
 
+
 // Loss and lane-wise gradient of one network (params pt, in T) over nb blocks of transposed
 // events xs with slot weights wt / w (reference weights, or 1 for data events; 0 on padding).
 // Adds to s.gacc, s.lacc (double).
-template <class T, bool kRef, bool kGrad>
+template <class T, bool kRef, bool kGrad, bool kLoss>
 FASTNPLM_INLINE inline void run_blocks(const Layout& L, const T* __restrict p, const T* xs, std::int64_t nb,
                                        const T* wt, const double* w, Scratch<T>& s) {
     T* __restrict f = s.f.data();
@@ -293,14 +296,14 @@ FASTNPLM_INLINE inline void run_blocks(const Layout& L, const T* __restrict p, c
             for (std::int64_t e = 0; e < kBlock; ++e) {
                 const T ef = exp_f(f[e]);
                 q[e] = wb[e] * ef;
-                lacc[e] += wd[e] * (static_cast<double>(ef) - 1.0);
+                if (kLoss) lacc[e] += wd[e] * (static_cast<double>(ef) - 1.0);
             }
         } else {
             // data: q = -1, loss term -f; w is 1 on events, 0 on padding slots.
 #pragma omp simd
             for (std::int64_t e = 0; e < kBlock; ++e) {
                 q[e] = -wb[e];
-                lacc[e] -= wd[e] * static_cast<double>(f[e]);
+                if (kLoss) lacc[e] -= wd[e] * static_cast<double>(f[e]);
             }
         }
         if (!kGrad) continue;
@@ -328,24 +331,24 @@ FASTNPLM_INLINE inline void run_blocks(const Layout& L, const T* __restrict p, c
 }
 
 #ifdef FASTNPLM_HAVE_SIMD
-// The d-h-1 network (one hidden layer, h <= kMaxHidden1), a block of events per step with its
-// per-unit vectors in registers where the shape is fixed at compile time: kU vectors of events
-// at a time (kU independent dependency chains per stage for the out-of-order core), each hidden unit's exp(-|z|) once, one division per event for all h
-// sigmoids (the prefix/suffix trick of forward_block), e^f once per reference event, the
-// backward pass folded in. Gradient and loss sums are lane-wise in double, acc[j * N + lane]
-// for parameter j (loss at j = P), N = lanes of a vector; the caller reduces the lanes.
-// kD, kH > 0: d and h known at compile time (the loops over units unroll, the per-unit
-// vectors stay in registers); 0: taken from L.
-template <class T, bool kRef, bool kGrad, int kD = 0, int kH = 0>
+// The same network in three sweeps over a chunk of up to kChunkBlocks blocks, each a loop whose
+// iterations (one vector of N events) are independent, so the out-of-order core overlaps
+// several of them: (1) z_j and e_j = exp(-|z_j|) of every hidden unit into buf; (2) the
+// sigmoids (one division per vector, prefix/suffix products), sigmoid', f, e^f and q; (3) the
+// gradient, a block (kU vectors) at a time: the terms of each parameter summed in a register
+// (kU events per lane) and widened once into double lanes of acc. The factor v_j of the
+// first layer's gradient is left out here (acc holds sum q sigmoid'_j x and sum q sigmoid'_j)
+// and applied by the caller, in double, once per group. buf: (2 h + 1) * kChunkBlocks * kBlock.
+template <class T, bool kRef, bool kGrad, bool kLoss, int kD = 0, int kH = 0>
 FASTNPLM_INLINE inline void run_blocks_1h(const Layout& L, const T* __restrict p, const T* __restrict xs,
-                                          std::int64_t nb, const T* __restrict wt, const double* __restrict w,
-                                          double* __restrict acc) {
+                                                std::int64_t nb, const T* __restrict wt, const double* __restrict w,
+                                                double* __restrict acc, T* __restrict buf) {
     using detail::Wide;
     using V = typename detail::Simd<T>::V;
     using Wd = Wide<T>;
     constexpr int N = detail::Simd<T>::N;
-    constexpr int kU = kBlock / N;  // a whole block per step: kU independent chains per stage
-    static_assert(kBlock % (N * kU) == 0, "a block holds whole steps");
+    constexpr int kU = kBlock / N;
+    constexpr std::int64_t C = kChunkBlocks * kBlock;  // event slots per chunk
     const std::int64_t d = kD > 0 ? kD : L.d, H = kH > 0 ? kH : L.out[0], P = L.n_params;
     const T* __restrict W1 = p;
     const T* __restrict b1 = p + H * d;
@@ -353,77 +356,84 @@ FASTNPLM_INLINE inline void run_blocks_1h(const Layout& L, const T* __restrict p
     const T b2 = v[H];
     const std::int64_t gb1_i = H * d, gv_i = gb1_i + H, gb2_i = gv_i + H;  // flat parameter order
     double* __restrict gl = acc + P * N;
+    T* __restrict S = buf;              // H x C: z_j, then sigmoid_j
+    T* __restrict E = buf + H * C;      // H x C: e_j, then sigmoid'_j
+    T* __restrict Q = buf + 2 * H * C;  // C: q = dL/df
     constexpr int kHmax = kH > 0 ? kH : kMaxHidden1;
-    V E[kHmax][kU], Z[kHmax][kU], Pre[kHmax][kU];
-    for (std::int64_t ib = 0; ib < nb; ++ib) {
-        const T* xb = xs + ib * d * kBlock;
-        for (std::int64_t c = 0; c < kBlock; c += N * kU) {
-            // forward: z_j, e_j = exp(-|z_j|), prefix products of u_j = 1 + e_j
-            V prod[kU];
-            for (int u = 0; u < kU; ++u) prod[u] = detail::splat<V>(1);
+    for (std::int64_t ib0 = 0; ib0 < nb; ib0 += kChunkBlocks) {
+        const std::int64_t nbc = std::min(kChunkBlocks, nb - ib0), nv = nbc * kU;
+        const T* xc = xs + ib0 * d * kBlock;
+        // (1) z_j, e_j
+        for (std::int64_t i = 0; i < nv; ++i) {
+            const T* x = xc + (i / kU) * d * kBlock + (i % kU) * N;
             for (std::int64_t j = 0; j < H; ++j) {
-                for (int u = 0; u < kU; ++u) {
-                    const T* x = xb + c + u * N;
-                    V z = b1[j] + W1[j * d] * detail::load<V>(x);
-                    for (std::int64_t k = 1; k < d; ++k) z += W1[j * d + k] * detail::load<V>(x + k * kBlock);
-                    const V e = detail::vexp_simd<true>(detail::neg_abs(z));
-                    Z[j][u] = z;
-                    E[j][u] = e;
-                    Pre[j][u] = prod[u];
-                    prod[u] *= 1 + e;
-                }
+                V z = b1[j] + W1[j * d] * detail::load<V>(x);
+                for (std::int64_t k = 1; k < d; ++k) z += W1[j * d + k] * detail::load<V>(x + k * kBlock);
+                detail::store(S + j * C + i * N, z);
+                detail::store(E + j * C + i * N, detail::vexp_simd<true>(detail::neg_abs(z)));
             }
-            // one division per event; sigmoid_j (into Z) and sigmoid'_j (into E); f
-            V f[kU];
-            for (int u = 0; u < kU; ++u) {
-                const V R = 1 / prod[u];
-                V suf = detail::splat<V>(1);
-                f[u] = detail::splat<V>(b2);
-                for (std::int64_t j = H - 1; j >= 0; --j) {
-                    const V e = E[j][u];
-                    const V r = R * Pre[j][u] * suf;
-                    suf *= 1 + e;
-                    const V sg = Z[j][u] < 0 ? e * r : r;
-                    Z[j][u] = sg;
-                    E[j][u] = e * r * r;
-                    f[u] += v[j] * sg;
-                }
+        }
+        // (2) sigmoid_j = 1/u_j (z >= 0) or e_j/u_j, u_j = 1 + e_j; sigmoid'_j = e_j/u_j^2; f; q
+        for (std::int64_t i = 0; i < nv; ++i) {
+            V pre[kHmax];
+            V prod = detail::splat<V>(1);
+            for (std::int64_t j = 0; j < H; ++j) {
+                pre[j] = prod;
+                prod *= 1 + detail::load<V>(E + j * C + i * N);
             }
-            // loss terms (widened to double per step) and q = dL/df per vector of events
-            V Q[kU];
-            for (int u = 0; u < kU; ++u) {
-                const std::int64_t slot = ib * kBlock + c + u * N;
-                const V wv = detail::load<V>(wt + slot);
-                const Wd wdv = detail::load_wide<T>(w + slot);
-                if (kRef) {
-                    V ef = detail::vexp_simd(f[u]);
-                    if constexpr (std::is_same_v<T, float>)
-                        ef = f[u] > 88.0f ? detail::splat<V>(std::numeric_limits<float>::infinity()) : ef;
-                    Q[u] = wv * ef;
-                    detail::acc_add<T>(gl, wdv * (Wd::of(ef) - 1.0));
-                } else {
-                    Q[u] = -wv;
-                    detail::acc_add<T>(gl, -(wdv * Wd::of(f[u])));
-                }
+            // rs = 1 / (u_j ... u_{H-1}) going down, so 1/u_j = rs * (u_0 ... u_{j-1})
+            V rs = 1 / prod, f = detail::splat<V>(b2);
+            for (std::int64_t j = H - 1; j >= 0; --j) {
+                const V e = detail::load<V>(E + j * C + i * N);
+                const V r = rs * pre[j];
+                rs *= 1 + e;
+                const V er = e * r;
+                const V sg = detail::load<V>(S + j * C + i * N) < 0 ? er : r;
+                detail::store(S + j * C + i * N, sg);
+                detail::store(E + j * C + i * N, er * r);
+                f += v[j] * sg;
             }
-            if (!kGrad) continue;
-            // gradient: each parameter's terms of the block summed over its kU vectors in a
-            // register (in T: kU events per lane), then widened once and added to acc (double)
-            auto put = [acc](std::int64_t j, V x) FASTNPLM_INLINE { detail::acc_add<T>(acc + j * N, Wd::of(x)); };
-            V sq = Q[0];
-            for (int u = 1; u < kU; ++u) sq += Q[u];
+            const std::int64_t slot = ib0 * kBlock + i * N;
+            const V wv = detail::load<V>(wt + slot);
+            V q;
+            if (kRef) {
+                V ef;
+                if constexpr (std::is_same_v<T, float>)  // beyond 88: inf (the exp's upper clamp is not needed)
+                    ef = f > 88.0f ? detail::splat<V>(std::numeric_limits<float>::infinity()) : detail::vexp_simd<true>(f);
+                else
+                    ef = detail::vexp_simd(f);
+                q = wv * ef;
+                if (kLoss) detail::acc_add<T>(gl, detail::load_wide<T>(w + slot) * (Wd::of(ef) - 1.0));
+            } else {
+                q = -wv;
+                if (kLoss) detail::acc_add<T>(gl, -(detail::load_wide<T>(w + slot) * Wd::of(f)));
+            }
+            detail::store(Q + i * N, q);
+        }
+        if (!kGrad) continue;
+        // (3) gradient, a block at a time
+        auto put = [acc](std::int64_t j, V x) FASTNPLM_INLINE { detail::acc_add<T>(acc + j * N, Wd::of(x)); };
+        for (std::int64_t bl = 0; bl < nbc; ++bl) {
+            const std::int64_t o = bl * kBlock;
+            const T* xb = xc + bl * d * kBlock;
+            V q[kU];
+            for (int u = 0; u < kU; ++u) q[u] = detail::load<V>(Q + o + u * N);
+            V sq = q[0];
+            for (int u = 1; u < kU; ++u) sq += q[u];
             put(gb2_i, sq);
             for (std::int64_t j = 0; j < H; ++j) {
-                V D[kU];
-                V sv = Q[0] * Z[j][0];
-                for (int u = 1; u < kU; ++u) sv += Q[u] * Z[j][u];
+                const T* Sj = S + j * C + o;
+                const T* Ej = E + j * C + o;
+                V sv = q[0] * detail::load<V>(Sj);
+                for (int u = 1; u < kU; ++u) sv += q[u] * detail::load<V>(Sj + u * N);
                 put(gv_i + j, sv);
-                for (int u = 0; u < kU; ++u) D[u] = Q[u] * v[j] * E[j][u];  // delta of hidden unit j
+                V D[kU];
+                for (int u = 0; u < kU; ++u) D[u] = q[u] * detail::load<V>(Ej + u * N);
                 V sb = D[0];
                 for (int u = 1; u < kU; ++u) sb += D[u];
                 put(gb1_i + j, sb);
                 for (std::int64_t k = 0; k < d; ++k) {
-                    const T* xk = xb + c + k * kBlock;
+                    const T* xk = xb + k * kBlock;
                     V sw = D[0] * detail::load<V>(xk);
                     for (int u = 1; u < kU; ++u) sw += D[u] * detail::load<V>(xk + u * N);
                     put(j * d + k, sw);
@@ -436,7 +446,7 @@ FASTNPLM_INLINE inline void run_blocks_1h(const Layout& L, const T* __restrict p
 
 // Blocks [b0, b1) of an event set for a list of networks: out[i * out_stride + ...] receives
 // network nets[i]'s gradient (P entries, when kGrad) and loss (entry P).
-template <class T, bool kRef, bool kGrad>
+template <class T, bool kRef, bool kGrad, bool kLoss>
 FASTNPLM_INLINE inline void group_pass_impl(const Layout& L, const EventBlocks<T>& ev, std::int64_t b0, std::int64_t b1,
                                             const double* params, const std::int64_t* nets, std::int64_t n_nets,
                                             double* out, std::int64_t out_stride, Scratch<T>& s) {
@@ -455,58 +465,77 @@ FASTNPLM_INLINE inline void group_pass_impl(const Layout& L, const EventBlocks<T
             double* acc = s.gacc.data();
             std::fill(acc, acc + (P + 1) * N, 0.0);
             // compiled for the 1D toy's 1-4-1 and for d-4-1; any other d-h-1 with h, d at run time
-            // (measured 1-4-1, float32: 34 instructions per event with both fixed, 45 without)
+            // (measured 1-4-1, one thread, ms/epoch: float32 0.87 fixed vs 0.94 at run time; float64
+            // 1.97 vs 3.01)
             const std::int64_t d = L.d, h = L.out[0];
-            if (h == 4 && d == 1) run_blocks_1h<T, kRef, kGrad, 1, 4>(L, pt, xs, b1 - b0, wt, w, acc);
-            else if (h == 4) run_blocks_1h<T, kRef, kGrad, 0, 4>(L, pt, xs, b1 - b0, wt, w, acc);
-            else run_blocks_1h<T, kRef, kGrad>(L, pt, xs, b1 - b0, wt, w, acc);
-            for (std::int64_t j = kGrad ? 0 : P; j <= P; ++j) {
+            T* cb = s.chunk.data();
+            if (h == 4 && d == 1) run_blocks_1h<T, kRef, kGrad, kLoss, 1, 4>(L, pt, xs, b1 - b0, wt, w, acc, cb);
+            else if (h == 4) run_blocks_1h<T, kRef, kGrad, kLoss, 0, 4>(L, pt, xs, b1 - b0, wt, w, acc, cb);
+            else run_blocks_1h<T, kRef, kGrad, kLoss>(L, pt, xs, b1 - b0, wt, w, acc, cb);
+            for (std::int64_t j = kGrad ? 0 : P; j <= (kLoss ? P : P - 1); ++j) {
                 double a = 0.0;
                 for (std::int64_t e = 0; e < N; ++e) a += acc[j * N + e];
                 o[j] = a;
             }
+            if (kGrad)  // the first layer's gradient sums leave out v_j
+                for (std::int64_t j = 0; j < h; ++j) {
+                    const double vj = static_cast<double>(pt[h * d + h + j]);
+                    o[h * d + j] *= vj;
+                    for (std::int64_t k = 0; k < d; ++k) o[j * d + k] *= vj;
+                }
             continue;
         }
 #endif
-        std::fill(s.lacc.begin(), s.lacc.end(), 0.0);
+        if (kLoss) std::fill(s.lacc.begin(), s.lacc.end(), 0.0);
         if (kGrad) std::fill(s.gacc.begin(), s.gacc.end(), 0.0);
-        run_blocks<T, kRef, kGrad>(L, pt, xs, b1 - b0, wt, w, s);
+        run_blocks<T, kRef, kGrad, kLoss>(L, pt, xs, b1 - b0, wt, w, s);
         if (kGrad)
             for (std::int64_t j = 0; j < P; ++j) {
                 double acc = 0.0;
                 for (std::int64_t e = 0; e < kGradLanes<T>; ++e) acc += s.gacc[j * kGradLanes<T> + e];
                 o[j] = acc;
             }
+        if (!kLoss) continue;
         double acc = 0.0;
         for (std::int64_t e = 0; e < kBlock; ++e) acc += s.lacc[e];
         o[P] = acc;
     }
 }
 
+// grad and loss: which of the two the pass computes (at least one); the loss costs a few
+// instructions per event, so the training loop asks for it only on the epochs it records.
 template <class T>
 FASTNPLM_INLINE inline void group_pass_t(const Layout& L, const EventBlocks<T>& ev, std::int64_t b0, std::int64_t b1, bool ref,
-                             bool grad, const double* params, const std::int64_t* nets, std::int64_t n_nets,
+                             bool grad, bool loss, const double* params, const std::int64_t* nets, std::int64_t n_nets,
                              double* out, std::int64_t out_stride, Scratch<T>& s) {
+    auto run = [&](auto kref, auto kgrad, auto kloss) FASTNPLM_INLINE {
+        group_pass_impl<T, decltype(kref)::value, decltype(kgrad)::value, decltype(kloss)::value>(
+            L, ev, b0, b1, params, nets, n_nets, out, out_stride, s);
+    };
+    using Y = std::true_type;
+    using N = std::false_type;
     if (ref) {
-        if (grad) group_pass_impl<T, true, true>(L, ev, b0, b1, params, nets, n_nets, out, out_stride, s);
-        else group_pass_impl<T, true, false>(L, ev, b0, b1, params, nets, n_nets, out, out_stride, s);
+        if (!grad) run(Y{}, N{}, Y{});
+        else if (loss) run(Y{}, Y{}, Y{});
+        else run(Y{}, Y{}, N{});
     } else {
-        if (grad) group_pass_impl<T, false, true>(L, ev, b0, b1, params, nets, n_nets, out, out_stride, s);
-        else group_pass_impl<T, false, false>(L, ev, b0, b1, params, nets, n_nets, out, out_stride, s);
+        if (!grad) run(N{}, N{}, Y{});
+        else if (loss) run(N{}, Y{}, Y{});
+        else run(N{}, Y{}, N{});
     }
 }
 
 // The hot entry points, one per precision (target_clones does not take templates).
 FASTNPLM_HOT void group_pass(const Layout& L, const EventBlocks<double>& ev, std::int64_t b0, std::int64_t b1, bool ref,
-                             bool grad, const double* params, const std::int64_t* nets, std::int64_t n_nets,
+                             bool grad, bool loss, const double* params, const std::int64_t* nets, std::int64_t n_nets,
                              double* out, std::int64_t out_stride, Scratch<double>& s) {
-    group_pass_t<double>(L, ev, b0, b1, ref, grad, params, nets, n_nets, out, out_stride, s);
+    group_pass_t<double>(L, ev, b0, b1, ref, grad, loss, params, nets, n_nets, out, out_stride, s);
 }
 
 FASTNPLM_HOT void group_pass(const Layout& L, const EventBlocks<float>& ev, std::int64_t b0, std::int64_t b1, bool ref,
-                             bool grad, const double* params, const std::int64_t* nets, std::int64_t n_nets,
+                             bool grad, bool loss, const double* params, const std::int64_t* nets, std::int64_t n_nets,
                              double* out, std::int64_t out_stride, Scratch<float>& s) {
-    group_pass_t<float>(L, ev, b0, b1, ref, grad, params, nets, n_nets, out, out_stride, s);
+    group_pass_t<float>(L, ev, b0, b1, ref, grad, loss, params, nets, n_nets, out, out_stride, s);
 }
 
 FASTNPLM_HOT void predict_blocks(const Layout& L, const double* params, const EventBlocks<double>& ev, std::int64_t b0,
@@ -588,7 +617,7 @@ template <class T>
 void MlpPass::Impl::run(const EventSets<T>& ev, const double* params, const std::int64_t* nets, std::int64_t n_nets,
                         double* loss, double* grad) const {
     const std::int64_t P = L.n_params, W = P + 1, gr = ref_groups;
-    const bool want_grad = grad != nullptr;
+    const bool want_grad = grad != nullptr, want_loss = loss != nullptr;
     // Tasks: reference groups (every listed network each), then (network, data group) pairs.
     std::vector<std::int64_t> first(n_nets + 1, 0);
     for (std::int64_t i = 0; i < n_nets; ++i) first[i + 1] = first[i] + data_groups[nets[i]];
@@ -601,24 +630,26 @@ void MlpPass::Impl::run(const EventSets<T>& ev, const double* params, const std:
         for (std::int64_t t = 0; t < n_tasks; ++t) {
             if (t < gr) {
                 const std::int64_t nb = ev.ref.nb;
-                group_pass(L, ev.ref, nb * t / gr, nb * (t + 1) / gr, true, want_grad, params, nets, n_nets,
+                group_pass(L, ev.ref, nb * t / gr, nb * (t + 1) / gr, true, want_grad, want_loss, params, nets, n_nets,
                            ref_part.data() + t * n_nets * W, W, s);
             } else {
                 const std::int64_t u = t - gr;
                 const std::int64_t i = std::upper_bound(first.begin(), first.end(), u) - first.begin() - 1;
                 const EventBlocks<T>& d = ev.data[nets[i]];
                 const std::int64_t g = u - first[i], G = first[i + 1] - first[i], nb = d.nb;
-                group_pass(L, d, nb * g / G, nb * (g + 1) / G, false, want_grad, params, nets + i, 1,
+                group_pass(L, d, nb * g / G, nb * (g + 1) / G, false, want_grad, want_loss, params, nets + i, 1,
                            data_part.data() + u * W, W, s);
             }
         }
     }
     for (std::int64_t i = 0; i < n_nets; ++i) {
         const std::int64_t b = nets[i];
-        double lr = 0.0, ld = 0.0;
-        for (std::int64_t g = 0; g < gr; ++g) lr += ref_part[(g * n_nets + i) * W + P];
-        for (std::int64_t g = first[i]; g < first[i + 1]; ++g) ld += data_part[g * W + P];
-        loss[b] = lr + ld;
+        if (want_loss) {
+            double lr = 0.0, ld = 0.0;
+            for (std::int64_t g = 0; g < gr; ++g) lr += ref_part[(g * n_nets + i) * W + P];
+            for (std::int64_t g = first[i]; g < first[i + 1]; ++g) ld += data_part[g * W + P];
+            loss[b] = lr + ld;
+        }
         if (!want_grad) continue;
         double* gb = grad + b * P;
         for (std::int64_t j = 0; j < P; ++j) {
@@ -640,6 +671,7 @@ std::int64_t MlpPass::n_params() const { return impl_->L.n_params; }
 
 void MlpPass::run(const double* params, const std::int64_t* nets, std::int64_t n_nets, double* loss,
                   double* grad) const {
+    if (loss == nullptr && grad == nullptr) throw std::invalid_argument("MlpPass::run: neither loss nor grad is wanted");
     if (impl_->f32) impl_->run(*impl_->f32, params, nets, n_nets, loss, grad);
     else impl_->run(*impl_->f64, params, nets, n_nets, loss, grad);
 }
@@ -670,12 +702,16 @@ public:
 
     void epoch(const AdamStep& a) override {
         if (active_.empty()) return;
-        pass_.run(params_, active_.data(), static_cast<std::int64_t>(active_.size()), loss_.data(), grad_.data());
+        // the loss only where it is recorded: a non-finite loss has a non-finite gradient (the
+        // reference's e^f overflows both; f is finite for finite parameters and events)
+        const bool want_loss = a.record >= 0;
+        pass_.run(params_, active_.data(), static_cast<std::int64_t>(active_.size()),
+                  want_loss ? loss_.data() : nullptr, grad_.data());
         std::vector<std::int64_t> still;
         still.reserve(active_.size());
         for (std::int64_t b : active_) {
             const double* g = grad_.data() + b * P_;
-            if (!std::isfinite(loss_[b]) || !all_finite(g, P_)) {
+            if ((want_loss && !std::isfinite(loss_[b])) || !all_finite(g, P_)) {
                 finite_[b] = 0;
                 continue;
             }

@@ -88,8 +88,9 @@ public:
     ~MlpPass();
     std::int64_t n_networks() const;
     std::int64_t n_params() const;
-    /// For the networks nets[0..n_nets): loss[b] and grad[b * P ..] (grad may be nullptr) from
-    /// params[b * P ..], b = nets[i]; entries of other networks are not touched.
+    /// For the networks nets[0..n_nets): loss[b] and grad[b * P ..] from params[b * P ..],
+    /// b = nets[i]; entries of other networks are not touched. Either of loss and grad may be
+    /// nullptr (not computed; the gradient-only pass is the training epoch's), not both.
     void run(const double* params, const std::int64_t* nets, std::int64_t n_nets, double* loss, double* grad) const;
 
 private:

@@ -104,7 +104,8 @@ FASTNPLM_INLINE inline f32x8 neg_abs(f32x8 x) { return (f32x8)((i32x8)x | static
 // 2^k is a normal float): Cody-Waite reduction r = x - k ln 2 with ln 2 split as
 // 0.693359375 - 2.12194440e-4, then Cephes' expf polynomial (degree 5 in r on
 // [-ln2/2, ln2/2], relative error ~1 ulp = 6e-8); bias folded into the shifter as above.
-// Callers that need overflow beyond 88 blend inf in themselves. kNonPos: x <= 0 guaranteed.
+// Callers that need overflow beyond 88 blend inf in themselves. kNonPos: no upper clamp (x <= 0
+// guaranteed, or lanes above 88 replaced by the caller).
 template <bool kNonPos = false>
 FASTNPLM_INLINE inline f32x8 vexp_simd(f32x8 x) {
     constexpr float log2e = 1.44269504088896341f;

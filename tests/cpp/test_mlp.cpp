@@ -197,8 +197,9 @@ TEST(mlp_training_resumes_bit_for_bit_from_the_adam_state) {
 }
 
 TEST(mlp_one_hidden_layer_path_matches_general_path) {
-    // the register-resident d-h-1 path against the layer-by-layer pass, both precisions; sizes
-    // not multiples of a block; h up to the widest the path takes
+    // the chunked d-h-1 path against the layer-by-layer pass, both precisions; sizes not
+    // multiples of a block (nor of a chunk); h up to the widest the path takes. Each path's
+    // gradient-only pass (the training epoch's) gives its full pass's gradient bit for bit.
     for (auto [dim, h] : std::vector<std::pair<std::int64_t, std::int64_t>>{{3, 1}, {3, 4}, {1, 4}, {3, 7}, {2, 32}}) {
         const Problem pb(dim, {h}, 3001, 457, 31);
         std::vector<double> p = fastnplm::mlp_init(pb.s, 4);
@@ -219,12 +220,23 @@ TEST(mlp_one_hidden_layer_path_matches_general_path) {
             for (double g : gg) gmax = std::max(gmax, std::fabs(g));
             CHECK_CLOSE(ls, lg, tol, tol * (1 + std::fabs(lg)));
             for (std::int64_t j = 0; j < P; ++j) CHECK_CLOSE(gs[j], gg[j], tol, tol * (1 + gmax));
-            // a NaN parameter gives a NaN loss (the exps' clamps keep NaN)
-            std::vector<double> pn = p;
-            pn[0] = std::nan("");
-            fastnplm::detail::MlpPass(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, 2, prec, true)
-                .run(pn.data(), &net, 1, &ls, nullptr);
-            CHECK(std::isnan(ls));
+            for (bool specialised : {true, false}) {
+                const fastnplm::detail::MlpPass pass(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, 2, prec, specialised);
+                std::vector<double> g_only(P), g_full(P);
+                double l_full;
+                pass.run(p.data(), &net, 1, nullptr, g_only.data());
+                pass.run(p.data(), &net, 1, &l_full, g_full.data());
+                CHECK(g_only == g_full);
+                // a NaN parameter gives a NaN loss (the exps' clamps keep NaN) and, without the
+                // loss, a non-finite gradient (what stops a training epoch that skips the loss)
+                std::vector<double> pn = p;
+                pn[0] = std::nan("");
+                pass.run(pn.data(), &net, 1, &ls, nullptr);
+                CHECK(std::isnan(ls));
+                pass.run(pn.data(), &net, 1, nullptr, g_only.data());
+                CHECK(!fastnplm::detail::all_finite(g_only.data(), P));
+                CHECK_THROWS(pass.run(p.data(), &net, 1, nullptr, nullptr), std::invalid_argument);
+            }
         }
     }
 }
