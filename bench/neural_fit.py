@@ -10,6 +10,8 @@ imported is reported as such, with the error. Prints one JSON document to stdout
 Cases (issue 3): 1D 1-4-1 with N_R = 200000, N_D = 2000; 5D 5-5-5-5-1 with N_R = 100000,
 N_D = 20000. fastnplm runs in float64 and float32 (dtype=; best of 3 fits each, all kept).
 --full-fit also times one full 300000-epoch 1D fit in float32, the fastest mode (minutes).
+Each case also reports exp_floor: the time of the epoch's float32 exponentials alone (one per
+hidden unit and one for e^f, per event), the bound no implementation of the pass can beat here.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import time
 import numpy as np
 
 import fastnplm
-from fastnplm import _bench
+from fastnplm import _bench, _core
 
 CASES = {"1d": dict(d=1, hidden=(4,), n_r=200_000, n_d=2_000, clip=9.0),
          "5d": dict(d=5, hidden=(5, 5, 5), n_r=100_000, n_d=20_000, clip=2.0)}
@@ -141,11 +143,19 @@ def main():
         ref, dat = data(case)
         ours = time_fastnplm(case, ref, dat, ep["fastnplm"], args.threads)
         ours32 = time_fastnplm(case, ref, dat, ep["fastnplm"], args.threads, "float32")
+        # the floor: the float32 sigmoid/output exps of one epoch alone (n_r + n_d events), with
+        # the same threads -- no epoch of this network can be faster here, in any implementation
+        # with float-accurate exps. Measured before the peers, whose thread pools may linger.
+        n_exps = sum(case["hidden"]) + 1
+        floor = _core.mlp_exp_floor_ms(case["n_r"] + case["n_d"], n_exps, args.threads, 50)
         row = {"case": {k: list(v) if isinstance(v, tuple) else v for k, v in case.items()},
                "fastnplm": ours, "fastnplm_float32": ours32,
                "torch_float64": time_torch(case, ref, dat, ep["torch"], args.threads, "float64"),
                "torch_float32": time_torch(case, ref, dat, ep["torch"], args.threads, "float32"),
-               "nplm_tensorflow": time_tf(case, ref, dat, ep["tf"], args.threads)}
+               "nplm_tensorflow": time_tf(case, ref, dat, ep["tf"], args.threads),
+               "exp_floor": {"exps_per_event": n_exps, "ms": floor,
+                             "float32_epoch_over_floor": ours32["ms_per_epoch"] / floor,
+                             "projected_300000_epoch_s": floor * 300}}
         for peer in ("torch_float64", "torch_float32", "nplm_tensorflow"):
             if "ms_per_epoch" in row[peer]:
                 row[f"speedup_vs_{peer}"] = row[peer]["ms_per_epoch"] / ours["ms_per_epoch"]

@@ -269,6 +269,16 @@ def test_core_errors_arrive_as_value_error():
         _core.mlp_loss_grad(ref, w, [dat, dat], [4], p)
 
 
+
+def test_exp_floor_of_the_benchmark_validates_and_runs():
+    # bench/neural_fit.py's floor: a time, positive and finite; bad sizes refused before work
+    ms = _core.mlp_exp_floor_ms(1000, 5, threads=1, repeats=2)
+    assert np.isfinite(ms) and ms > 0
+    for args, match in [((7, 5), "n_events"), ((1000, 0), "exps_per_event"), ((1000, 5, 1, 0), "repeats")]:
+        with pytest.raises(ValueError, match=match):
+            _core.mlp_exp_floor_ms(*args)
+
+
 U32 = 2.0**-24  # unit roundoff of float
 
 
