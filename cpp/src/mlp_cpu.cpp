@@ -64,7 +64,7 @@ constexpr std::int64_t kChunkBlocks = 4;     // blocks per chunk of the one-hidd
 struct Layout {
     std::int64_t d = 0, layers = 0, n_params = 0, hidden_total = 0, max_width = 0;
     std::vector<std::int64_t> in, out, w_off, b_off, act_off;  // per layer
-    bool one_hidden = false;  // d-h-1 with h <= kMaxHidden1: the register-resident path runs
+    bool one_hidden = false;  // d-h-1 with h <= kMaxHidden1: run_blocks_1h runs
 };
 
 Layout make_layout(const MlpShape& s, bool specialise = true) {
@@ -205,7 +205,9 @@ FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p
             const T* __restrict pp = pre + (j - 1) * kBlock;
 #pragma omp simd
             for (std::int64_t e = 0; e < kBlock; ++e) {
-                const T x = detail::vexp(-std::fabs(z[e]));
+                T x;
+                if constexpr (std::is_same_v<T, float>) x = detail::vexpf<false>(-std::fabs(z[e]));
+                else x = detail::vexp(-std::fabs(z[e]));
                 exj[e] = x;
                 pj[e] = j == 0 ? T(1) + x : pp[e] * (T(1) + x);
             }
@@ -237,7 +239,7 @@ FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p
 // beyond is made inf here -- a float32 fit that overflows stops as non-finite, as in double.
 FASTNPLM_INLINE inline double exp_f(double f) { return detail::vexp(f); }
 FASTNPLM_INLINE inline float exp_f(float f) {
-    return f > 88.0f ? std::numeric_limits<float>::infinity() : detail::vexp(f);
+    return f > 88.0f ? std::numeric_limits<float>::infinity() : detail::vexpf<false>(f);
 }
 
 // Gradient sums of the general pass: gacc[p * kGradLanes + lane] (double). With SIMD, a
