@@ -39,6 +39,8 @@ public:
     /// One epoch of every network still active: loss and gradient at its parameters; a network
     /// whose loss or gradient has a NaN/inf stops (finite = 0, parameters untouched); the others
     /// record the loss (a.record >= 0), take the Adam step and the clip, epochs_done = epoch + 1.
+    /// A backend may compute the loss only where it is recorded (the CPU does): a non-finite
+    /// loss comes with a non-finite gradient (e^f overflows both; f is finite otherwise).
     virtual void epoch(const AdamStep& a) = 0;
     /// How often the loop may ask all_stopped() (in epochs; 0: never). Asking can cost a
     /// device-to-host copy and a synchronisation.
