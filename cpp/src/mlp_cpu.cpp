@@ -334,18 +334,19 @@ FASTNPLM_INLINE inline void run_blocks(const Layout& L, const T* __restrict p, c
 }
 
 #ifdef FASTNPLM_HAVE_SIMD
-// The same network in three sweeps over a chunk of up to kChunkBlocks blocks, each a loop whose
-// iterations (one vector of N events) are independent, so the out-of-order core overlaps
-// several of them: (1) z_j and e_j = exp(-|z_j|) of every hidden unit into buf; (2) the
-// sigmoids (one division per vector, prefix/suffix products), sigmoid', f, e^f and q; (3) the
-// gradient, a block (kU vectors) at a time: the terms of each parameter summed in a register
-// (kU events per lane) and widened once into double lanes of acc. The factor v_j of the
+// The d-h-1 network (one hidden layer, h <= kMaxHidden1) in three sweeps over a chunk of up to
+// kChunkBlocks blocks, each a loop whose iterations (one vector of N events) are independent,
+// so the out-of-order core overlaps several of them: (1) z_j and e_j = exp(-|z_j|) of every
+// hidden unit into buf; (2) the sigmoids (one division per vector, prefix/suffix products),
+// sigmoid', f, e^f and q; (3) the gradient, a block (kU vectors) at a time: the terms of each
+// parameter summed in a register (kU events per lane) and widened once into double lanes of
+// acc (loss at j = P; the caller reduces the lanes). The factor v_j of the
 // first layer's gradient is left out here (acc holds sum q sigmoid'_j x and sum q sigmoid'_j)
 // and applied by the caller, in double, once per group. buf: (2 h + 1) * kChunkBlocks * kBlock.
 template <class T, bool kRef, bool kGrad, bool kLoss, int kD = 0, int kH = 0>
 FASTNPLM_INLINE inline void run_blocks_1h(const Layout& L, const T* __restrict p, const T* __restrict xs,
-                                                std::int64_t nb, const T* __restrict wt, const double* __restrict w,
-                                                double* __restrict acc, T* __restrict buf) {
+                                          std::int64_t nb, const T* __restrict wt, const double* __restrict w,
+                                          double* __restrict acc, T* __restrict buf) {
     using detail::Wide;
     using V = typename detail::Simd<T>::V;
     using Wd = Wide<T>;
