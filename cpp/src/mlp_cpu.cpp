@@ -206,7 +206,7 @@ FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p
 #pragma omp simd
             for (std::int64_t e = 0; e < kBlock; ++e) {
                 T x;
-                if constexpr (std::is_same_v<T, float>) x = detail::vexpf<false>(-std::fabs(z[e]));
+                if constexpr (std::is_same_v<T, float>) x = detail::vexpf<true>(-std::fabs(z[e]));
                 else x = detail::vexp(-std::fabs(z[e]));
                 exj[e] = x;
                 pj[e] = j == 0 ? T(1) + x : pp[e] * (T(1) + x);
@@ -239,7 +239,7 @@ FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p
 // beyond is made inf here -- a float32 fit that overflows stops as non-finite, as in double.
 FASTNPLM_INLINE inline double exp_f(double f) { return detail::vexp(f); }
 FASTNPLM_INLINE inline float exp_f(float f) {
-    return f > 88.0f ? std::numeric_limits<float>::infinity() : detail::vexpf<false>(f);
+    return f > 88.0f ? std::numeric_limits<float>::infinity() : detail::vexpf<true>(f);
 }
 
 // Gradient sums of the general pass: gacc[p * kGradLanes + lane] (double). With SIMD, a

@@ -124,16 +124,16 @@ namespace fastnplm::detail {
 // expf(x) for float, x clamped to [-87, 88]: the reduction and Cephes polynomial of the
 // SIMD vexp_simd(f32x8) in simd.hpp, written for loops that the compiler vectorises
 // (the float32 mode of the MLP pass). Relative error ~1 ulp of float (tests/cpp).
-// kUpper = false: x <= 88 is the caller's (x <= 0 for a sigmoid's exp(-|z|), or lanes above 88
-// replaced), one clamp fewer.
-template <bool kUpper = true>
+// kNonPos, as in vexp_simd: no upper clamp, x <= 88 is the caller's (x <= 0 for a sigmoid's
+// exp(-|z|), or results above 88 replaced).
+template <bool kNonPos = false>
 inline float vexpf(float x) {
     constexpr float log2e = 1.44269504088896341f;
     constexpr float c1 = 0.693359375f;
     constexpr float c2 = -2.12194440e-4f;
     constexpr float shifter = 12582912.0f;  // 1.5 * 2^23: rounds to integer
     x = std::max(x, -87.0f);
-    if (kUpper) x = std::min(x, 88.0f);
+    if (!kNonPos) x = std::min(x, 88.0f);
     float kd = x * log2e + shifter;
     std::uint32_t kbits;
     std::memcpy(&kbits, &kd, sizeof kbits);
@@ -151,6 +151,6 @@ inline float vexpf(float x) {
     return y * scale;
 }
 
-inline float vexp(float x) { return vexpf<true>(x); }
+inline float vexp(float x) { return vexpf<false>(x); }
 
 }  // namespace fastnplm::detail
