@@ -26,6 +26,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from . import _checks
+from ._stats import clopper_pearson
 from . import _spectral
 from ._info import BACKENDS, resolve_backend
 from .kernel import HESSIAN_MODES, ConvergenceWarning, KernelNPLM, sigma_heuristic
@@ -85,10 +86,7 @@ class Calibration:
         t = self._column(sigma_index)
         b = t.size
         k = int(np.count_nonzero(t >= t_obs))
-        alpha = 1.0 - cl
-        lo = 0.0 if k == 0 else stats.beta.ppf(alpha / 2, k, b - k + 1)
-        hi = 1.0 if k == b else stats.beta.ppf(1 - alpha / 2, k + 1, b - k)
-        out = {"p": (1 + k) / (b + 1), "interval": (float(lo), float(hi)), "exceeded": k, "toys": b}
+        out = {"p": (1 + k) / (b + 1), "interval": clopper_pearson(k, b, cl), "exceeded": k, "toys": b}
         if k == 0:
             dof = self.chi2_fit(sigma_index)["dof"]
             out["bound"] = 1.0 / (b + 1)
@@ -187,8 +185,10 @@ def aggregate(cal: Calibration, t_obs, temperature: float = 1.0) -> dict:
     for method in AGGREGATIONS:
         a_toys = _aggregate_stat(p_toys, z_toys, method, temperature)
         a_obs = float(_aggregate_stat(p_obs, z_obs, method, temperature))
-        p = (1.0 + np.count_nonzero(a_toys >= a_obs)) / (b + 1)
-        out[method] = {"statistic": a_obs, "p": p, "z": float(stats.norm.isf(p))}
+        k = int(np.count_nonzero(a_toys >= a_obs))
+        p = (1.0 + k) / (b + 1)
+        out[method] = {"statistic": a_obs, "p": p, "z": float(stats.norm.isf(p)), "exceeded": k,
+                       "interval": clopper_pearson(k, b)}
     out["softmax-t"]["temperature"] = temperature
     return out
 
@@ -454,10 +454,10 @@ def _choose_path(models, n_ref, n_exp, d, toys, fast, generator):
     """'spectral' (shared reference) or 'plain' (one fit per toy and width), by the cost model."""
     applicable = not generator and all(
         isinstance(m, KernelNPLM) and m.solver == "newton-step" and len(m.penalties) == 1 and m.lam > 0
-        and (m.centers is not None or m.center_pool == "reference") for m in models)
+        and m.shared_centers for m in models)
     if fast and not applicable:
         raise ValueError("fast=True needs a single-penalty newton-step model with lam > 0 and centers "
-                         "independent of the data (center_pool='reference', or given centers), and a "
+                         "independent of the data (center_pool other than 'pooled', or given centers), and a "
                          "reference sample (not a generator)")
     if fast is False or not applicable:
         return "plain"
@@ -524,7 +524,7 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         The shared-reference path (``fastnplm._spectral``): the reference's part of the
         Newton step is computed once per width, each toy costs O(N_D M r + N_R r). It applies
         to a single-penalty "newton-step" model with lam > 0 and data-independent centers
-        (``center_pool="reference"`` or given) on a reference sample. None: a cost model
+        (any ``center_pool`` but "pooled", or given centers) on a reference sample. None: a cost model
         chooses between it and one plain ``fit`` per toy; True/False force it. When it runs,
         the toys are fitted with ``hessian="spectral"``: fit the observed data with
         ``cal.model(sigma_index)`` so that data and toys go through the same solver.
@@ -608,7 +608,7 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         models = [_with_sigma(model, s) for s in sigmas]
     path = _choose_path(models, n_reference or ref.shape[0], n_exp, d, toys, fast, generator)
     if nuisances and path == "plain" and fast is None and not generator and all(
-            isinstance(m, KernelNPLM) and (m.centers is not None or m.center_pool == "reference") for m in models):
+            isinstance(m, KernelNPLM) and m.shared_centers for m in models):
         path = "spectral"  # nuisance fits always work in the spectral features: share them
 
     header = _fingerprint(model, reference if generator else ref, pool if callable(pool) else pool_arr, n_exp,

@@ -16,7 +16,7 @@ import sys
 
 from .calibration import aggregate, calibrate, load_calibration, nuisance_spec
 from .datasets import exp_bump
-from .kernel import KernelNPLM
+from .kernel import CENTER_POOLS, DEFAULT_CENTER_POOL, KernelNPLM
 
 log = logging.getLogger("fastnplm")
 
@@ -51,9 +51,13 @@ EPILOGS = {
 Inputs: .npy, .npz, .csv(.gz), .parquet, .h5 or .root (see fastnplm.load); --columns and
 --tree apply to every input file.""",
     "demo": """examples:
-  fastnplm demo --M 1000 --sigma 0.3            # reference Exp(1), 10 signal events at 6.4
+  fastnplm demo                                 # reference Exp(1), 10 signal events at 6.4: the whole test
+  fastnplm demo --signal 0 --no-report          # a null data set, numbers only
   fastnplm demo --real                          # writes fastnplm-demo-real.html (+ .json)
   fastnplm demo --real --toys 100 --signal 150 --report my.html --json
+
+The 1-D demo calibrates 300 toys from a disjoint Exp(1) pool, fits the data with the toys'
+model, prints the verdict, t, p and Z, and writes fastnplm-demo.html (+ .json).
 
 --real: 20000 CMS 2011 open-data Upsilon -> mu mu candidates (bundled, CC0), features pt1,
 pt2, eta1, eta2, delta-phi (not the mass). A random split into reference, toy pool and data
@@ -61,7 +65,7 @@ pt2, eta1, eta2, delta-phi (not the mass). A random split into reference, toy po
 window (an injected narrow resonance: detected).""",
     "calibrate": """examples:
   fastnplm calibrate --reference R.npy --pool P.npy --n-expected 2000 --toys 300 \\
-      --sigmas 0.3,0.7,1.4 --center-pool reference --store toys.fnplm --json
+      --sigmas 0.3,0.7,1.4 --store toys.fnplm --json
 
   fastnplm calibrate --reference R.npy --pool P.npy --n-expected 2000 --toys 300 \\
       --nuisance norm:0.15 --nuisance scale:0.1:scale.npz --store toys-nu.fnplm
@@ -76,7 +80,7 @@ the nuisances (t = tau - Delta), each toy drawing its own auxiliary measurements
 A store made with nuisances needs the same --nuisance options (checked against the store).""",
     "report": """examples:
   fastnplm report --reference R.npy --data D.npy --pool P.npy --n-expected 2000 --toys 200 \\
-      --sigmas 0.5,1.0 --center-pool reference --out report.html
+      --sigmas 0.5,1.0 --out report.html
   fastnplm report --reference R.npy --data D.npy --calibration toys.fnplm --out report.html
 
 Writes one self-contained HTML page (plots embedded, opens offline) and the JSON record
@@ -141,6 +145,9 @@ def _add_model_args(p):
     p.add_argument("--sigma", type=float, default=None, help="Gaussian width (default: 90th percentile of reference pairwise distances)")
     p.add_argument("--lam", type=float, default=1e-6, help="ridge penalty lambda (default 1e-6)")
     p.add_argument("--solver", choices=["newton-step", "newton"], default="newton-step")
+    p.add_argument("--center-pool", choices=CENTER_POOLS, default=DEFAULT_CENTER_POOL,
+                   help=f"where the centers come from (default {DEFAULT_CENTER_POOL}: the reference, so toys share "
+                        "its work; 'pooled': reference and data, as published)")
 
 
 def _add_nuisance_args(p, auxiliary=True):
@@ -190,11 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "the bundled problems: the 1-D toy, or --real CMS open-data dimuons")
     demo.add_argument("--real", action="store_true", help="the real-data demo (CMS open-data dimuon events)")
-    demo.add_argument("--toys", type=int, default=None, help="--real: toys of the calibration (default 200)")
-    demo.add_argument("--signal", type=int, default=None, help="--real: injected Upsilon(1S)-window events (default 200)")
-    demo.add_argument("--report", default="fastnplm-demo-real.html",
-                      help="--real: HTML report to write (default fastnplm-demo-real.html; JSON next to it)")
-    demo.add_argument("--no-report", action="store_true", help="--real: print only, draw nothing")
+    demo.add_argument("--toys", type=int, default=None, help="toys of the calibration (default 300; --real: 200)")
+    demo.add_argument("--signal", type=int, default=None,
+                      help="signal events in the data (default 10 at x = 6.4; --real: 200 Upsilon(1S)-window events)")
+    demo.add_argument("--report", default=None,
+                      help="HTML report to write (default fastnplm-demo.html, --real: fastnplm-demo-real.html; "
+                           "JSON next to it)")
+    demo.add_argument("--no-report", action="store_true", help="print only, draw nothing")
     _add_model_args(demo)
 
     cal = command("calibrate", "toys under the reference hypothesis, recorded in a resumable store")
@@ -208,8 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--store", default=None, help="append-only toy record; re-running resumes")
     cal.add_argument("--toy-seed", type=int, default=None, help="seed of the toys (default: --seed)")
     cal.add_argument("--hessian", choices=["auto", "stream", "dense", "spectral"], default="auto")
-    cal.add_argument("--center-pool", choices=["pooled", "reference"], default="pooled",
-                     help="'reference' enables the shared-reference fast toy path; 'fastnplm test' uses the same")
     _add_nuisance_args(cal, auxiliary=False)  # each toy draws its own auxiliary values
     _add_model_args(cal)
 
@@ -228,7 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--n-expected", type=float, default=None, help="N(R) (default: the number of data events)")
     rep.add_argument("--toys", type=int, default=200)
     rep.add_argument("--sigmas", default=None, help="comma-separated widths (default: --sigma or the heuristic)")
-    rep.add_argument("--center-pool", choices=["pooled", "reference"], default="reference")
     rep.add_argument("--names", default=None, help="comma-separated feature names for the plots")
     rep.add_argument("--title", default="NPLM goodness-of-fit test")
     rep.add_argument("--out", default="nplm-report.html", help="HTML file (default nplm-report.html)")
@@ -296,7 +302,7 @@ def _lines(out):
 
 def _model(args, **extra):
     return KernelNPLM(M=args.M, sigma=args.sigma, lam=args.lam, solver=args.solver, seed=args.seed,
-                      threads=args.threads, **extra)
+                      threads=args.threads, center_pool=args.center_pool, **extra)
 
 
 def _inputs(args, keys):
@@ -379,15 +385,42 @@ def _fit_record(res, args, extra):
 def _demo(args) -> int:
     if args.real:
         return _demo_real(args)
-    only_real = [opt for opt, given in (("--toys", args.toys is not None), ("--signal", args.signal is not None),
-                                        ("--no-report", args.no_report)) if given]
-    if only_real:
-        raise InputError(f"{', '.join(only_real)} apply to 'fastnplm demo --real' only")
-    ref, dat, n_exp = exp_bump(seed=args.seed)
-    res = _model(args).fit(ref, dat, n_expected=n_exp)
-    _emit(_fit_record(res, args, {"problem": "reference Exp(1), N_R=200000; data Poisson(2000) Exp(1) events "
-                                             "+ 10 events N(6.4, 0.16)"}), args)
+    from . import demo
+    report_path = _report_path(args, "fastnplm-demo.html")
+    kw = {} if args.toys is None else {"toys": args.toys}
+    if args.signal is not None:
+        kw["n_signal"] = args.signal
+    log.info("reference Exp(1), data with a 10-event bump at 6.4: calibrating, then testing the data ...")
+    out = demo.run_exp(seed=args.seed, M=args.M, sigma=0.3 if args.sigma is None else args.sigma, lam=args.lam,
+                       center_pool=args.center_pool, solver=args.solver, threads=args.threads,
+                       report_path=report_path, **kw)
+    _emit(out, args, _demo_exp_text(out))
     return EXIT_OK
+
+
+def _report_path(args, default):
+    """The report file to write, or None (--no-report, or no matplotlib to draw it)."""
+    if args.no_report:
+        return None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log.warning("matplotlib is not installed: no report drawn (pip install 'fastnplm[plot]')")
+        return None
+    return args.report or default
+
+
+def _demo_exp_text(out):
+    s = out["settings"]
+    lo, hi = out["p_interval"]
+    lines = [out["verdict"], "",
+             f"{s['problem']}",
+             f"M = {s['M']}, sigma = {s['sigma']:g}, lambda = {s['lam']:g}, centers '{s['center_pool']}', "
+             f"{s['toys']} toys ({s['path']} path)",
+             f"t = {out['t']:.2f}   p = {out['p']:.3g} (toys above: {out['toys_exceeding']}, 68% interval of "
+             f"that fraction [{lo:.2g}, {hi:.2g}])   Z = {out['z']:.2f}",
+             f"{out['timings']['total_seconds']:.1f} s" + (f"; report: {out['report']['html']}" if "report" in out else "")]
+    return "\n".join(lines)
 
 
 def _demo_real(args) -> int:
@@ -397,13 +430,7 @@ def _demo_real(args) -> int:
         kw["toys"] = args.toys
     if args.signal is not None:
         kw["n_signal"] = args.signal
-    report_path = None
-    if not args.no_report:
-        try:
-            import matplotlib  # noqa: F401
-            report_path = args.report
-        except ImportError:
-            log.warning("matplotlib is not installed: no report drawn (pip install 'fastnplm[plot]')")
+    report_path = _report_path(args, "fastnplm-demo-real.html")
     if args.M != 1000:  # --M left at the 1-D demo's default: the real demo's own M
         kw["M"] = args.M
     log.info("CMS open-data dimuons: calibrating, then testing the null split and the injected resonance ...")
@@ -443,7 +470,7 @@ def _calibrate(args) -> int:
     ref = _load(args.reference, "reference", columns, args.tree)
     pool = _load(args.pool, "pool", columns, args.tree)
     sigmas = _floats(args.sigmas, "--sigmas")
-    model = _model(args, hessian=args.hessian, center_pool=args.center_pool)
+    model = _model(args, hessian=args.hessian)
     toy_seed = args.seed if args.toy_seed is None else args.toy_seed
     nuisances, _ = _nuisances(args)
     cal = calibrate(model, ref, pool, toys=args.toys, n_expected=args.n_expected, sigmas=sigmas,
@@ -493,7 +520,7 @@ def _report_cmd(args) -> int:
             cal = load_calibration(args.calibration)
         except (OSError, ValueError) as err:
             raise InputError(f"cannot read calibration store {args.calibration!r}: {err}") from err
-    model = _model(args, center_pool=args.center_pool)
+    model = _model(args)
     files = {k: getattr(args, k) for k in ("reference", "data", "pool") if getattr(args, k) is not None}
     rec = report(arrays["reference"], arrays["data"], model, calibration=cal, pool=arrays.get("pool"), toys=args.toys,
                  n_expected=args.n_expected, sigmas=_floats(args.sigmas, "--sigmas"), seed=args.seed,

@@ -30,9 +30,67 @@ PC_EPSILON = 1e-13  # Falkon's float64 jitter: T = chol(K_MM + eps * M * I)
 DEFAULT_SPECTRAL_TOL = 1e-8  # hessian="spectral": keep directions with reference energy >= this * n * lam
 
 
+# Where random centers come from. "pooled": uniformly from reference and data together (the
+# published policy; centers then depend on the data). The others use the reference alone, so the
+# centers are the same for the data and every toy and calibrate shares the reference's work:
+# "uniform" (alias "reference"): uniformly, so centers follow the reference density;
+# "coverage": half uniformly, half by D^2 sampling (k-means++ seeding, Arthur & Vassilvitskii
+# 2007) continued from them, so that low-density regions of the support also hold centers.
+CENTER_POOLS = ("coverage", "uniform", "reference", "pooled")
+DEFAULT_CENTER_POOL = "coverage"
+# D^2 sampling draws among 20 M reference events (at least 20000, at most 200000, at most N_R)
+COVERAGE_CANDIDATES = (20, 20_000, 200_000)
+
+
 def reference_center_indices(n_reference: int, M: int, seed) -> np.ndarray:
-    """Indices of the centers drawn from the reference alone (``center_pool="reference"``)."""
+    """Indices of M centers drawn uniformly from the reference (``center_pool="uniform"``)."""
     return np.sort(np.random.default_rng(seed).choice(n_reference, size=M, replace=False))
+
+
+def coverage_center_indices(reference, M: int, seed) -> np.ndarray:
+    """Indices of M centers for ``center_pool="coverage"``: M - M//2 drawn uniformly from the
+    reference (exactly those of ``reference_center_indices(N_R, M - M//2, seed)``), then M//2
+    drawn one at a time with probability proportional to the squared distance to the nearest
+    center so far (D^2 sampling), among min(N_R, max(20000, min(20 M, 200000))) reference events
+    drawn with the same seed.
+
+    The uniform half keeps the bulk as densely covered as the uniform policy at M/2; the D^2
+    half places centers wherever the reference has support but few centers (tails, edges),
+    so that the test's sensitivity there no longer depends on which events the seed hits.
+    A function of (reference, M, seed) only; never picks an event twice.
+    """
+    x = np.asarray(reference, dtype=float)
+    n_r = x.shape[0]
+    n_d2 = M // 2
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(n_r, size=M - n_d2, replace=False))  # = reference_center_indices(n_r, M - n_d2, seed)
+    if n_d2 == 0:
+        return chosen
+    per_center, least, most = COVERAGE_CANDIDATES
+    n_c = min(n_r, max(least, min(per_center * M, most)))
+    cand = np.sort(rng.choice(n_r, size=n_c, replace=False)) if n_c < n_r else np.arange(n_r)
+    xc = x[cand]
+    d2 = np.full(n_c, np.inf)
+    for lo in range(0, chosen.size, 256):  # nearest uniform center of each candidate, 256 centers at a time
+        c = x[chosen[lo:lo + 256]]
+        dist = (xc * xc).sum(1)[:, None] - 2.0 * xc @ c.T + (c * c).sum(1)[None, :]
+        np.minimum(d2, dist.min(axis=1), out=d2)
+    np.maximum(d2, 0.0, out=d2)
+    d2[np.isin(cand, chosen)] = 0.0
+    picked = np.empty(n_d2, dtype=np.int64)
+    u = rng.random(n_d2)
+    for i in range(n_d2):
+        cum = np.cumsum(d2)
+        if not cum[-1] > 0:  # every candidate coincides with a center: fall back to unused events
+            rest = np.setdiff1d(np.arange(n_r), np.concatenate([chosen, picked[:i]]))
+            picked[i:] = rng.choice(rest, size=n_d2 - i, replace=False)
+            break
+        j = min(int(np.searchsorted(cum, u[i] * cum[-1], side="right")), n_c - 1)
+        picked[i] = cand[j]
+        diff = xc - xc[j]
+        np.minimum(d2, np.einsum("ij,ij->i", diff, diff), out=d2)
+        d2[j] = 0.0
+    return np.sort(np.concatenate([chosen, picked]))
 
 
 class ConvergenceWarning(UserWarning):
@@ -188,7 +246,7 @@ class KernelNPLM:
 
     def __init__(self, M=1000, sigma=None, lam=1e-6, solver="newton-step", penalties=None,
                  cg_tol=None, max_iter=None, seed=0, centers=None, threads=None,
-                 grad_tol=DEFAULT_GRAD_TOL, max_newton=100, hessian="auto", center_pool="pooled",
+                 grad_tol=DEFAULT_GRAD_TOL, max_newton=100, hessian="auto", center_pool=DEFAULT_CENTER_POOL,
                  spectral_tol=DEFAULT_SPECTRAL_TOL, backend="cpu"):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
@@ -201,8 +259,8 @@ class KernelNPLM:
         self.hessian = hessian
         if hessian == "spectral" and (solver != "newton-step" or (penalties is not None and len(penalties) != 1)):
             raise ValueError("hessian='spectral' computes a single-penalty 'newton-step' fit")
-        if center_pool not in ("pooled", "reference"):
-            raise ValueError(f"unknown center_pool {center_pool!r}: expected 'pooled' or 'reference'")
+        if center_pool not in CENTER_POOLS:
+            raise ValueError(f"unknown center_pool {center_pool!r}: expected one of {CENTER_POOLS}")
         self.center_pool = center_pool
         self.spectral_tol = _checks.positive_number(spectral_tol, "spectral_tol", allow_zero=True)
         self.lam = _checks.positive_number(lam, "lam", allow_zero=True)
@@ -228,6 +286,12 @@ class KernelNPLM:
         else:
             self.centers = _checks.as_events(centers, "centers")
             self.M = self.centers.shape[0]
+
+    @property
+    def shared_centers(self) -> bool:
+        """True when the centers do not depend on the data (given, or drawn from the reference
+        alone): the data and every toy then share them, and the reference's work with them."""
+        return self.centers is not None or self.center_pool != "pooled"
 
     def fit(self, reference, data, reference_weights=None, n_expected=None, nuisances=None, auxiliary=None):
         """Fit f on reference vs data and return t with the fitted model.
@@ -307,10 +371,13 @@ class KernelNPLM:
             if self.centers.shape[1] != ref.shape[1]:
                 raise ValueError(f"centers have {self.centers.shape[1]} features but the reference has {ref.shape[1]}")
             return self.centers, None  # unknown classes: the core uses the pooled mean weight
-        if self.center_pool == "reference":
+        if self.center_pool != "pooled":
             if self.M > n_r:
                 raise ValueError(f"M={self.M} is larger than the reference sample ({n_r} events)")
-            idx = reference_center_indices(n_r, self.M, self.seed)
+            if self.center_pool == "coverage":
+                idx = coverage_center_indices(ref, self.M, self.seed)
+            else:
+                idx = reference_center_indices(n_r, self.M, self.seed)
             return ref[idx], w[idx]
         if self.M > n_r + n_d:
             raise ValueError(f"M={self.M} is larger than the pooled sample ({n_r} reference + {n_d} data events)")

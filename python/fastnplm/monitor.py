@@ -52,7 +52,7 @@ class Monitor:
         n_r = self.reference.shape[0]
         self.w = np.full(n_r, float(self.n_expected) / n_r)
         self.shared = None
-        if self.model.hessian == "spectral" and self.model.center_pool == "reference" and self.model.centers is None:
+        if self.model.hessian == "spectral" and self.model.centers is None and self.model.shared_centers:
             from ._spectral import SpectralReference
             self.centers, scale = self.model._centers(self.reference, self.reference[:1], self.w)
             m = self.model

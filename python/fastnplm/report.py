@@ -24,6 +24,7 @@ import numpy as np
 import scipy
 
 from . import _checks
+from ._stats import clopper_pearson
 from ._info import build_info
 
 log = logging.getLogger("fastnplm")
@@ -87,8 +88,8 @@ def analyse(reference, data, model=None, calibration=None, pool=None, toys=200, 
     ----------
     reference, data : array_like (n, d) or (n,)
     model : KernelNPLM or None
-        Settings of the toys and the data fit (default: ``KernelNPLM(M=min(500, N_R),
-        center_pool="reference", seed=seed)``, width from the heuristic).
+        Settings of the toys and the data fit (default: ``KernelNPLM(M=min(500, N_R), seed=seed)``,
+        width from the heuristic).
     calibration : fastnplm.Calibration or None
         Existing toys (then ``pool``, ``toys``, ``sigmas`` are not used).
     pool : array_like or None
@@ -100,7 +101,8 @@ def analyse(reference, data, model=None, calibration=None, pool=None, toys=200, 
     Returns
     -------
     dict
-        ``summary`` (JSON-ready numbers), ``calibration``, ``fits`` (one per width),
+        ``summary`` (JSON-ready numbers; ``summary["verdict"]``: the headline, see :func:`verdict`),
+        ``calibration``, ``fits`` (one per width),
         ``aggregate`` (or None for one width).
     """
     from .calibration import aggregate, calibrate
@@ -113,7 +115,7 @@ def analyse(reference, data, model=None, calibration=None, pool=None, toys=200, 
         if pool is None:
             raise ValueError("pass pool= (reference-distributed events disjoint from the reference) or calibration=")
         if model is None:
-            model = KernelNPLM(M=min(500, ref.shape[0]), center_pool="reference", seed=seed, threads=threads)
+            model = KernelNPLM(M=min(500, ref.shape[0]), seed=seed, threads=threads)
         n_exp = float(dat.shape[0]) if n_expected is None else n_expected
         t0 = time.perf_counter()
         calibration = calibrate(model, ref, pool, toys=toys, n_expected=n_exp, sigmas=sigmas, seed=seed,
@@ -144,7 +146,45 @@ def analyse(reference, data, model=None, calibration=None, pool=None, toys=200, 
                "per_width": per_width, "timings": timings}
     if agg is not None:
         summary["aggregated"] = {k: v for k, v in agg.items() if k != "per_width"}
+    summary["verdict"] = verdict(summary)
     return {"summary": summary, "calibration": calibration, "fits": fits, "aggregate": agg}
+
+
+# Z thresholds of the verdict: the field's conventions for evidence (3) and a mild tension (2)
+VERDICT_Z = (2.0, 3.0)
+
+
+def verdict(summary) -> dict:
+    """The headline of a test: one p-value, its Z, and a sentence saying whether the data depart.
+
+    With several widths the headline is the min-p test over them (calibrated on the same
+    toys, see :func:`fastnplm.aggregate`); with one width it is that width's p. Returns
+    ``test``, ``p``, ``interval`` (Clopper-Pearson, 68%, of the fraction of toys at or above the
+    observation), ``z``, ``exceeded``, ``toys``, ``bound`` (True when no toy reached the
+    observation: p and Z are then limits) and ``text``.
+    """
+    toys = int(summary["settings"]["toys"])
+    if "aggregated" in summary:
+        head, test = summary["aggregated"]["min-p"], f"min-p over {len(summary['per_width'])} widths"
+        k = int(head["exceeded"])
+    else:
+        head = summary["per_width"][0]
+        k = int(head["toys_exceeding"])
+        width = head.get("sigma")
+        test = "neural network" if width is None else f"sigma = {width:.3g}"
+    p, z, bound = float(head["p"]), float(head["z"]), k == 0
+    lo, hi = clopper_pearson(k, toys)
+    if z >= VERDICT_Z[1]:
+        what = "the data depart from the reference"
+    elif z >= VERDICT_Z[0]:
+        what = "a mild tension with the reference, not significant"
+    else:
+        what = "the data are compatible with the reference"
+    ptext = f"p {'<' if bound else '='} {p:.3g}, Z {'>' if bound else '='} {z:.2f}"
+    more = " (no toy reached the data: add toys for a sharper p)" if bound else ""
+    text = f"{what[0].upper()}{what[1:]}: {ptext} ({test}, {k} of {toys} toys at or above the data){more}."
+    return {"test": test, "p": p, "interval": [lo, hi], "z": z, "exceeded": k, "toys": toys, "bound": bound,
+            "text": text}
 
 
 def _png(fig) -> str:
@@ -211,6 +251,11 @@ def _fmt(v):
 def section_html(title, summary, figs) -> str:
     """HTML of one analysis: per-width and aggregated tables, then the embedded figures."""
     parts = [f"<h2>{html.escape(title)}</h2>"]
+    if "verdict" in summary:
+        z = summary["verdict"]["z"]
+        tone = "#b00" if z >= VERDICT_Z[1] else ("#a60" if z >= VERDICT_Z[0] else "#060")
+        parts.append(f'<p class="verdict" style="font-size:1.2em;font-weight:bold;color:{tone}">'
+                     f'{html.escape(summary["verdict"]["text"])}</p>')
     parts.append(_table(summary["per_width"], ["sigma", "t", "p", "z", "toys_exceeding", "converged", "toy_t_mean"]))
     if "aggregated" in summary:
         rows = [{"test": m, **v} for m, v in summary["aggregated"].items()]

@@ -19,8 +19,8 @@ def samples():
     return rng.exponential(size=(2000, 1)), rng.exponential(size=(20000, 1))  # reference, disjoint pool
 
 
-def _model():
-    return fastnplm.KernelNPLM(M=20, sigma=0.5, lam=1e-5)
+def _model():  # centers from the pooled sample: one plain fit per toy
+    return fastnplm.KernelNPLM(M=20, sigma=0.5, lam=1e-5, center_pool="pooled")
 
 
 def test_toys_depend_on_seed_and_index_only(samples):
@@ -40,7 +40,7 @@ def test_toys_depend_on_seed_and_index_only(samples):
 def test_several_widths_use_the_same_toy_data(samples):
     ref, pool = samples
     cal = fastnplm.calibrate(_model(), ref, pool, toys=4, n_expected=N_EXP, sigmas=[0.3, 1.0], seed=1)
-    one = fastnplm.calibrate(fastnplm.KernelNPLM(M=20, sigma=1.0, lam=1e-5), ref, pool, toys=4,
+    one = fastnplm.calibrate(fastnplm.KernelNPLM(M=20, sigma=1.0, lam=1e-5, center_pool="pooled"), ref, pool, toys=4,
                              n_expected=N_EXP, seed=1)
     assert cal.t.shape == (4, 2) and np.array_equal(cal.t[:, 1], one.t[:, 0])
 
@@ -66,7 +66,7 @@ def test_killed_calibration_resumes_identically(samples, tmp_path):
     np.save(tmp_path / "pool.npy", pool)
     store = tmp_path / "toys.fnplm"
     script = (f"import numpy as np, fastnplm\n"
-              f"fastnplm.calibrate(fastnplm.KernelNPLM(M=20, sigma=0.5, lam=1e-5), np.load(r'{tmp_path / 'ref.npy'}'),"
+              f"fastnplm.calibrate(fastnplm.KernelNPLM(M=20, sigma=0.5, lam=1e-5, center_pool='pooled'), np.load(r'{tmp_path / 'ref.npy'}'),"
               f" np.load(r'{tmp_path / 'pool.npy'}'), toys=400, n_expected={N_EXP}, seed=7, store=r'{store}')\n")
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:  # kill it once some toys are on disk
@@ -279,7 +279,8 @@ def test_fast_path_does_not_depend_on_batching_or_threads(samples):
 def test_fast_path_refuses_models_it_does_not_compute(samples):
     ref, pool = samples
     with pytest.raises(ValueError, match="fast=True needs"):
-        fastnplm.calibrate(fastnplm.KernelNPLM(M=10, sigma=0.1), ref, pool, toys=2, n_expected=N_EXP, fast=True)
+        fastnplm.calibrate(fastnplm.KernelNPLM(M=10, sigma=0.1, center_pool="pooled"), ref, pool, toys=2,
+                           n_expected=N_EXP, fast=True)
     with pytest.raises(ValueError, match="fast=True needs"):
         fastnplm.calibrate(_fast_model(solver="newton"), ref, pool, toys=2, n_expected=N_EXP, fast=True)
     with pytest.raises(ValueError, match="spectral"):
@@ -289,9 +290,11 @@ def test_fast_path_refuses_models_it_does_not_compute(samples):
 def test_cost_model_choices():
     from fastnplm.calibration import _choose_path
     big = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6, center_pool="reference")
-    pooled = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6)
-    # the 1D bench problem: the shared path wins by far
+    pooled = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6, center_pool="pooled")
+    default = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6)
+    # the 1D bench problem: the shared path wins by far, and the default model takes it
     assert _choose_path([big], 200_000, 2000.0, 1, 300, None, False) == "spectral"
+    assert _choose_path([default], 200_000, 2000.0, 1, 300, None, False) == "spectral"
     # data-dependent centers, a reference generator or fast=False: one fit per toy
     assert _choose_path([pooled], 200_000, 2000.0, 1, 300, None, False) == "plain"
     assert _choose_path([big], 200_000, 2000.0, 1, 300, None, True) == "plain"

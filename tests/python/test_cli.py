@@ -1,10 +1,12 @@
 """The console entry point: fit on .npy files, the demo, and errors as messages."""
+import html
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from scipy import stats
 
 import fastnplm
 from fastnplm.cli import main
@@ -34,13 +36,21 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys):
         main(["fit", "--reference", str(tmp_path / "R.npy"), "--data", str(tmp_path / "missing.npy")])
 
 
-def test_demo_console_script_runs():
-    proc = subprocess.run([sys.executable, "-m", "fastnplm.cli", "demo", "--M", "100", "--sigma", "0.3", "--json"],
-                          capture_output=True, text=True, timeout=300)
+def test_demo_console_script_runs_the_whole_test(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fastnplm.cli", "demo", "--M", "100", "--toys", "40", "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["n_reference"] == 200000 and out["n_expected"] == pytest.approx(2000, rel=1e-12) and out["converged"]
     assert out["t"] > 0 and np.isfinite(out["t"])
+    # p from the toys, Z from p, the verdict from Z; the toys took the shared-reference path
+    k = out["toys_exceeding"]
+    assert out["p"] == pytest.approx((1 + k) / 41) and out["z"] == pytest.approx(stats.norm.isf(out["p"]))
+    assert out["settings"]["path"] == "spectral" and out["settings"]["center_pool"] == "coverage"
+    assert out["verdict"].startswith("The data") and f"{k} of 40 toys" in out["verdict"]
+    if "report" in out:  # with matplotlib: the page opens with the same verdict
+        page = (tmp_path / "fastnplm-demo.html").read_text()
+        assert page.index(html.escape(out["verdict"])) < page.index("<table>")
 
 
 def _saved_problem(tmp_path, seed):
@@ -59,11 +69,13 @@ def test_calibrate_then_test(tmp_path, capsys):
                  "--sigmas", "0.3,0.8", "--M", "20", "--lam", "1e-5", "--store", store, "--json"]) == 0
     cal_out = json.loads(capsys.readouterr().out)
     assert cal_out["toys"] == 12 and cal_out["sigmas"] == [0.3, 0.8]
+    assert cal_out["path"] == "spectral"  # the default centers come from the reference: shared toys
     assert main(["test", *common, "--data", str(tmp_path / "D.npy"), "--calibration", store, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     # the CLI's numbers are the library's: refit at each width and aggregate on the stored toys
     cal = fastnplm.load_calibration(store)
-    t_obs = [fastnplm.KernelNPLM(M=20, sigma=s, lam=1e-5).fit(ref, dat, n_expected=100).t for s in (0.3, 0.8)]
+    t_obs = [fastnplm.KernelNPLM(M=20, sigma=s, lam=1e-5, hessian="spectral").fit(ref, dat, n_expected=100).t
+             for s in (0.3, 0.8)]
     expected = fastnplm.aggregate(cal, t_obs)
     assert [w["t"] for w in out["per_width"]] == pytest.approx(t_obs, rel=1e-12)
     for method in ("min-p", "prod-p", "avg-p", "softmax-t"):

@@ -76,9 +76,8 @@ def test_global_options_before_or_after_the_command(tmp_path, capsys):
 def test_exit_codes(tmp_path, capsys, monkeypatch):
     _problem(tmp_path)
     assert main([]) == 2                                            # no command
-    with pytest.raises(SystemExit) as e:
-        main(["demo", "--toys", "10"])
-    assert e.value.code == 2 and "--toys apply to 'fastnplm demo --real' only" in capsys.readouterr().err
+    assert main(["demo", "--signal", "-1", "--no-report"]) == 2
+    assert "n_signal must be >= 0, got -1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["fit", "--no-such-option"])
     assert e.value.code == 2
@@ -113,7 +112,7 @@ def test_report_command(tmp_path, capsys):
     rec = json.loads(capsys.readouterr().out)
     saved = json.loads((tmp_path / "rep.json").read_text())
     assert saved["per_width"] == rec["per_width"] and out_html.exists()
-    model = fastnplm.KernelNPLM(M=40, lam=1e-6, seed=2, center_pool="reference")
+    model = fastnplm.KernelNPLM(M=40, lam=1e-6, seed=2)  # the command's defaults
     cal = fastnplm.calibrate(model, ref, pool, toys=20, n_expected=200, sigmas=[0.8, 1.6], seed=2, progress=False)
     assert [r["t"] for r in rec["per_width"]] == pytest.approx([cal.model(j).fit(ref, dat).t for j in range(2)],
                                                                rel=1e-12)
@@ -122,7 +121,7 @@ def test_report_command(tmp_path, capsys):
     store = str(tmp_path / "toys.fnplm")
     assert main(["calibrate", "--reference", str(tmp_path / "R.npy"), "--pool", str(tmp_path / "P.npy"),
                  "--n-expected", "200", "--toys", "20", "--sigmas", "0.8,1.6", "--M", "40", "--seed", "2",
-                 "--center-pool", "reference", "--store", store, "--quiet"]) == 0
+                 "--store", store, "--quiet"]) == 0
     assert main(["report", "--reference", str(tmp_path / "R.npy"), "--data", str(tmp_path / "D.npy"),
                  "--calibration", store, "--out", str(tmp_path / "rep2.html"), "--json", "-q"]) == 0
     rec2 = json.loads(capsys.readouterr().out)

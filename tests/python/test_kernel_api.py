@@ -124,7 +124,9 @@ def test_bad_data_raises_value_error(ref, dat, kwargs, match):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"M": 551}, "M=551 is larger than the pooled sample"),
+    ({"M": 551, "center_pool": "pooled"}, "M=551 is larger than the pooled sample"),
+    ({"M": 501}, "M=501 is larger than the reference sample"),
+    ({"center_pool": "data"}, "unknown center_pool 'data'"),
     ({"sigma": 0.0}, "sigma must be finite and > 0"),
     ({"sigma": np.inf}, "sigma must be finite and > 0"),
     ({"lam": -1e-6}, "lam must be finite and >= 0"),

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats
 
 from .. import _checks
+from .._stats import clopper_pearson  # noqa: F401  (re-exported by fastnplm.baselines)
 from ..calibration import _Toys
 
 log = logging.getLogger("fastnplm")
@@ -79,14 +80,6 @@ def draw_toy(reference, pool, n_expected, seed, k):
 def signal_rng(seed, k, index=0) -> np.random.Generator:
     """Signal toy k of signal ``index``: a stream disjoint from the null toys' toy_rng(seed, k)."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(k), 1 + int(index)]))
-
-
-def clopper_pearson(k: int, n: int, cl: float = 0.6827):
-    """Central Clopper-Pearson interval for a binomial fraction k/n at confidence ``cl``."""
-    a = 1.0 - cl
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(a / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.ppf(1 - a / 2, k + 1, n - k))
-    return lo, hi
 
 
 @dataclass
