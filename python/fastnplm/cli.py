@@ -449,6 +449,7 @@ def _demo_text(out):
                                      f"{s['signal_window_gev'][0]}-{s['signal_window_gev'][1]} GeV")):
         lines.append("")
         lines.append(title)
+        lines.append(f"  {out[case]['verdict']['text']}")
         for row in out[case]["per_width"]:
             bound = row["exceeded"] == 0
             z = f"p {'<' if bound else '='} {row['p']:.3g}  Z {'>' if bound else '='} {row['z']:.2f}"

@@ -36,6 +36,7 @@ from .calibration import aggregate, calibrate
 from .datasets import CMS_FEATURES, cms_dimuon, cms_dimuon_path
 from .kernel import DEFAULT_CENTER_POOL, KernelNPLM, sigma_heuristic
 from .preprocessing import Standardize
+from .report import verdict
 
 log = logging.getLogger("fastnplm")
 
@@ -211,7 +212,10 @@ def _summary(cal, fits):
         if pv["exceeded"] == 0:
             row["chi2_extrapolation_z"] = float(_z(pv["chi2_extrapolation"]["p"]))
         rows.append(row)
-    return {"per_width": rows, **{k: v for k, v in agg.items() if k != "per_width"}}
+    out = {"per_width": rows, **{k: v for k, v in agg.items() if k != "per_width"}}
+    out["verdict"] = verdict({"settings": {"toys": cal.toys}, "per_width": rows,
+                              "aggregated": {k: v for k, v in agg.items() if k != "per_width"}})
+    return out
 
 
 def _z(p):
@@ -231,7 +235,8 @@ def _write_report(path, raw, cases, cal, fits, out):
         summary = {"per_width": [{"sigma": r["sigma"], "t": r["t"], "p": r["p"], "z": r["z"],
                                   "toys_exceeding": r["exceeded"], "converged": r["converged"],
                                   "toy_t_mean": float(cal.t[:, j].mean())} for j, r in enumerate(out[name]["per_width"])],
-                   "aggregated": {k: v for k, v in out[name].items() if k != "per_width"}}
+                   "aggregated": {k: v for k, v in out[name].items() if k not in ("per_width", "verdict")},
+                   "verdict": out[name]["verdict"]}
         result = {"summary": summary, "calibration": cal, "fits": fits[name], "aggregate": {"per_width": out[name]["per_width"], **summary["aggregated"]}}
         title = ("Null: a random split of the real events" if name == "null" else
                  f"Injected: + {out['settings']['n_signal']} Υ(1S)-window events")

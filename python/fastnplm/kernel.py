@@ -182,9 +182,8 @@ class KernelNPLM:
     Parameters
     ----------
     M : int
-        Number of Nystrom centers, drawn uniformly without replacement from the pooled
-        sample (reference events first, then data) with ``seed``. Ignored when ``centers``
-        is given.
+        Number of Nystrom centers, drawn with ``seed`` by the ``center_pool`` policy.
+        Ignored when ``centers`` is given.
     sigma : float or None
         Gaussian width; None applies :func:`sigma_heuristic` to the reference (90th
         percentile of pairwise distances, same seed).
@@ -223,11 +222,16 @@ class KernelNPLM:
         Single-penalty "newton-step" only, lam > 0.
         :func:`fastnplm.calibrate` may pick it by its cost model: then fit the observed data
         with ``Calibration.model(...)``.
-    center_pool : {"pooled", "reference"}
-        Where random centers come from: the pooled sample (default, as published) or the
-        reference only. With "reference" the centers do not depend on the data, which lets
-        :func:`fastnplm.calibrate` share the reference's work across toys; observed data
-        must then be fitted with the same setting (the calibration is of that estimator).
+    center_pool : {"coverage", "uniform", "reference", "pooled"}
+        How random centers are drawn. "coverage" (default): from the reference alone, half
+        uniformly and half by D^2 sampling (:func:`coverage_center_indices`), so that the
+        tails and edges of the support hold centers whatever the seed. "uniform" (alias
+        "reference"): uniformly from the reference, following its density. "pooled":
+        uniformly from reference and data together, as in the published analyses; the
+        centers then depend on the data and every toy needs a fit of its own. With any policy
+        but "pooled" the centers are the same for the data and every toy, which lets
+        :func:`fastnplm.calibrate` share the reference's work across toys. Toys and observed
+        data must use the same policy: the calibration is of that estimator.
     spectral_tol : float
         hessian="spectral" only: eigen-directions of K_MM whose reference Hessian energy is
         below ``spectral_tol * n * lam`` are dropped (default 1e-8; 0 keeps every direction).

@@ -24,8 +24,8 @@ import numpy as np
 import scipy
 
 from . import _checks
-from ._stats import clopper_pearson
 from ._info import build_info
+from ._stats import clopper_pearson
 
 log = logging.getLogger("fastnplm")
 

@@ -85,3 +85,26 @@ def test_report_of_a_neural_model(tmp_path):
     row = js["per_width"][0]
     assert row["sigma"] is None and row["t"] == pytest.approx(t_obs, rel=1e-12)
     assert row["p"] == pytest.approx(cal.p_value(t_obs)["p"]) and rec["json"] == str(tmp_path / "n.json")
+
+
+def test_verdict_reads_the_headline_p_and_z():
+    from fastnplm.report import verdict
+
+    def one_width(k, toys=300):
+        p = (1 + k) / (toys + 1)
+        return {"settings": {"toys": toys}, "per_width": [{"sigma": 0.3, "p": p, "z": float(stats.norm.isf(p)),
+                                                          "toys_exceeding": k}]}
+    v = verdict(one_width(60))  # p = 0.2: Z = 0.84
+    assert v["text"].startswith("The data are compatible with the reference: p = 0.203, Z = 0.83")
+    assert v["exceeded"] == 60 and v["interval"][0] < 60 / 300 < v["interval"][1] and not v["bound"]
+    assert verdict(one_width(5))["text"].startswith("A mild tension")  # p = 0.02: Z = 2.05
+    v = verdict(one_width(0))  # beyond every toy: limits
+    assert v["bound"] and v["text"].startswith("A mild tension with the reference, not significant: p < 0.00332, Z > 2.71")
+    assert "no toy reached the data" in v["text"]
+    v = verdict(one_width(0, toys=1000))  # p < 1/1001: Z > 3.09
+    assert v["text"].startswith("The data depart from the reference: p < 0.000999, Z > 3.09")
+    # several widths: the min-p test heads
+    several = {"settings": {"toys": 100}, "per_width": [{}, {}],
+               "aggregated": {"min-p": {"p": 3 / 101, "z": float(stats.norm.isf(3 / 101)), "exceeded": 2}}}
+    v = verdict(several)
+    assert v["test"] == "min-p over 2 widths" and v["p"] == pytest.approx(3 / 101) and v["exceeded"] == 2
