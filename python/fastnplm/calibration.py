@@ -123,6 +123,61 @@ class Calibration:
                           hessian=spec["hessian"], center_pool=spec["center_pool"], threads=threads,
                           spectral_tol=spec["spectral_tol"], backend=spec.get("backend", "cpu"))
 
+    def test(self, reference, data, n_expected=None, reference_weights=None, threads=None) -> dict:
+        """Fit the observed data at every width with the toys' own model and test them.
+
+        The data go through the estimator the toys went through (``self.model(j)``: the same
+        centers policy, settings and solver path), so p is the p-value of that estimator.
+
+        Parameters
+        ----------
+        reference, data : array_like (n, d) or (n,)
+            The reference the toys were fitted against, and the observed events.
+        n_expected : float or None
+            N(R); default: the calibration's own (its toys' expected size).
+        reference_weights : float or array_like (N_R,) or None
+        threads : int or None
+
+        Returns
+        -------
+        dict
+            ``per_width`` (sigma, t, p, p_interval, z, toys_exceeding, converged, the toys' mean
+            and standard deviation of t, the chi2 fit or, when no toy reaches t, the bound and
+            the chi2 extrapolation), ``aggregated`` (several widths: the tests of
+            :func:`aggregate`), ``verdict`` (:func:`verdict`), ``settings`` and ``fits`` (the
+            fit results, one per width).
+        """
+        n_exp = self.settings.get("n_expected") if n_expected is None else n_expected
+        if n_exp is None and reference_weights is None:
+            raise ValueError("the calibration does not record n_expected: pass n_expected=")
+        fits = [self.model(j, threads=threads).fit(reference, data, reference_weights=reference_weights,
+                                                   n_expected=n_exp) for j in range(len(self.sigmas))]
+        per_width = []
+        for j, (sigma, fit) in enumerate(zip(self.sigmas, fits)):
+            pv = self.p_value(fit.t, j)
+            col = self.t[:, j]
+            row = {"sigma": None if sigma is None else float(sigma), "t": float(fit.t), "p": pv["p"],
+                   "p_interval": list(pv["interval"]), "z": self.z(fit.t, j), "toys_exceeding": pv["exceeded"],
+                   "converged": bool(fit.converged), "toy_t_mean": float(col.mean()),
+                   "toy_t_std": float(col.std(ddof=1)) if col.size > 1 else 0.0}
+            if pv["exceeded"] == 0:
+                row["p_bound"] = pv["bound"]
+                row["chi2_extrapolation"] = pv["chi2_extrapolation"]
+            if (col > 0).all():
+                row["chi2_fit"] = self.chi2_fit(j)
+            per_width.append(row)
+        out = {"settings": {"toys": self.toys, "toy_seed": self.seed,
+                            "n_expected": None if n_exp is None else float(n_exp),
+                            "sigmas": [None if s is None else float(s) for s in self.sigmas],
+                            "path": self.settings.get("path"), "model": self.settings.get("model")},
+               "per_width": per_width}
+        if len(fits) > 1:
+            agg = aggregate(self, [f.t for f in fits])
+            out["aggregated"] = {k: v for k, v in agg.items() if k != "per_width"}
+        out["verdict"] = verdict(out)
+        out["fits"] = fits
+        return out
+
     def chi2_fit(self, sigma_index=None) -> dict:
         """Maximum-likelihood chi2 degrees of freedom of the toys, with a KS test against it."""
         t = self._column(sigma_index)
@@ -138,6 +193,43 @@ class Calibration:
 
 
 AGGREGATIONS = ("min-p", "prod-p", "avg-p", "softmax-t")
+
+
+# Z thresholds of the verdict: the field's conventions for evidence (3) and a mild tension (2)
+VERDICT_Z = (2.0, 3.0)
+
+
+def verdict(summary) -> dict:
+    """The headline of a test: one p-value, its Z, and a sentence saying whether the data depart.
+
+    With several widths the headline is the min-p test over them (calibrated on the same
+    toys, see :func:`fastnplm.aggregate`); with one width it is that width's p. Returns
+    ``test``, ``p``, ``interval`` (Clopper-Pearson, 68%, of the fraction of toys at or above the
+    observation), ``z``, ``exceeded``, ``toys``, ``bound`` (True when no toy reached the
+    observation: p and Z are then limits) and ``text``.
+    """
+    toys = int(summary["settings"]["toys"])
+    if "aggregated" in summary:
+        head, test = summary["aggregated"]["min-p"], f"min-p over {len(summary['per_width'])} widths"
+        k = int(head["exceeded"])
+    else:
+        head = summary["per_width"][0]
+        k = int(head["toys_exceeding"])
+        width = head.get("sigma")
+        test = "neural network" if width is None else f"sigma = {width:.3g}"
+    p, z, bound = float(head["p"]), float(head["z"]), k == 0
+    lo, hi = clopper_pearson(k, toys)
+    if z >= VERDICT_Z[1]:
+        what = "the data depart from the reference"
+    elif z >= VERDICT_Z[0]:
+        what = "a mild tension with the reference, not significant"
+    else:
+        what = "the data are compatible with the reference"
+    ptext = f"p {'<' if bound else '='} {p:.3g}, Z {'>' if bound else '='} {z:.2f}"
+    more = " (no toy reached the data: add toys for a sharper p)" if bound else ""
+    text = f"{what[0].upper()}{what[1:]}: {ptext} ({test}, {k} of {toys} toys at or above the data){more}."
+    return {"test": test, "p": p, "interval": [lo, hi], "z": z, "exceeded": k, "toys": toys, "bound": bound,
+            "text": text}
 
 
 def _aggregate_stat(p, zt, method, temperature):

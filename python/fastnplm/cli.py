@@ -15,7 +15,6 @@ import sys
 
 
 from .calibration import aggregate, calibrate, load_calibration, nuisance_spec
-from .datasets import exp_bump
 from .kernel import CENTER_POOLS, DEFAULT_CENTER_POOL, KernelNPLM
 
 log = logging.getLogger("fastnplm")

@@ -32,11 +32,10 @@ import time
 
 import numpy as np
 
-from .calibration import aggregate, calibrate
+from .calibration import aggregate, calibrate, verdict
 from .datasets import CMS_FEATURES, cms_dimuon, cms_dimuon_path
 from .kernel import DEFAULT_CENTER_POOL, KernelNPLM, sigma_heuristic
 from .preprocessing import Standardize
-from .report import verdict
 
 log = logging.getLogger("fastnplm")
 
@@ -74,7 +73,7 @@ def run_exp(seed=0, M=EXP_DEFAULTS["M"], sigma=EXP_DEFAULTS["sigma"], lam=EXP_DE
     Returns
     -------
     dict
-        ``verdict`` (see :func:`fastnplm.report.verdict`), ``t``, ``p``, ``p_interval``, ``z``,
+        ``verdict`` (see :func:`fastnplm.calibration.verdict`), ``t``, ``p``, ``p_interval``, ``z``,
         the fit's diagnostics, ``settings`` and ``timings``.
     """
     from .datasets import exp_bump

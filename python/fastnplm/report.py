@@ -25,7 +25,7 @@ import scipy
 
 from . import _checks
 from ._info import build_info
-from ._stats import clopper_pearson
+from .calibration import VERDICT_Z
 
 log = logging.getLogger("fastnplm")
 
@@ -71,11 +71,6 @@ def _jsonable(obj):
     return obj
 
 
-def _width(sigma):
-    """A calibration's kernel width as a JSON number; None for a neural calibration (no width)."""
-    return None if sigma is None else float(sigma)
-
-
 def _width_label(sigma) -> str:
     return "neural network" if sigma is None else f"σ = {sigma:.3g}"
 
@@ -101,11 +96,12 @@ def analyse(reference, data, model=None, calibration=None, pool=None, toys=200, 
     Returns
     -------
     dict
-        ``summary`` (JSON-ready numbers; ``summary["verdict"]``: the headline, see :func:`verdict`),
+        ``summary`` (JSON-ready numbers, :meth:`fastnplm.Calibration.test` without the fits, and
+        the timings; ``summary["verdict"]``: the headline, :func:`fastnplm.calibration.verdict`),
         ``calibration``, ``fits`` (one per width),
         ``aggregate`` (or None for one width).
     """
-    from .calibration import aggregate, calibrate
+    from .calibration import calibrate
     from .kernel import KernelNPLM
 
     ref = _checks.as_events(reference, "reference")
@@ -125,66 +121,12 @@ def analyse(reference, data, model=None, calibration=None, pool=None, toys=200, 
     if n_exp is None:
         raise ValueError("the calibration does not record n_expected: pass n_expected=")
     t0 = time.perf_counter()
-    fits = [calibration.model(j, threads=threads).fit(ref, dat, n_expected=n_exp) for j in range(len(calibration.sigmas))]
+    summary = calibration.test(ref, dat, n_expected=n_exp, threads=threads)
     timings["data_fit_seconds"] = time.perf_counter() - t0
-    per_width = []
-    for j, (sigma, fit) in enumerate(zip(calibration.sigmas, fits)):
-        pv = calibration.p_value(fit.t, j)
-        row = {"sigma": _width(sigma), "t": float(fit.t), "p": pv["p"], "p_interval": list(pv["interval"]),
-               "z": calibration.z(fit.t, j), "toys_exceeding": pv["exceeded"], "converged": bool(fit.converged),
-               "toy_t_mean": float(calibration.t[:, j].mean()), "toy_t_std": float(calibration.t[:, j].std(ddof=1))}
-        if pv["exceeded"] == 0:
-            row["p_bound"] = pv["bound"]
-            row["chi2_extrapolation"] = pv["chi2_extrapolation"]
-        if (calibration.t[:, j] > 0).all():
-            row["chi2_fit"] = calibration.chi2_fit(j)
-        per_width.append(row)
-    agg = aggregate(calibration, [f.t for f in fits]) if len(fits) > 1 else None
-    summary = {"settings": {"toys": calibration.toys, "toy_seed": calibration.seed, "n_expected": float(n_exp),
-                            "sigmas": [_width(s) for s in calibration.sigmas], "path": calibration.settings.get("path"),
-                            "model": calibration.settings.get("model")},
-               "per_width": per_width, "timings": timings}
-    if agg is not None:
-        summary["aggregated"] = {k: v for k, v in agg.items() if k != "per_width"}
-    summary["verdict"] = verdict(summary)
+    fits = summary.pop("fits")
+    summary["timings"] = timings
+    agg = None if "aggregated" not in summary else {"per_width": summary["per_width"], **summary["aggregated"]}
     return {"summary": summary, "calibration": calibration, "fits": fits, "aggregate": agg}
-
-
-# Z thresholds of the verdict: the field's conventions for evidence (3) and a mild tension (2)
-VERDICT_Z = (2.0, 3.0)
-
-
-def verdict(summary) -> dict:
-    """The headline of a test: one p-value, its Z, and a sentence saying whether the data depart.
-
-    With several widths the headline is the min-p test over them (calibrated on the same
-    toys, see :func:`fastnplm.aggregate`); with one width it is that width's p. Returns
-    ``test``, ``p``, ``interval`` (Clopper-Pearson, 68%, of the fraction of toys at or above the
-    observation), ``z``, ``exceeded``, ``toys``, ``bound`` (True when no toy reached the
-    observation: p and Z are then limits) and ``text``.
-    """
-    toys = int(summary["settings"]["toys"])
-    if "aggregated" in summary:
-        head, test = summary["aggregated"]["min-p"], f"min-p over {len(summary['per_width'])} widths"
-        k = int(head["exceeded"])
-    else:
-        head = summary["per_width"][0]
-        k = int(head["toys_exceeding"])
-        width = head.get("sigma")
-        test = "neural network" if width is None else f"sigma = {width:.3g}"
-    p, z, bound = float(head["p"]), float(head["z"]), k == 0
-    lo, hi = clopper_pearson(k, toys)
-    if z >= VERDICT_Z[1]:
-        what = "the data depart from the reference"
-    elif z >= VERDICT_Z[0]:
-        what = "a mild tension with the reference, not significant"
-    else:
-        what = "the data are compatible with the reference"
-    ptext = f"p {'<' if bound else '='} {p:.3g}, Z {'>' if bound else '='} {z:.2f}"
-    more = " (no toy reached the data: add toys for a sharper p)" if bound else ""
-    text = f"{what[0].upper()}{what[1:]}: {ptext} ({test}, {k} of {toys} toys at or above the data){more}."
-    return {"test": test, "p": p, "interval": [lo, hi], "z": z, "exceeded": k, "toys": toys, "bound": bound,
-            "text": text}
 
 
 def _png(fig) -> str:

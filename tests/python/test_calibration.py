@@ -360,3 +360,20 @@ def test_neural_toys_are_trained_together_and_reproducible(samples, tmp_path):
     assert back.model().dtype == "float64" and back.settings["model"]["dtype"] == "float64"
     with pytest.raises(ValueError, match="no width"):
         fastnplm.calibrate(model, ref, pool, toys=2, n_expected=N_EXP, sigmas=[0.3])
+
+
+def test_calibration_test_fits_the_data_with_the_toys_model(samples):
+    ref, pool = samples
+    model = fastnplm.KernelNPLM(M=20, lam=1e-5, seed=1)  # default centers: the shared path
+    cal = fastnplm.calibrate(model, ref, pool, toys=25, n_expected=N_EXP, sigmas=[0.3, 0.8], seed=3)
+    data = np.random.default_rng(9).exponential(size=(120, 1)) * 1.3
+    out = cal.test(ref, data)
+    t_obs = [fastnplm.KernelNPLM(M=20, sigma=s, lam=1e-5, seed=1, hessian="spectral").fit(ref, data,
+                                                                                        n_expected=N_EXP).t
+             for s in (0.3, 0.8)]
+    assert [r["t"] for r in out["per_width"]] == t_obs
+    for j, row in enumerate(out["per_width"]):
+        assert row["p"] == cal.p_value(t_obs[j], j)["p"] and row["z"] == cal.z(t_obs[j], j)
+    agg = fastnplm.aggregate(cal, t_obs)
+    assert out["aggregated"]["min-p"] == agg["min-p"] and out["verdict"]["test"] == "min-p over 2 widths"
+    assert out["verdict"]["p"] == agg["min-p"]["p"] and len(out["fits"]) == 2

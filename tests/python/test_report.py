@@ -88,7 +88,7 @@ def test_report_of_a_neural_model(tmp_path):
 
 
 def test_verdict_reads_the_headline_p_and_z():
-    from fastnplm.report import verdict
+    from fastnplm.calibration import verdict
 
     def one_width(k, toys=300):
         p = (1 + k) / (toys + 1)
