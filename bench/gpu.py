@@ -10,6 +10,11 @@ Needs a CUDA build of fastnplm (``fastnplm.cuda_built()``) and a device
 (``fastnplm.cuda_available()``); otherwise it says so and exits with status 2. Until a run on a
 GPU is recorded in bench/results/, this project has no GPU figure: none is estimated here.
 
+Each case reports its time on stderr as it finishes and, with --out, the document so far is
+rewritten after every case ("complete": false until the end), so a run stopped by a time limit
+(bench/device_run.sh) keeps what it measured. A case that raises is recorded as {"error": ...},
+the other cases still run, and the exit status is 1.
+
 Achieved rates use nominal operation counts, stated in the output:
 * kernel fits: kernel evaluations = (events) x M x (passes over the events); each costs
   3d + 2 FLOPs (differences, squares, sums, scale) plus one exp, counted as 1, and a fused
@@ -24,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -136,31 +143,61 @@ def main(argv=None):
             return 2
         backends = ["cuda"] if args.no_cpu_peer else ["cuda", "cpu"]
         facts = fastnplm._core.cuda_device_facts()
-    doc = {"benchmark": "gpu", "mode": "smoke" if args.smoke else "full",
+    doc = {"benchmark": "gpu", "mode": "smoke" if args.smoke else "full", "complete": False,
            "machine": {"cpu": platform.processor() or platform.machine(), "nproc": os.cpu_count(),
                        "fastnplm_build_info": fastnplm.build_info(), "device": facts,
                        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
            "operation_counts": "see the docstring of bench/gpu.py", "cases": {}}
     for backend in backends:
-        rows = {}
-        for name, c in KERNEL.items():
-            rows[f"kernel_fit_{name}"] = kernel_case(c, backend, args.smoke)
+        rows = doc["cases"][backend] = {}
+        cases = [(f"kernel_fit_{name}", lambda c=c: kernel_case(c, backend, args.smoke)) for name, c in KERNEL.items()]
         for name, c in NEURAL.items():
-            rows[f"neural_epochs_{name}"] = neural_case(c, backend, args.smoke)
-            rows[f"neural_epochs_{name}_float32"] = neural_case(c, backend, args.smoke, "float32")
-        rows["toys_1d"] = toys_case(backend, args.smoke)
-        if backend == "cuda" and facts:
-            for row in rows.values():
+            cases.append((f"neural_epochs_{name}", lambda c=c: neural_case(c, backend, args.smoke)))
+            cases.append((f"neural_epochs_{name}_float32", lambda c=c: neural_case(c, backend, args.smoke, "float32")))
+        cases.append(("toys_1d", lambda: toys_case(backend, args.smoke)))
+        for key, case in cases:
+            t0 = time.perf_counter()
+            try:
+                row = rows[key] = case()
+            except Exception as exc:  # a first run on a device: record the failure, go on with the other cases
+                traceback.print_exc()
+                rows[key] = {"error": f"{type(exc).__name__}: {exc}"}
+                print(f"gpu.py: {backend} {key}: FAILED ({rows[key]['error']})", file=sys.stderr, flush=True)
+                if args.out:
+                    _write(doc, args.out)
+                continue
+            if backend == "cuda" and facts:
                 if "flops_per_s" in row and row.get("dtype", "float64") == "float64":
                     row["fraction_of_peak_fp64"] = row["flops_per_s"] / facts["peak_fp64_flops"]
                 if "bytes_per_s" in row:
                     row["fraction_of_peak_bandwidth"] = row["bytes_per_s"] / facts["peak_bandwidth"]
-        doc["cases"][backend] = rows
+            # progress on stderr, and the document so far written to --out after every case: a run
+            # stopped by a time limit (bench/device_run.sh) keeps the rows it finished
+            print(f"gpu.py: {backend} {key}: {row['seconds']:.4g} s timed, {time.perf_counter() - t0:.1f} s with "
+                  "warm-up and repeats", file=sys.stderr, flush=True)
+            if args.out:
+                _write(doc, args.out)
     if "cuda" in doc["cases"] and "cpu" in doc["cases"]:
         doc["speedup_cuda_vs_cpu"] = {
-            k: doc["cases"]["cpu"][k]["seconds"] / v["seconds"] for k, v in doc["cases"]["cuda"].items()}
+            k: doc["cases"]["cpu"][k]["seconds"] / v["seconds"] for k, v in doc["cases"]["cuda"].items()
+            if "seconds" in v and "seconds" in doc["cases"]["cpu"].get(k, {})}
+    failed = [f"{b} {k}" for b, rows in doc["cases"].items() for k, r in rows.items() if "error" in r]
+    doc["complete"] = True
+    doc["failed_cases"] = failed
     emit(doc, args.out)
-    return 0
+    if failed:
+        print(f"gpu.py: {len(failed)} case(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _write(doc, path):
+    """The document so far, to ``path`` (replaced atomically; emit writes the final one)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.partial"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+        fh.write("\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
