@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import time
 
@@ -133,6 +134,28 @@ def summarise(per_seed, n_signal):
     return out
 
 
+def markdown(doc) -> str:
+    """Power table of a recorded run: mean over seeds, sd across seeds [min-max], per column."""
+    lines = []
+    for pname, res in doc["problems"].items():
+        st = res["settings"]
+        cols = [f"sigma_{j}" for j in range(len(st["sigmas"]))] + ["min-p"]
+        heads = [f"σ = {s:.3g}" for s in st["sigmas"]] + ["min-p"]
+        lines += [f"**{pname}** (M = {st['M']}, {doc['seeds']} model seeds, {st['null_toys']} null toys and "
+                  f"{st['signal_toys']} signal toys per seed): power at Z = {doc['z_level']:g}, mean ± sd across "
+                  "seeds [min-max]", "", "| signal | policy | " + " | ".join(heads) + " |",
+                  "|---|---|" + "---|" * len(heads)]
+        policies = list(res["policies"])
+        for sig in res["policies"][policies[0]]["signals"]:
+            for pol in policies:
+                v = res["policies"][pol]["signals"][sig]
+                cells = [f"{v[c]['mean']:.2f} ± {v[c]['sd_across_seeds']:.2f} [{v[c]['min']:.2f}-{v[c]['max']:.2f}]"
+                         for c in cols]
+                lines.append(f"| {sig} | {pol} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=8)
@@ -140,7 +163,12 @@ def main():
     ap.add_argument("--policies", default="uniform,coverage")
     ap.add_argument("--out", help="also write the JSON document to this file")
     ap.add_argument("--quick", action="store_true", help="small sizes and few toys (a smoke run, not a measurement)")
+    ap.add_argument("--table", metavar="JSON", help="print the markdown table of a recorded run and exit")
     args = ap.parse_args()
+    if args.table:
+        with open(args.table) as fh:
+            print(markdown(json.load(fh)))
+        return
     policies = [p for p in args.policies.split(",") if p]
     out = {"benchmark": "centers", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "nproc": os.cpu_count(), "cpu": cpuinfo(), "z_level": Z_LEVEL, "seeds": args.seeds, "problems": {}}
