@@ -155,3 +155,21 @@ def test_python_models_evaluate_the_same_in_cpp(embed, tmp_path):
         np.testing.assert_allclose(f_cpp, fit.predict((x - shift) / scale), rtol=1e-12, atol=1e-13)
         np.testing.assert_allclose(fastnplm.load_model(path).predict(x), f_cpp, rtol=1e-13, atol=1e-14)
     assert "events/s" in _run([embed, "rate", tmp_path / "kernel.fnplm", 1000])
+
+
+def _configure(tmp_path, *args):
+    proc = subprocess.run([shutil.which("cmake") or "cmake", "-S", str(ROOT), "-B", str(tmp_path / "b"),
+                           "-DFASTNPLM_CUDA=OFF", *args], capture_output=True, text=True)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_cmake_without_a_system_lapack_finds_the_python_one_or_says_what_to_do(tmp_path):
+    import ctypes.util
+    if ctypes.util.find_library("lapack"):
+        pytest.skip("a system LAPACK is installed: the default configure takes it")
+    import scipy_openblas32  # noqa: F401  (installed with the package)
+    rc, out = _configure(tmp_path, f"-DPython_EXECUTABLE={sys.executable}")  # the default, FASTNPLM_BLAS=auto
+    assert rc == 0 and "using scipy-openblas32" in out, out
+    rc, out = _configure(tmp_path / "no-python", "-DPython_EXECUTABLE=/bin/false")
+    assert rc != 0 and "fastnplm needs LAPACK" in out and "apt-get install liblapack-dev" in out, out
+    assert "-DFASTNPLM_BLAS=scipy-openblas" in out and "Could NOT find BLAS" not in out
