@@ -111,7 +111,7 @@ def test_chi2_fit_recovers_the_degrees_of_freedom():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("center_pool", ["pooled", "reference"])  # plain fits; the spectral path
+@pytest.mark.parametrize("center_pool", ["pooled", "uniform", "coverage"])  # plain fits; the spectral path
 def test_null_p_values_are_uniform(samples, center_pool):
     # 200 reference-distributed datasets against 300 toys, each fitted with the calibration's
     # model: their p-values must be uniform. KS at the 1e-3 level (fixed seeds): a false
