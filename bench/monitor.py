@@ -48,7 +48,24 @@ def scenario(ref, pool, model, n_exp, repeats, target_ms):
         fits.append(time.perf_counter() - t0)
         assert abs(out["t"] - ref_t) <= 1e-9 * abs(ref_t), (out["t"], ref_t)
     ms = 1e3 * statistics.median(tests)
-    return {"M": model.M, "n_reference": ref.shape[0], "d": ref.shape[1], "batch_events": n_exp,
+    floor = {}
+    if mon.shared is not None and mon.shared.features is not None:
+        # the reference pass alone (sum_R w (e^f - 1) over the stored features), the bytes it
+        # reads, and numpy reading the same array (np.sum, one thread) for the memory's pace
+        sr, beta = mon.shared, np.ascontiguousarray(mon.shared.solve(batches[0]).beta[:, None])
+        passes, reads = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fastnplm._core.features_expm1_sum(sr.features, beta, sr.w, 0, "cpu")
+            passes.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            float(sr.features.sum())
+            reads.append(time.perf_counter() - t0)
+        nbytes = sr.features.nbytes
+        floor = {"reference_features_mb": nbytes / 1e6, "reference_pass_ms": 1e3 * statistics.median(passes),
+                 "reference_pass_gb_per_s": nbytes / statistics.median(passes) / 1e9,
+                 "numpy_sum_same_array_gb_per_s": nbytes / statistics.median(reads) / 1e9}
+    return {**floor, "M": model.M, "n_reference": ref.shape[0], "d": ref.shape[1], "batch_events": n_exp,
             "path": cal.settings["path"], "kept_directions": None if mon.shared is None else mon.shared.r,
             "monitor_setup_seconds": setup, "monitor_test_ms": ms, "calibrated_fit_ms": 1e3 * statistics.median(fits),
             "speedup_vs_fit": statistics.median(fits) / statistics.median(tests),

@@ -178,7 +178,8 @@ def test_gpu_bench_script_runs_its_scenarios_on_the_cpu(tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     rows = doc["cases"]["cpu"]
-    assert {"kernel_fit_1d", "kernel_fit_5d", "neural_epochs_1d", "neural_epochs_5d", "toys_1d"} <= set(rows)
+    assert {"kernel_fit_1d", "kernel_fit_5d", "neural_epochs_1d", "neural_epochs_5d", "toys_1d",
+            "neural_toys_1d_float32", "neural_toys_1d_float64", "kernel_fit_5d_M20000"} <= set(rows)
     assert all(r["seconds"] > 0 for r in rows.values()) and rows["toys_1d"]["path"] == "spectral"
     if not fastnplm.cuda_available():  # without a device it says so, never a figure
         proc = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=ROOT / "bench")
