@@ -14,7 +14,7 @@ import logging
 import sys
 
 
-from .calibration import aggregate, calibrate, load_calibration, nuisance_spec
+from .calibration import AGGREGATIONS, aggregate, calibrate, load_calibration, nuisance_spec, verdict
 from .kernel import CENTER_POOLS, DEFAULT_CENTER_POOL, KernelNPLM
 
 log = logging.getLogger("fastnplm")
@@ -505,8 +505,22 @@ def _test(args) -> int:
     t_obs = [cal.model(j, threads=args.threads).fit(ref, dat, n_expected=n_exp, **fit_kw).t
              for j in range(len(cal.sigmas))]
     out = {"toys": cal.toys, **aggregate(cal, t_obs, temperature=args.temperature)}
-    _emit(out, args)
+    for j, row in enumerate(out["per_width"]):
+        row["toys_exceeding"] = cal.p_value(t_obs[j], j)["exceeded"]
+    agg = {m: out[m] for m in AGGREGATIONS} if len(t_obs) > 1 else None
+    out["verdict"] = verdict({"settings": {"toys": cal.toys}, "per_width": out["per_width"],
+                              **({"aggregated": agg} if agg else {})})
+    _emit(out, args, _test_text(out))
     return EXIT_OK
+
+
+def _test_text(out):
+    lines = [out["verdict"]["text"], ""]
+    lines += [f"sigma = {r['sigma']:.4g}: t = {r['t']:.4g}, p = {r['p']:.3g}, Z = {r['z']:.2f}" if r["sigma"] is not None
+              else f"t = {r['t']:.4g}, p = {r['p']:.3g}, Z = {r['z']:.2f}" for r in out["per_width"]]
+    if len(out["per_width"]) > 1:
+        lines += [f"{m}: p = {out[m]['p']:.3g}, Z = {out[m]['z']:.2f}" for m in AGGREGATIONS]
+    return "\n".join(lines)
 
 
 def _report_cmd(args) -> int:

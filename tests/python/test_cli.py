@@ -80,6 +80,10 @@ def test_calibrate_then_test(tmp_path, capsys):
     assert [w["t"] for w in out["per_width"]] == pytest.approx(t_obs, rel=1e-12)
     for method in ("min-p", "prod-p", "avg-p", "softmax-t"):
         assert out[method]["p"] == pytest.approx(expected[method]["p"])
+    assert out["verdict"]["test"] == "min-p over 2 widths" and out["verdict"]["p"] == expected["min-p"]["p"]
+    # the text output opens with the same verdict
+    assert main(["test", *common, "--data", str(tmp_path / "D.npy"), "--calibration", store]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == out["verdict"]["text"]
 
 
 def test_test_command_fits_the_data_with_the_toys_solver(tmp_path, capsys):
