@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import time
 
@@ -77,6 +78,35 @@ def null_sets(prob, toys):
     return out
 
 
+def markdown(doc) -> str:
+    """Tables of a recorded run: the null of each policy against the pooled one, and the power."""
+    lines = []
+    for pname, res in doc["problems"].items():
+        st = res["settings"]
+        lines += [f"**{pname}** (M = {st['M']}, sigma = {st['sigma']:.3g}, {st['seeds']} model seeds, "
+                  f"{st['null_toys_per_seed']} null toys and {st['signal_toys_per_seed']} signal toys per seed, "
+                  "the same toys for every policy)", "",
+                  "| policy | null mean t | null sd | chi2 dof | KS p vs pooled | AD p vs pooled | paired mean "
+                  "difference of t | KS p, seed 0 vs seed 1 |", "|---|---|---|---|---|---|---|---|"]
+        for pol, e in res["policies"].items():
+            vs = e.get("vs_pooled_all_seeds")
+            diff = e.get("paired_t_difference")
+            yard = e.get("seed0_vs_seed1")
+            lines.append(f"| {pol} | {e['null_mean']:.2f} | {e['null_sd']:.2f} | {e['chi2_fit']['dof']:.1f} | "
+                         + (f"{vs['ks_pvalue']:.2g} | {vs['ad_pvalue']:.2g} | {diff['mean']:+.2f} ± {diff['se']:.2f}"
+                            if vs else "- | - | -") + f" | {yard['ks_pvalue']:.2g} |" if yard else " - |")
+        lines += ["", "| signal | " + " | ".join(res["policies"]) + " |", "|---|" + "---|" * len(res["policies"])]
+        signals = next(iter(res["policies"].values()))["power"]
+        for sig in signals:
+            cells = []
+            for pol, e in res["policies"].items():
+                pw = e["power"][sig]
+                cells.append(f"{pw['power']:.2f} [{pw['interval'][0]:.2f}, {pw['interval'][1]:.2f}]")
+            lines.append(f"| {sig} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
@@ -86,7 +116,12 @@ def main():
     ap.add_argument("--policies", default="uniform,coverage")
     ap.add_argument("--out", help="also write the JSON document to this file")
     ap.add_argument("--quick", action="store_true", help="small sizes and few toys (a smoke run)")
+    ap.add_argument("--table", metavar="JSON", help="print the markdown tables of a recorded run and exit")
     args = ap.parse_args()
+    if args.table:
+        with open(args.table) as fh:
+            print(markdown(json.load(fh)))
+        return
     policies = ["pooled"] + [p for p in args.policies.split(",") if p and p != "pooled"]
     out = {"benchmark": "center_null", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "nproc": os.cpu_count(), "cpu": cpuinfo(), "z_level": Z_LEVEL, "problems": {}}
