@@ -36,8 +36,10 @@ DEFAULT_SPECTRAL_TOL = 1e-8  # hessian="spectral": keep directions with referenc
 # "uniform" (alias "reference"): uniformly, so centers follow the reference density;
 # "coverage": half uniformly, half by D^2 sampling (k-means++ seeding, Arthur & Vassilvitskii
 # 2007) continued from them, so that low-density regions of the support also hold centers.
-CENTER_POOLS = ("coverage", "uniform", "reference", "pooled")
-DEFAULT_CENTER_POOL = "coverage"
+# The default is "uniform": "coverage" gains power at small widths in the tails but loses some
+# at large ones (bench/results/centers_cpu.json, docs/centers.md).
+CENTER_POOLS = ("uniform", "reference", "coverage", "pooled")
+DEFAULT_CENTER_POOL = "uniform"
 # D^2 sampling draws among 20 M reference events (at least 20000, at most 200000, at most N_R)
 COVERAGE_CANDIDATES = (20, 20_000, 200_000)
 
@@ -222,11 +224,12 @@ class KernelNPLM:
         Single-penalty "newton-step" only, lam > 0.
         :func:`fastnplm.calibrate` may pick it by its cost model: then fit the observed data
         with ``Calibration.model(...)``.
-    center_pool : {"coverage", "uniform", "reference", "pooled"}
-        How random centers are drawn. "coverage" (default): from the reference alone, half
+    center_pool : {"uniform", "reference", "coverage", "pooled"}
+        How random centers are drawn. "uniform" (default; alias "reference"): uniformly from
+        the reference, following its density. "coverage": from the reference alone, half
         uniformly and half by D^2 sampling (:func:`coverage_center_indices`), so that the
-        tails and edges of the support hold centers whatever the seed. "uniform" (alias
-        "reference"): uniformly from the reference, following its density. "pooled":
+        tails and edges of the support hold centers whatever the seed: more power at small
+        widths in low-density regions, a little less at large widths (docs/centers.md). "pooled":
         uniformly from reference and data together, as in the published analyses; the
         centers then depend on the data and every toy needs a fit of its own. With any policy
         but "pooled" the centers are the same for the data and every toy, which lets

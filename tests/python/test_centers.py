@@ -63,7 +63,7 @@ def test_reference_policies_ignore_the_data(exp_reference):
 
 def test_default_model_calibrates_on_the_shared_path(exp_reference):
     model = fastnplm.KernelNPLM(M=100, sigma=0.3, lam=1e-6)
-    assert model.center_pool == DEFAULT_CENTER_POOL == "coverage" and model.shared_centers
+    assert model.center_pool == DEFAULT_CENTER_POOL == "uniform" and model.shared_centers
     pool = np.random.default_rng(2).exponential(size=(50_000, 1))
     cal = fastnplm.calibrate(model, exp_reference[:20_000], pool, toys=20, n_expected=200, seed=1)
     assert cal.settings["path"] == "spectral" and cal.model().hessian == "spectral"

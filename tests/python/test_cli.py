@@ -46,7 +46,7 @@ def test_demo_console_script_runs_the_whole_test(tmp_path):
     # p from the toys, Z from p, the verdict from Z; the toys took the shared-reference path
     k = out["toys_exceeding"]
     assert out["p"] == pytest.approx((1 + k) / 41) and out["z"] == pytest.approx(stats.norm.isf(out["p"]))
-    assert out["settings"]["path"] == "spectral" and out["settings"]["center_pool"] == "coverage"
+    assert out["settings"]["path"] == "spectral" and out["settings"]["center_pool"] == "uniform"
     assert out["verdict"].startswith("The data") and f"{k} of 40 toys" in out["verdict"]
     if "report" in out:  # with matplotlib: the page opens with the same verdict
         page = (tmp_path / "fastnplm-demo.html").read_text()
