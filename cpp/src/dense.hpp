@@ -2,6 +2,8 @@
 // Dense M x M linear algebra for the Nystrom preconditioner, through LAPACK/BLAS.
 // Matrices are column-major, n x n, leading dimension n; "upper" means the factor U
 // with A = U^T U is kept in the upper triangle (LAPACK's uplo = 'U').
+#include <cstdint>
+
 namespace fastnplm::dense {
 
 /// Cholesky A = U^T U in place (upper triangle); returns LAPACK's info (0 on success).
@@ -15,6 +17,11 @@ void trsv_upper(const double* u, int n, bool trans, double* b);
 
 /// x <- U x (trans = false) or U^T x (trans = true) in place, U upper.
 void trmv_upper(const double* u, int n, bool trans, double* x);
+
+/// Solves U X = B (trans = false) or U^T X = B (trans = true) in place for the columns of X
+/// (n x ld, row-major, ld a multiple of 8; padding columns are solved too). Each column's result
+/// is independent of the others and of the thread count (dense_lanes.cpp).
+void trsm_upper_lanes(const double* u, int n, bool trans, double* x, std::int64_t ld, int threads);
 
 /// Name of the BLAS/LAPACK the core was linked with.
 const char* blas_name();

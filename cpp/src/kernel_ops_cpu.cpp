@@ -15,6 +15,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -49,7 +50,7 @@ Centers transpose_centers(MatrixView c) {
 }
 
 // row[j] = exp(-gamma * ||x - c_j||^2) for j < mp.
-inline void kernel_row(const double* __restrict x, const Centers& c, double gamma,
+FASTNPLM_INLINE inline void kernel_row(const double* __restrict x, const Centers& c, double gamma,
                        double* __restrict row) {
     const std::int64_t mp = c.mp;
     const double* __restrict ct = c.t.data();
@@ -74,7 +75,7 @@ inline void kernel_row(const double* __restrict x, const Centers& c, double gamm
 
 // Two rows at once: each center coordinate is loaded once for both, and the two
 // independent exp evaluations interleave.
-inline void kernel_row2(const double* __restrict x0, const double* __restrict x1, const Centers& c,
+FASTNPLM_INLINE inline void kernel_row2(const double* __restrict x0, const double* __restrict x1, const Centers& c,
                         double gamma, double* __restrict row0, double* __restrict row1) {
     const std::int64_t mp = c.mp;
     const double* __restrict ct = c.t.data();
@@ -102,14 +103,14 @@ inline void kernel_row2(const double* __restrict x0, const double* __restrict x1
     }
 }
 
-inline double dot(const double* __restrict a, const double* __restrict b, std::int64_t n) {
+FASTNPLM_INLINE inline double dot(const double* __restrict a, const double* __restrict b, std::int64_t n) {
     double s = 0.0;
 #pragma omp simd reduction(+ : s)
     for (std::int64_t j = 0; j < n; ++j) s += a[j] * b[j];
     return s;
 }
 
-inline void axpy(double* __restrict y, double a, const double* __restrict x, std::int64_t n) {
+FASTNPLM_INLINE inline void axpy(double* __restrict y, double a, const double* __restrict x, std::int64_t n) {
 #pragma omp simd
     for (std::int64_t j = 0; j < n; ++j) y[j] += a * x[j];
 }
@@ -142,7 +143,7 @@ FASTNPLM_INLINE inline void for_row_pairs(MatrixView x, std::int64_t r0, std::in
 }
 
 // (a0 . v, a1 . v) in one sweep.
-inline void dot2(const double* __restrict a0, const double* __restrict a1, const double* __restrict v,
+FASTNPLM_INLINE inline void dot2(const double* __restrict a0, const double* __restrict a1, const double* __restrict v,
                  std::int64_t n, double& s0, double& s1) {
     double t0 = 0.0, t1 = 0.0;
 #pragma omp simd reduction(+ : t0, t1)
@@ -155,7 +156,7 @@ inline void dot2(const double* __restrict a0, const double* __restrict a1, const
 }
 
 // acc += u0 a0 + u1 a1.
-inline void axpy2(double* __restrict acc, double u0, const double* __restrict a0, double u1,
+FASTNPLM_INLINE inline void axpy2(double* __restrict acc, double u0, const double* __restrict a0, double u1,
                   const double* __restrict a1, std::int64_t n) {
 #pragma omp simd
     for (std::int64_t j = 0; j < n; ++j) acc[j] += u0 * a0[j] + u1 * a1[j];
@@ -179,7 +180,7 @@ constexpr std::int64_t kPanel = 32;  // events per panel of the feature passes
 constexpr std::int64_t kCols = 8;
 
 // o[q] = sum_k a[k] v[k * bp + q] for one row, all bp columns (same per-element order as tile4).
-inline void dot_cols(const double* __restrict a, std::int64_t len, const double* v, std::int64_t bp,
+FASTNPLM_INLINE inline void dot_cols(const double* __restrict a, std::int64_t len, const double* v, std::int64_t bp,
                      double* __restrict o) {
     std::fill(o, o + bp, 0.0);
     for (std::int64_t k = 0; k < len; ++k) {
@@ -192,21 +193,11 @@ inline void dot_cols(const double* __restrict a, std::int64_t len, const double*
 
 // acc (b) += w expm1(row V) for one row of m entries; o is a bp-long scratch row. Each
 // column's sum over the row runs in index order, independent of the other columns.
-inline void row_expm1(const double* row, std::int64_t m, const double* v, std::int64_t b, std::int64_t bp,
+FASTNPLM_INLINE inline void row_expm1(const double* row, std::int64_t m, const double* v, std::int64_t b, std::int64_t bp,
                       double w, double* __restrict acc, double* __restrict o) {
     dot_cols(row, m, v, bp, o);
 #pragma omp simd
     for (std::int64_t q = 0; q < b; ++q) acc[q] += w * detail::vexpm1(o[q]);
-}
-
-// acc (b) += w_i expm1((K V)_i) over the rows; o is a bp-long scratch row.
-FASTNPLM_HOT void rows_mm_expm1(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
-                                const double* v, std::int64_t b, std::int64_t bp, const double* w, double* acc,
-                                double* row, double* o) {
-    for (std::int64_t i = r0; i < r1; ++i) {
-        kernel_row(x.row(i), c, gamma, row);
-        row_expm1(row, c.m, v, b, bp, w[i], acc, o);
-    }
 }
 
 // s_rr[q] = sum_k a_rr[k] v[k * bp + q0 + q] for 4 rows a_0..a_3 of length len and kCols
@@ -261,7 +252,7 @@ FASTNPLM_HOT void rows_features_expm1(MatrixView f, std::int64_t r0, std::int64_
 }
 
 // accw (lower triangle, r x r, or nullptr) += wi phi phi^T; accg (r, or nullptr) += ui phi.
-inline void accumulate_gram(const double* __restrict phi, std::int64_t r, double wi, double ui, double* accw,
+FASTNPLM_INLINE inline void accumulate_gram(const double* __restrict phi, std::int64_t r, double wi, double ui, double* accw,
                             double* accg) {
     if (accw)
         for (std::int64_t a = 0; a < r; ++a) {
@@ -407,6 +398,165 @@ FASTNPLM_HOT void rows_feature_gram(MatrixView x, std::int64_t r0, std::int64_t 
     }
 }
 
+// ---- K^T diag(w) K V for many columns V (the reference's Hessian products of a block of toys) ----
+// Rows go in chunks of kGramRows: their kernel rows kr (kGramRows x mp) are built once, then
+//   y = kr V            (kGramRows x bp), each entry summed over the centers in index order,
+//   acc += kr^T (w y)   (mp x bp), each entry summed over the rows in order,
+// both register-tiled 4 x (8 C) with 8 C of the bp columns; every column's arithmetic is the same
+// whatever the other columns are, so a toy's product does not depend on its batch.
+constexpr std::int64_t kGramRows = 32;
+constexpr std::int64_t kGramBlock = 256;  // centers per block of phase 1 (V's block stays in L2)
+
+// y[r, q0 + q] += sum_{k in [k0, k1)} kr[r, k] v[k, q0 + q] for rows r0..r0+3, 8 C columns.
+template <int C>
+FASTNPLM_INLINE inline void gram_rows_times(const double* kr, std::int64_t mp, std::int64_t r0, std::int64_t k0,
+                                            std::int64_t k1, const double* v, std::int64_t bp, std::int64_t q0,
+                                            double* y) {
+    constexpr int W = 8 * C;
+    double s0[W], s1[W], s2[W], s3[W];
+    double* y0 = y + r0 * bp + q0;
+    for (int q = 0; q < W; ++q) {
+        s0[q] = y0[q];
+        s1[q] = y0[bp + q];
+        s2[q] = y0[2 * bp + q];
+        s3[q] = y0[3 * bp + q];
+    }
+    const double* a0 = kr + r0 * mp;
+    const double* a1 = a0 + mp;
+    const double* a2 = a1 + mp;
+    const double* a3 = a2 + mp;
+    for (std::int64_t k = k0; k < k1; ++k) {
+        const double* __restrict vk = v + k * bp + q0;
+        const double b0 = a0[k], b1 = a1[k], b2 = a2[k], b3 = a3[k];
+#pragma omp simd
+        for (int q = 0; q < W; ++q) {
+            s0[q] += b0 * vk[q];
+            s1[q] += b1 * vk[q];
+            s2[q] += b2 * vk[q];
+            s3[q] += b3 * vk[q];
+        }
+    }
+    for (int q = 0; q < W; ++q) {
+        y0[q] = s0[q];
+        y0[bp + q] = s1[q];
+        y0[2 * bp + q] = s2[q];
+        y0[3 * bp + q] = s3[q];
+    }
+}
+
+// acc[j, q0 + q] += sum_{r < rows} kr[r, j] y[r, q0 + q] for centers j..j+3, 8 C columns.
+template <int C>
+FASTNPLM_INLINE inline void gram_cols_update(const double* kr, std::int64_t mp, std::int64_t rows, std::int64_t j,
+                                             const double* y, std::int64_t bp, std::int64_t q0, double* acc) {
+    constexpr int W = 8 * C;
+    double s0[W], s1[W], s2[W], s3[W];
+    double* a = acc + j * bp + q0;
+    for (int q = 0; q < W; ++q) {
+        s0[q] = a[q];
+        s1[q] = a[bp + q];
+        s2[q] = a[2 * bp + q];
+        s3[q] = a[3 * bp + q];
+    }
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const double* __restrict yr = y + r * bp + q0;
+        const double* kj = kr + r * mp + j;
+        const double b0 = kj[0], b1 = kj[1], b2 = kj[2], b3 = kj[3];
+#pragma omp simd
+        for (int q = 0; q < W; ++q) {
+            s0[q] += b0 * yr[q];
+            s1[q] += b1 * yr[q];
+            s2[q] += b2 * yr[q];
+            s3[q] += b3 * yr[q];
+        }
+    }
+    for (int q = 0; q < W; ++q) {
+        a[q] = s0[q];
+        a[bp + q] = s1[q];
+        a[2 * bp + q] = s2[q];
+        a[3 * bp + q] = s3[q];
+    }
+}
+
+// Calls f.template operator()<C>(q0) over the column tiles of bp (a multiple of 8): 32 wide, then the rest.
+template <class F>
+FASTNPLM_INLINE inline void for_column_tiles(std::int64_t bp, F&& f) {
+    std::int64_t q0 = 0;
+    for (; q0 + 32 <= bp; q0 += 32) f(std::integral_constant<int, 4>{}, q0);
+    switch ((bp - q0) / 8) {
+        case 3: f(std::integral_constant<int, 3>{}, q0); break;
+        case 2: f(std::integral_constant<int, 2>{}, q0); break;
+        case 1: f(std::integral_constant<int, 1>{}, q0); break;
+        default: break;
+    }
+}
+
+// Rows [r0, r1) of K^T diag(w) K V into acc (mp x bp). kr: kGramRows x mp scratch, y: kGramRows x bp.
+// mp is a multiple of 8 (so of 4); rows past r1 in the last chunk are zero with weight 0.
+FASTNPLM_HOT void rows_gram_mm(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
+                               const double* v, std::int64_t bp, const double* w, double* acc, double* kr,
+                               double* y) {
+    const std::int64_t mp = c.mp;
+    for (std::int64_t i0 = r0; i0 < r1; i0 += kGramRows) {
+        const std::int64_t rows = std::min(kGramRows, r1 - i0);
+        const std::int64_t rows4 = (rows + 3) / 4 * 4;
+        std::int64_t r = 0;
+        for (; r + 1 < rows; r += 2) kernel_row2(x.row(i0 + r), x.row(i0 + r + 1), c, gamma, kr + r * mp,
+                                                kr + (r + 1) * mp);
+        if (r < rows) kernel_row(x.row(i0 + r), c, gamma, kr + r * mp);
+        std::fill(kr + rows * mp, kr + rows4 * mp, 0.0);
+        std::fill(y, y + rows4 * bp, 0.0);
+        for (std::int64_t k0 = 0; k0 < mp; k0 += kGramBlock) {
+            const std::int64_t k1 = std::min(mp, k0 + kGramBlock);
+            for (std::int64_t q = 0; q < rows4; q += 4)
+                for_column_tiles(bp, [&](auto cc, std::int64_t q0) FASTNPLM_INLINE {
+                    gram_rows_times<decltype(cc)::value>(kr, mp, q, k0, k1, v, bp, q0, y);
+                });
+        }
+        for (std::int64_t q = 0; q < rows; ++q) {
+            const double wi = w[i0 + q];
+            double* __restrict yq = y + q * bp;
+#pragma omp simd
+            for (std::int64_t l = 0; l < bp; ++l) yq[l] *= wi;
+        }
+        for (std::int64_t j = 0; j < mp; j += 4)
+            for_column_tiles(bp, [&](auto cc, std::int64_t q0) FASTNPLM_INLINE {
+                gram_cols_update<decltype(cc)::value>(kr, mp, rows, j, y, bp, q0, acc);
+            });
+    }
+}
+
+// acc (b) += w_i expm1((K V)_i) over the rows [r0, r1), in row order: kernel rows in chunks, their
+// products with V blocked as in rows_gram_mm (each entry summed over the centers in index order,
+// as dot_cols does). kr: kGramRows x mp scratch, y: kGramRows x bp.
+FASTNPLM_HOT void rows_mm_expm1(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
+                                const double* v, std::int64_t b, std::int64_t bp, const double* w, double* acc,
+                                double* kr, double* y) {
+    const std::int64_t mp = c.mp;
+    for (std::int64_t i0 = r0; i0 < r1; i0 += kGramRows) {
+        const std::int64_t rows = std::min(kGramRows, r1 - i0);
+        const std::int64_t rows4 = (rows + 3) / 4 * 4;
+        std::int64_t r = 0;
+        for (; r + 1 < rows; r += 2) kernel_row2(x.row(i0 + r), x.row(i0 + r + 1), c, gamma, kr + r * mp,
+                                                kr + (r + 1) * mp);
+        if (r < rows) kernel_row(x.row(i0 + r), c, gamma, kr + r * mp);
+        std::fill(kr + rows * mp, kr + rows4 * mp, 0.0);
+        std::fill(y, y + rows4 * bp, 0.0);
+        for (std::int64_t k0 = 0; k0 < c.m; k0 += kGramBlock) {
+            const std::int64_t k1 = std::min(c.m, k0 + kGramBlock);
+            for (std::int64_t q = 0; q < rows4; q += 4)
+                for_column_tiles(bp, [&](auto cc, std::int64_t q0) FASTNPLM_INLINE {
+                    gram_rows_times<decltype(cc)::value>(kr, mp, q, k0, k1, v, bp, q0, y);
+                });
+        }
+        for (std::int64_t q = 0; q < rows; ++q) {
+            const double wi = w[i0 + q];
+            const double* __restrict yq = y + q * bp;
+#pragma omp simd
+            for (std::int64_t l = 0; l < b; ++l) acc[l] += wi * detail::vexpm1(yq[l]);
+        }
+    }
+}
+
 void check_shapes(MatrixView x, MatrixView c) {
     if (x.cols != c.cols)
         throw std::invalid_argument("kernel: points have " + std::to_string(x.cols) +
@@ -445,9 +595,11 @@ public:
         const Centers ct = transpose_centers(c);
         const std::int64_t bp = (b + kCols - 1) / kCols * kCols;
         const std::vector<double> vp = pad_columns(v, c.rows, b, bp);
-        reduce_groups(x.rows, b, b, ct.mp + bp, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
-            rows_mm_expm1(x, r0, r1, ct, gamma, vp.data(), b, bp, w, acc, row, row + ct.mp);
-        });
+        reduce_groups(x.rows, b, b, kGramRows * (ct.mp + bp), out,
+                      [&](std::int64_t r0, std::int64_t r1, double* acc, double* scratch) {
+                          rows_mm_expm1(x, r0, r1, ct, gamma, vp.data(), b, bp, w, acc, scratch,
+                                        scratch + kGramRows * ct.mp);
+                      });
     }
 
     void feature_project(MatrixView x, MatrixView c, double gamma, const double* g, std::int64_t r,
@@ -524,6 +676,33 @@ public:
         reduce_groups(x.rows, ct.mp, ct.m, 2 * ct.mp, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
             rows_fused(x, r0, r1, ct, gamma, vp.data(), w, acc, row);
         });
+    }
+
+    void kernel_gram_mm(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
+                        const double* w, double* out) const override {
+        check_shapes(x, c);
+        if (b < 1) throw std::invalid_argument("kernel_gram_mm: need at least one column");
+        const Centers ct = transpose_centers(c);
+        const std::int64_t bp = (b + 7) / 8 * 8, width = ct.mp * bp;
+        std::vector<double> vp(static_cast<size_t>(width), 0.0);  // padding centers and columns: zero
+        for (std::int64_t j = 0; j < c.rows; ++j) std::copy(v + j * b, v + (j + 1) * b, vp.begin() + j * bp);
+        // fewer, larger groups than the vector reductions: each partial is mp x bp
+        const std::int64_t groups = std::max<std::int64_t>(1, std::min<std::int64_t>(16, (x.rows + 4095) / 4096));
+        std::vector<double> partial(static_cast<size_t>(groups * width), 0.0);
+#pragma omp parallel num_threads(threads_) if (groups > 1)
+        {
+            std::vector<double> kr(static_cast<size_t>(kGramRows * ct.mp)), y(static_cast<size_t>(kGramRows * bp));
+#pragma omp for schedule(dynamic, 1)
+            for (std::int64_t g = 0; g < groups; ++g)
+                rows_gram_mm(x, x.rows * g / groups, x.rows * (g + 1) / groups, ct, gamma, vp.data(), bp, w,
+                             partial.data() + g * width, kr.data(), y.data());
+        }
+        for (std::int64_t j = 0; j < c.rows; ++j)
+            for (std::int64_t q = 0; q < b; ++q) {
+                double s = 0.0;
+                for (std::int64_t g = 0; g < groups; ++g) s += partial[g * width + j * bp + q];
+                out[j * b + q] = s;
+            }
     }
 
     void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t, const double* w,
@@ -703,6 +882,16 @@ private:
 };
 
 }  // namespace
+
+void KernelOps::kernel_gram_mm(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
+                               const double* w, double* out) const {
+    std::vector<double> col(static_cast<size_t>(c.rows)), res(static_cast<size_t>(c.rows));
+    for (std::int64_t q = 0; q < b; ++q) {
+        for (std::int64_t j = 0; j < c.rows; ++j) col[j] = v[j * b + q];
+        kernel_fused(x, c, gamma, col.data(), w, res.data());
+        for (std::int64_t j = 0; j < c.rows; ++j) out[j * b + q] = res[j];
+    }
+}
 
 void KernelOps::require_sizes(bool ok, const char* what) {
     if (!ok) throw std::invalid_argument(std::string(what) + ": buffer sizes do not match");

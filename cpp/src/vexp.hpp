@@ -36,7 +36,7 @@ FASTNPLM_INLINE inline T exp_taylor12(T r) {
     return p07 + r8 * p812;
 }
 
-inline double vexp_nonpos(double x) {
+FASTNPLM_INLINE inline double vexp_nonpos(double x) {
     constexpr double log2e = 1.4426950408889634074;
     constexpr double ln2_hi = 6.93147180369123816490e-01;
     constexpr double ln2_lo = 1.90821492927058770002e-10;
@@ -70,7 +70,7 @@ inline double vexp_nonpos(double x) {
 // reduction and degree-12 Taylor polynomial as vexp_nonpos, evaluated in Estrin's scheme
 // (dependency depth 5 instead of 13 FMAs). The MLP pass is bound by the latency of its exp
 // chains, where this runs ~1.4x faster; tests/cpp compares it with std::exp over the range.
-inline double vexp(double x) {
+FASTNPLM_INLINE inline double vexp(double x) {
     constexpr double log2e = 1.4426950408889634074;
     constexpr double ln2_hi = 6.93147180369123816490e-01;
     constexpr double ln2_lo = 1.90821492927058770002e-10;
@@ -96,7 +96,7 @@ namespace fastnplm::detail {
 // series to x^14/14! for |x| < 1/4 (truncation < 0.25^14/15! < 3e-21 relative), vexp(x) - 1
 // elsewhere (relative error <= e^x/(e^x - 1) ulp, at most ~5e-16 for |x| >= 1/4). tests/cpp
 // compares it with std::expm1.
-inline double vexpm1(double x) {
+FASTNPLM_INLINE inline double vexpm1(double x) {
     const double y = std::min(std::max(x, -0.25), 0.25);
     double p = 1.0 / 87178291200.0;  // 1/14!
     p = p * y + 1.0 / 6227020800.0;

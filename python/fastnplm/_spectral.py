@@ -149,6 +149,11 @@ class SpectralReference:
         terms = self.reference_terms([s.beta for s in steps])
         return [2.0 * (s.f_data.sum() - terms[k]) for k, s in enumerate(steps)]
 
+    def t_batch(self, datasets):
+        """(t, converged, CG iterations) per dataset, the reference term of all in one pass."""
+        steps = [self.solve(d) for d in datasets]
+        return [(t, s.converged, s.iterations) for t, s in zip(self.t_values(steps), steps)]
+
     def f_reference(self, beta):
         if self.features is not None:
             return self.features @ beta
@@ -214,6 +219,18 @@ def spectral_seconds(m, n_ref, n_data, d, toys):
     return setup + toys * per_toy
 
 
+def shared_seconds(m, n_ref, n_data, d, toys, block=32):
+    """Estimated single-thread seconds of one width on the shared path (``fastnplm._shared``):
+    three M^3/3 factorisations, then per toy its own data passes and its share of the block's
+    reference pass (the kernel once per block, two flops-pairs per toy) and triangular sweeps."""
+    setup = 3 * m**3 / 3 * _GEMM_S * 2 + n_ref * m * _KERNEL_S(d)  # LAPACK on one thread: half the BLAS-3 rate
+    it = _CG_ITERATIONS
+    per_toy = ((it + 2) * n_data * m * (_KERNEL_S(d) + 4 * _GEMM_S)
+               + (it + 1) * n_ref * m * (_KERNEL_S(d) / block + 4 * _GEMM_S)
+               + it * 4 * m * m * _GEMM_S)
+    return setup + toys * per_toy
+
+
 def plain_seconds(m, n_ref, n_data, d, toys, dense):
     """Estimated single-thread seconds of one width fitted toy by toy through the core."""
     n = n_ref + n_data
@@ -221,4 +238,4 @@ def plain_seconds(m, n_ref, n_data, d, toys, dense):
         per_toy = n * m * (3 * _KERNEL_S(d) + 2 * m * _GRAM_S)  # feature-Gram pass, then f on both samples
     else:
         per_toy = (_CG_ITERATIONS + 3) * n * m * (_KERNEL_S(d) + 4 * _GEMM_S)
-    return toys * (per_toy + 2 * m**3 / 3 * _GEMM_S)
+    return toys * (per_toy + 3 * m**3 / 3 * _GEMM_S * 2)  # as shared_seconds: the factorisations, per toy

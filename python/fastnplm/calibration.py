@@ -28,6 +28,7 @@ from scipy import optimize, special, stats
 from . import _checks
 from ._stats import clopper_pearson
 from . import _spectral
+from ._shared import SharedSolver
 from ._info import BACKENDS, resolve_backend
 from .kernel import HESSIAN_MODES, ConvergenceWarning, KernelNPLM, sigma_heuristic
 from .neural import NeuralNPLM
@@ -312,8 +313,8 @@ def _model_spec(model, path) -> dict:
     if resolve_backend(model.backend) == "cuda":
         spec["backend"] = "cuda"
     spec["centers"] = None if model.centers is None else "given"
-    if path == "spectral":
-        spec["hessian"] = "spectral"  # the solver the toys (and so the observed data) go through
+    if path in ("spectral", "shared"):
+        spec["hessian"] = path  # the solver the toys (and so the observed data) go through
     return spec
 
 
@@ -465,15 +466,20 @@ class _Toys:
         return data, ref, extra
 
     def shared(self, j):
-        """The spectral state of width j, built once per process that runs this job."""
+        """The shared-reference state of width j (spectral or shared path), built once per process
+        that runs this job."""
         with self._lock:
             if j not in self._shared:
                 m, ref = self.models[j], self.reference
                 w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
                 centers, center_w = m._centers(ref, ref[:1], w)  # data-independent centers: data unused
-                self._shared[j] = _spectral.SpectralReference(centers, center_w, m.sigma, m.lam, ref, w, m.cg_tol,
-                                                              m.max_iter, m.threads, m.spectral_tol,
-                                                              backend=resolve_backend(m.backend))
+                if self.path == "shared":
+                    self._shared[j] = SharedSolver(centers, center_w, m.sigma, m.lam, ref, w, m.cg_tol, m.max_iter,
+                                                   m.threads)
+                else:
+                    self._shared[j] = _spectral.SpectralReference(centers, center_w, m.sigma, m.lam, ref, w,
+                                                                  m.cg_tol, m.max_iter, m.threads, m.spectral_tol,
+                                                                  backend=resolve_backend(m.backend))
             return self._shared[j]
 
     def groups(self, ks):
@@ -530,11 +536,9 @@ class _Toys:
                         recs[k]["t"][j], recs[k]["converged"][j] = float(r.t), bool(r.converged)
                         recs[k]["cg_iterations"][j] = int(r.epochs_done)
             else:
-                sr = self.shared(j)
-                steps = [sr.solve(drawn[k][0]) for k in busy]
-                for k, t, st in zip(busy, sr.t_values(steps), steps):
+                for k, (t, conv, iters) in zip(busy, self.shared(j).t_batch([drawn[k][0] for k in busy])):
                     recs[k]["t"][j], recs[k]["converged"][j], recs[k]["cg_iterations"][j] = \
-                        float(t), bool(st.converged), int(st.iterations)
+                        float(t), bool(conv), int(iters)
         yield [recs[k] for k in busy]
 
 
@@ -543,7 +547,8 @@ def _run_block(toys: _Toys, ks):
 
 
 def _choose_path(models, n_ref, n_exp, d, toys, fast, generator):
-    """'spectral' (shared reference) or 'plain' (one fit per toy and width), by the cost model."""
+    """'spectral' or 'shared' (toys sharing the reference's work) or 'plain' (one fit per toy and
+    width), by the cost model."""
     applicable = not generator and all(
         isinstance(m, KernelNPLM) and m.solver == "newton-step" and len(m.penalties) == 1 and m.lam > 0
         and m.shared_centers for m in models)
@@ -553,15 +558,18 @@ def _choose_path(models, n_ref, n_exp, d, toys, fast, generator):
                          "reference sample (not a generator)")
     if fast is False or not applicable:
         return "plain"
-    if fast or any(m.hessian == "spectral" for m in models):  # (only kernel models get here)
-        return "spectral"
-    shared = plain = 0.0
+    for mode in ("spectral", "shared"):  # (only kernel models get here)
+        if any(m.hessian == mode for m in models):
+            return mode
+    cpu = all(resolve_backend(m.backend) == "cpu" for m in models)
+    cost = {"spectral": 0.0, "shared": 0.0 if cpu else float("inf"), "plain": 0.0 if not fast else float("inf")}
     for m in models:
         dense = m.hessian == "dense" or (m.hessian == "auto" and m.M <= HESSIAN_MODES["auto"])
-        shared += _spectral.spectral_seconds(m.M, n_ref, n_exp, d, toys)
-        plain += _spectral.plain_seconds(m.M, n_ref, n_exp, d, toys, dense)
-    log.info("calibrate cost model: shared spectral path ~%.3g s, plain fits ~%.3g s (single thread)", shared, plain)
-    return "spectral" if shared < plain else "plain"
+        cost["spectral"] += _spectral.spectral_seconds(m.M, n_ref, n_exp, d, toys)
+        cost["shared"] += _spectral.shared_seconds(m.M, n_ref, n_exp, d, toys)
+        cost["plain"] += _spectral.plain_seconds(m.M, n_ref, n_exp, d, toys, dense)
+    log.info("calibrate cost model (single-thread seconds): %s", {k: f"{v:.3g}" for k, v in cost.items()})
+    return min(cost, key=cost.get)
 
 
 def _progress_bar(progress, total, initial):
@@ -613,16 +621,20 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
     progress : bool or None
         A tqdm progress bar; None: only when stderr is a terminal.
     fast : bool or None
-        The shared-reference path (``fastnplm._spectral``): the reference's part of the
-        Newton step is computed once per width, each toy costs O(N_D M r + N_R r). It applies
-        to a single-penalty "newton-step" model with lam > 0 and data-independent centers
-        (any ``center_pool`` but "pooled", or given centers) on a reference sample. None: a cost model
-        chooses between it and one plain ``fit`` per toy; True/False force it. When it runs,
-        the toys are fitted with ``hessian="spectral"``: fit the observed data with
-        ``cal.model(sigma_index)`` so that data and toys go through the same solver.
+        The shared-reference paths, which apply to a single-penalty "newton-step" model with
+        lam > 0 and data-independent centers (any ``center_pool`` but "pooled", or given
+        centers) on a reference sample: "spectral" (``fastnplm._spectral``; the reference's part
+        of the Newton step once per width in the eigenbasis of K_MM, each toy O(N_D M r + N_R r))
+        for small and smooth problems, and "shared" (``fastnplm._shared``; the factorisations
+        once per width, blocks of ``batch`` toys solved together with one reference pass per CG
+        iteration for all of them) for large M. None: a cost model chooses among them and one
+        plain ``fit`` per toy; True: the cheaper shared path; False: plain fits. The toys are
+        then fitted with ``hessian="spectral"`` or ``"shared"``: fit the observed data with
+        ``cal.model(sigma_index)`` (or :meth:`Calibration.test`) so that data and toys go
+        through the same solver.
     batch : int
-        Toys per block: one dask task, one reference pass of the spectral path, one
-        many-networks call of a neural model.
+        Toys per block: one dask task, one reference pass of the spectral path, one lockstep
+        solve of the shared path, one many-networks call of a neural model.
     n_reference : int or None
         Events per generated reference (required when ``reference`` is a generator).
     nuisances : sequence of fastnplm.Nuisance or None
@@ -699,7 +711,7 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
             raise ValueError("sigmas is empty")
         models = [_with_sigma(model, s) for s in sigmas]
     path = _choose_path(models, n_reference or ref.shape[0], n_exp, d, toys, fast, generator)
-    if nuisances and path == "plain" and fast is None and not generator and all(
+    if nuisances and path in ("plain", "shared") and fast is None and not generator and all(
             isinstance(m, KernelNPLM) and m.shared_centers for m in models):
         path = "spectral"  # nuisance fits always work in the spectral features: share them
 
@@ -713,8 +725,8 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
             path, header = stored["path"], alt
             log.info("store %s: resuming on the %s path it was started with", store, path)
     done = _read_store(store, header) if store is not None else {}
-    if path == "spectral" and not nuisances:
-        models = [_with_sigma(m, m.sigma, hessian="spectral") for m in models]
+    if path in ("spectral", "shared") and not nuisances:
+        models = [_with_sigma(m, m.sigma, hessian=path) for m in models]
     todo = [k for k in range(toys) if k not in done]
     job = _Toys(models, reference if generator else ref, n_reference, pool if callable(pool) else pool_arr, n_exp,
                 seed, d, path, nuisances, nu_true)

@@ -22,7 +22,7 @@ SOLVERS = ("newton-step", "newton")
 # "auto": the dense step costs ~ n M^2 flops once, the streamed one ~ iterations x n M kernel
 # evaluations; with the ~10-20 CG iterations of the default tolerance they break even near
 # M = 250 on the bench machine (bench/kernel_fit.py), so auto takes dense up to M = 200.
-HESSIAN_MODES = {"auto": 200, "stream": 0, "dense": 2**31 - 1, "spectral": None}
+HESSIAN_MODES = {"auto": 200, "stream": 0, "dense": 2**31 - 1, "spectral": None, "shared": None}
 DEFAULT_CG_TOL = float(np.sqrt(1e-7))  # Falkon's tolerance in the published NPLM fits
 DEFAULT_MAX_ITER = 1000
 DEFAULT_GRAD_TOL = 1e-12
@@ -210,7 +210,7 @@ class KernelNPLM:
         Explicit centers instead of a random draw.
     threads : int or None
         CPU threads (None: all cores). Results do not depend on it.
-    hessian : {"auto", "stream", "dense"}
+    hessian : {"auto", "stream", "dense", "spectral", "shared"}
         How CG applies the Hessian; the Newton step is the same, only the cost and the
         rounding differ. "stream": one pass over the data per CG iteration,
         T^-T K^T (l'' * (K T^-1 v)) (O(n M) time per iteration, O(n + M^2) memory), as Falkon
@@ -222,8 +222,14 @@ class KernelNPLM:
         carry reference Hessian energy of at least ``spectral_tol`` n lam (``fastnplm._spectral``):
         O(M^3 + N M r) for r kept directions, far faster on smooth, low-dimensional problems.
         Single-penalty "newton-step" only, lam > 0.
-        :func:`fastnplm.calibrate` may pick it by its cost model: then fit the observed data
-        with ``Calibration.model(...)``.
+        "shared": the streamed step with the preconditioner built for the expected size
+        N_R + N(R) instead of N_R + N_D, so that one factorisation serves every toy
+        (``fastnplm._shared``): the path of large M, where :func:`fastnplm.calibrate` solves
+        blocks of toys together and reads the reference once per CG iteration for all of
+        them. It agrees with "stream" to ~1e-5 in t at the default cg_tol and to the roundoff
+        with a tight one. Single-penalty "newton-step" only, lam > 0, CPU only.
+        :func:`fastnplm.calibrate` may pick "spectral" or "shared" by its cost model: then fit
+        the observed data with ``Calibration.model(...)``.
     center_pool : {"uniform", "reference", "coverage", "pooled"}
         How random centers are drawn. "uniform" (default; alias "reference"): uniformly from
         the reference, following its density. "coverage": from the reference alone, half
@@ -264,8 +270,11 @@ class KernelNPLM:
         if hessian not in HESSIAN_MODES:
             raise ValueError(f"unknown hessian mode {hessian!r}: expected one of {tuple(HESSIAN_MODES)}")
         self.hessian = hessian
-        if hessian == "spectral" and (solver != "newton-step" or (penalties is not None and len(penalties) != 1)):
-            raise ValueError("hessian='spectral' computes a single-penalty 'newton-step' fit")
+        if hessian in ("spectral", "shared") and (solver != "newton-step" or
+                                                  (penalties is not None and len(penalties) != 1)):
+            raise ValueError(f"hessian={hessian!r} computes a single-penalty 'newton-step' fit")
+        if hessian == "shared" and backend == "cuda":
+            raise ValueError("hessian='shared' runs on the CPU (backend='cpu' or 'auto')")
         if center_pool not in CENTER_POOLS:
             raise ValueError(f"unknown center_pool {center_pool!r}: expected one of {CENTER_POOLS}")
         self.center_pool = center_pool
@@ -344,6 +353,12 @@ class KernelNPLM:
                                    self.threads, self.spectral_tol, backend=backend)
             res = self._result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
             res.backend = backend
+            return res
+        if self.hessian == "shared":
+            from ._shared import SharedSolver
+            sr = SharedSolver(centers, center_scale, sigma, self.lam, ref, w, self.cg_tol, self.max_iter, self.threads)
+            res = self._result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
+            res.backend = "cpu"
             return res
         out = _core.fit_kernel(ref, w, dat, centers, center_scale, sigma, list(self.penalties), self.solver,
                                self.cg_tol, self.max_iter, self.grad_tol, self.max_newton, PC_EPSILON,

@@ -14,6 +14,7 @@
 #include "fastnplm/cuda.hpp"
 #include "fastnplm/kernel_nplm.hpp"
 #include "fastnplm/kernel_ops.hpp"
+#include "fastnplm/kernel_shared.hpp"
 #include "bindings_neural.hpp"
 
 namespace py = pybind11;
@@ -232,6 +233,74 @@ private:
     Buffer f_, w_;
 };
 
+// The shared-reference solver (kernel_shared.hpp). Holds the arrays it views, so they outlive it.
+class SharedSolver {
+public:
+    SharedSolver(Array reference, Array weights, Array centers, const std::optional<Array>& center_scale,
+                 double sigma, double lam, double cg_tol, int max_iter, double pc_epsilon, int threads)
+        : ref_(std::move(reference)), w_(std::move(weights)), ctr_(std::move(centers)) {
+        const MatrixView r = matrix(ref_, "reference"), c = matrix(ctr_, "centers");
+        const double* w = vector(w_, r.rows, "reference_weights");
+        const double* cs = center_scale ? vector(*center_scale, c.rows, "center_scale") : nullptr;
+        SharedFitOptions o;
+        o.sigma = sigma;
+        o.lam = lam;
+        o.cg_tol = cg_tol;
+        o.max_iter = max_iter;
+        o.pc_epsilon = pc_epsilon;
+        o.threads = threads;
+        py::gil_scoped_release release;  // safe: the arrays are members of this object
+        solver_ = std::make_unique<SharedReference>(r, w, c, cs, o);
+    }
+
+    py::list fit(const std::vector<Array>& datasets) const {
+        std::vector<MatrixView> views;
+        for (const Array& d : datasets) views.push_back(matrix(d, "data"));
+        std::vector<SharedFitResult> res;
+        {
+            py::gil_scoped_release release;  // safe: datasets is held by the caller's frame
+            res = solver_->fit(views);
+        }
+        py::list out;
+        for (SharedFitResult& r : res) {
+            py::dict d;
+            d["alpha"] = to_numpy(std::move(r.alpha));
+            d["f_data"] = to_numpy(std::move(r.f_data));
+            d["t"] = r.t;
+            d["beta_sq"] = r.beta_sq;
+            d["cg_iterations"] = r.cg_iterations;
+            d["cg_residual"] = r.cg_residual;
+            d["converged"] = r.converged;
+            out.append(std::move(d));
+        }
+        return out;
+    }
+
+    double n0() const { return solver_->n0(); }
+
+private:
+    Array ref_, w_, ctr_;
+    std::unique_ptr<SharedReference> solver_;
+};
+
+py::array_t<double> kernel_gram_mm(const Array& x, const Array& c, double sigma, const Array& v, const Array& w,
+                                   int threads) {
+    const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
+    if (v.ndim() != 2 || v.shape(0) != cv.rows)
+        throw std::invalid_argument("V must be a 2-D array with one row per center (" + std::to_string(cv.rows) + ")");
+    if (!(std::isfinite(sigma) && sigma > 0)) throw std::invalid_argument("sigma must be finite and > 0");
+    const double* wp = vector(w, xv.rows, "w");
+    const py::ssize_t b = v.shape(1);
+    py::array_t<double> out({cv.rows, static_cast<std::int64_t>(b)});
+    double* o = out.mutable_data();
+    const double* vp = v.data();
+    {
+        py::gil_scoped_release release;  // safe: inputs are owned by the caller's frame
+        make_cpu_ops(threads)->kernel_gram_mm(xv, cv, 1.0 / (2.0 * sigma * sigma), vp, b, wp, o);
+    }
+    return out;
+}
+
 py::array_t<double> features_expm1_sum(const Array& f, const Array& v, const Array& w, int threads,
                                        const std::string& backend) {
     const MatrixView fv = matrix(f, "features");
@@ -316,6 +385,17 @@ PYBIND11_MODULE(_core, m) {
              py::arg("threads") = 0, py::arg("backend") = "cpu")
         .def("expm1_sum", &ResidentFeatures::expm1_sum, py::arg("V"),
              "sum_i w_i expm1((F @ V)[i]) per column of V; as features_expm1_sum on the same backend.");
+    py::class_<SharedSolver>(m, "SharedReference",
+                             "Newton-step fits of many datasets against one reference, sharing the reference's "
+                             "work (kernel_shared.hpp).")
+        .def(py::init<Array, Array, Array, const std::optional<Array>&, double, double, double, int, double, int>(),
+             py::arg("reference"), py::arg("weights"), py::arg("centers"), py::arg("center_scale"), py::arg("sigma"),
+             py::arg("lam"), py::arg("cg_tol"), py::arg("max_iter"), py::arg("pc_epsilon"), py::arg("threads") = 0)
+        .def("fit", &SharedSolver::fit, py::arg("datasets"),
+             "One dict per dataset (alpha, f_data, t, beta_sq, cg_iterations, cg_residual, converged), all solved together.")
+        .def_property_readonly("n0", &SharedSolver::n0, "N_R + sum(w): the size the preconditioner is built for.");
+    m.def("kernel_gram_mm", &kernel_gram_mm, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("V"),
+          py::arg("w"), py::arg("threads") = 0, "K.T @ diag(w) @ K @ V, one kernel evaluation per pair.");
     m.def("kernel_tmv", &kernel_tmv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("u"),
           py::arg("threads") = 0, "K(x, centers).T @ u without storing K.");
     m.def("kernel_fused", &kernel_fused, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),

@@ -299,9 +299,18 @@ def test_cost_model_choices():
     assert _choose_path([pooled], 200_000, 2000.0, 1, 300, None, False) == "plain"
     assert _choose_path([big], 200_000, 2000.0, 1, 300, None, True) == "plain"
     assert _choose_path([big], 200_000, 2000.0, 1, 300, False, False) == "plain"
-    # very many centers in many dimensions for a handful of toys: M^3 and N_R M^2 lose to CG
+    # very many centers in many dimensions: the eigendecomposition (10 M^3) and the projection
+    # N_D M r lose; the shared path factorises once and reads the reference once per CG
+    # iteration for a block of toys, so it wins even for two toys (a plain fit per toy repeats
+    # the factorisations), but it runs on the CPU only
     huge = fastnplm.KernelNPLM(M=20000, sigma=1.0, lam=1e-6, center_pool="reference", hessian="stream")
-    assert _choose_path([huge], 100_000, 20000.0, 5, 2, None, False) == "plain"
+    assert _choose_path([huge], 100_000, 20000.0, 5, 2, None, False) == "shared"
+    assert _choose_path([huge], 100_000, 20000.0, 5, 300, None, False) == "shared"
+    mid = fastnplm.KernelNPLM(M=5000, sigma=1.0, lam=1e-6)
+    assert _choose_path([mid], 100_000, 20000.0, 5, 300, None, False) == "shared"
+    assert _choose_path([mid], 100_000, 20000.0, 5, 300, True, False) == "shared"  # fast: the cheaper shared path
+    small = fastnplm.KernelNPLM(M=50, sigma=1.0, lam=1e-6)
+    assert _choose_path([small], 200_000, 5000.0, 5, 300, None, False) == "spectral"
 
 
 def test_store_resumes_on_the_path_it_was_started_with(samples, tmp_path):

@@ -64,6 +64,12 @@ public:
     virtual void features_expm1_sum(MatrixView f, const double* v, std::int64_t b, const double* w,
                                     double* out) const = 0;
 
+    /// out (m x b, row-major) = K(x, c)^T diag(w) K(x, c) V for b columns of V (m x b, row-major), one
+    /// kernel evaluation per pair for all columns: the reference's Hessian products of a block of toys.
+    /// Each column's result is independent of the other columns. The default runs kernel_fused per column.
+    virtual void kernel_gram_mm(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
+                                const double* w, double* out) const;
+
     /// out = K(x, c)^T u: u has n entries, out has m entries (overwritten).
     virtual void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u,
                             double* out) const = 0;
