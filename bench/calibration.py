@@ -3,6 +3,7 @@
 independent `fit` calls of the same model, measured in the same run.
 
     python bench/calibration.py [--out FILE] [--quick]
+    python bench/calibration.py --large 1000,5000,20000 [--out FILE] [--block 32]
 
 Prints one JSON document. Scenarios of the calibration issue: 1D (reference Exp(1),
 N_R = 200000, N(R) = 2000, M = 1000, lambda = 1e-6, sigma = 0.3) and DQM-like (d = 5,
@@ -10,6 +11,12 @@ N_R = 200000, N(R) = 5000, M = 50), nine widths on the same toys against one, an
 agreement of the two paths on the toys both ran (early-stopped CG, as published) and on one
 toy solved exactly (tight cg_tol); and the README's 300-toy calibration with default settings
 (target <= 5 s, everything included) against the published pooled-center policy.
+
+--large: the DIMUON size (d = 5, correlated Gaussian reference, N_R = 1e5, N(R) = 2e4,
+lambda = 1e-6, sigma = 1) at each M, each in a fresh process for its peak memory: the path the cost
+model picks, the shared path's once-per-width setup and a block of toys solved together (the
+per-toy cost amortised over 300 toys = setup / 300 + block / block size), against plain fits of
+the same toys (the core's streamed newton-step, the published estimator) and their agreement.
 """
 from __future__ import annotations
 
@@ -72,11 +79,85 @@ def _exact_agreement(model, ref, pool, n_expected):
             "seconds_core_stream": a.seconds, "seconds_spectral": b.seconds}
 
 
+LARGE = dict(d=5, n_r=100_000, n_pool=400_000, n_expected=20_000.0, sigma=1.0, lam=1e-6)
+
+
+def _large_m(m, block, plain_toys):
+    """One --large scenario (runs in its own process)."""
+    import resource
+    from fastnplm._shared import SharedSolver
+    from fastnplm.calibration import _choose_path, toy_rng
+    c = LARGE
+    rng = np.random.default_rng(0)
+    chol = np.linalg.cholesky(0.5 * np.ones((c["d"], c["d"])) + 0.5 * np.eye(c["d"]))
+    ref = rng.standard_normal((c["n_r"], c["d"])) @ chol.T
+    pool = rng.standard_normal((c["n_pool"], c["d"])) @ chol.T
+    model = fastnplm.KernelNPLM(M=m, sigma=c["sigma"], lam=c["lam"])  # the default centers
+    toys = []
+    for k in range(block):
+        r = toy_rng(0, k)
+        toys.append(pool[r.choice(len(pool), r.poisson(c["n_expected"]), replace=False)])
+    w = np.full(len(ref), c["n_expected"] / len(ref))
+    out = {"M": m, "config": c, "cost_model_path_300_toys": _choose_path([model], len(ref), c["n_expected"], c["d"], 300,
+                                                                         None, False)}
+    start = time.perf_counter()
+    centers, center_w = model._centers(ref, ref[:1], w)
+    solver = SharedSolver(centers, center_w, c["sigma"], c["lam"], ref, w, model.cg_tol, model.max_iter)
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
+    res = solver.fit_many(toys)
+    seconds = time.perf_counter() - start
+    out["shared"] = {"setup_seconds": setup, "block": block, "block_seconds": seconds, "seconds_per_toy": seconds / block,
+                     "amortised_seconds_per_toy_300": setup / 300 + seconds / block,
+                     "cg_iterations": [r["cg_iterations"] for r in res], "all_converged": all(r["converged"] for r in res)}
+    plain = fastnplm.KernelNPLM(M=m, sigma=c["sigma"], lam=c["lam"], hessian="stream")
+    t_plain, secs = [], []
+    for k in range(plain_toys):
+        start = time.perf_counter()
+        t_plain.append(plain.fit(ref, toys[k], n_expected=c["n_expected"]).t)
+        secs.append(time.perf_counter() - start)
+    out["plain"] = {"toys": plain_toys, "seconds_per_toy": float(np.mean(secs)), "note": "one core fit per toy "
+                    "(hessian='stream', the published estimator): factorisations and every pass per toy"}
+    out["speedup_amortised"] = out["plain"]["seconds_per_toy"] / out["shared"]["amortised_seconds_per_toy_300"]
+    out["max_rel_diff_t"] = float(max(abs(res[k]["t"] / t_plain[k] - 1) for k in range(plain_toys)))
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    if m == 20000:
+        out["target_seconds_per_toy"] = 5.0
+        out["target_met"] = out["shared"]["amortised_seconds_per_toy_300"] <= 5.0
+        out["published_gpu_seconds_per_toy"] = 44.9  # Letizia et al. 2022, Table 1 (two Titan Xp)
+    return out
+
+
+def _large(args):
+    import json
+    import subprocess
+    import sys
+    out = {"benchmark": "calibration --large", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"), "nproc": os.cpu_count(), "build": fastnplm.build_info(), "scenarios": {}}
+    for m in (int(x) for x in args.large.split(",")):
+        cmd = [sys.executable, __file__, "--one-large", str(m), "--block", str(args.block)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out["scenarios"][f"5d_M{m}"] = json.loads(res.stdout)
+        if args.out:  # written after every scenario: a long run loses nothing when stopped
+            emit(out, args.out, quiet=True)
+    emit(out, args.out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="also write the JSON document to this file")
     ap.add_argument("--quick", action="store_true", help="fewer toys (a smoke run, not a measurement)")
+    ap.add_argument("--large", help="comma-separated M values: the large-M scenarios (d = 5)")
+    ap.add_argument("--block", type=int, default=32, help="--large: toys solved together (default 32)")
+    ap.add_argument("--one-large", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one_large:
+        import json
+        print(json.dumps(_large_m(args.one_large, args.block, 2 if args.one_large <= 5000 else 1)))
+        return
+    if args.large:
+        _large(args)
+        return
     q = 0.1 if args.quick else 1.0
     rng = np.random.default_rng(0)
     out = {"benchmark": "calibration", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -12,6 +12,14 @@ int cholesky_upper(double* a, int n);
 /// U <- U U^T in place for upper-triangular U (LAPACK dlauum).
 void lauum_upper(double* u, int n);
 
+/// The same two on `threads` threads, tiled (dense_tiled.cpp): the result does not depend on the
+/// thread count (it differs from the one-call LAPACK result by rounding).
+int cholesky_upper(double* a, int n, int threads);
+void lauum_upper(double* u, int n, int threads);
+
+/// Sets the private OpenBLAS to one thread (once); the tiled routines call BLAS from OpenMP threads.
+void single_threaded_blas();
+
 /// Solves U x = b (trans = false) or U^T x = b (trans = true) in place, U upper, b of length n.
 void trsv_upper(const double* u, int n, bool trans, double* b);
 

@@ -812,11 +812,11 @@ public:
     // LAPACK (dpotrf, dlauum), as the solver has always used.
     int cholesky_upper(Buffer& a, int n) const override {
         require_sizes(a.size() == static_cast<std::int64_t>(n) * n, "cholesky_upper");
-        return dense::cholesky_upper(a.data(), n);
+        return dense::cholesky_upper(a.data(), n, threads_);
     }
     void lauum_upper(Buffer& u, int n) const override {
         require_sizes(u.size() == static_cast<std::int64_t>(n) * n, "lauum_upper");
-        dense::lauum_upper(u.data(), n);
+        dense::lauum_upper(u.data(), n, threads_);
     }
 
 private:

@@ -88,7 +88,8 @@ SharedReference::SharedReference(MatrixView reference, const double* weights, Ma
     T_.assign(mm, 0.0);
     ops_->kernel_block(ctr_, ctr_, gamma_, T_.data(), m_);
     for (int j = 0; j < m_; ++j) T_[static_cast<size_t>(j) * m_ + j] += o.pc_epsilon * m_;
-    int info = dense::cholesky_upper(T_.data(), m_);
+    const int threads = resolve_threads(o.threads);
+    int info = dense::cholesky_upper(T_.data(), m_, threads);
     if (info != 0)
         throw std::runtime_error("Cholesky of K_MM + eps*M*I failed (pivot " + std::to_string(info) +
                                  "): centers are (nearly) duplicated or sigma is too large for them; "
@@ -102,13 +103,13 @@ SharedReference::SharedReference(MatrixView reference, const double* weights, Ma
         double* col = A_.data() + static_cast<size_t>(j) * m_;
         for (int i = 0; i <= j; ++i) col[i] *= s;
     }
-    dense::lauum_upper(A_.data(), m_);
+    dense::lauum_upper(A_.data(), m_, threads);
     for (int j = 0; j < m_; ++j) {
         double* col = A_.data() + static_cast<size_t>(j) * m_;
         for (int i = 0; i <= j; ++i) col[i] /= n0_;
         col[j] += o.lam;
     }
-    info = dense::cholesky_upper(A_.data(), m_);
+    info = dense::cholesky_upper(A_.data(), m_, threads);
     if (info != 0)
         throw std::runtime_error("preconditioner: Cholesky of T W T^T/n + lambda I failed (pivot " +
                                  std::to_string(info) + "); lambda may be too small for these centers");

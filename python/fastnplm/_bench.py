@@ -24,10 +24,11 @@ BUMP = {"fraction": 0.05, "mean_first_coordinate": 1.5, "width": 0.3}
 LAM = 1e-6
 
 
-def emit(out: dict, path=None) -> None:
-    """Print the JSON document; also write it to ``path`` when given."""
+def emit(out: dict, path=None, quiet=False) -> None:
+    """Print the JSON document (unless quiet); also write it to ``path`` when given."""
     text = json.dumps(out, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))
-    print(text)
+    if not quiet:
+        print(text)
     if path:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w") as fh:
