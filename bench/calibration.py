@@ -136,7 +136,9 @@ def _large(args):
         timespec="seconds"), "nproc": os.cpu_count(), "build": fastnplm.build_info(), "scenarios": {}}
     for m in (int(x) for x in args.large.split(",")):
         cmd = [sys.executable, __file__, "--one-large", str(m), "--block", str(args.block)]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"scenario M = {m} failed:\n{res.stderr}")
         out["scenarios"][f"5d_M{m}"] = json.loads(res.stdout)
         if args.out:  # written after every scenario: a long run loses nothing when stopped
             emit(out, args.out, quiet=True)

@@ -53,12 +53,18 @@ class Monitor:
         self.w = np.full(n_r, float(self.n_expected) / n_r)
         self.shared = None
         self._sorted_toys = None
-        if self.model.hessian == "spectral" and self.model.centers is None and self.model.shared_centers:
-            from ._spectral import SpectralReference
-            self.centers, scale = self.model._centers(self.reference, self.reference[:1], self.w)
-            m = self.model
-            self.shared = SpectralReference(self.centers, scale, m.sigma, m.lam, self.reference, self.w, m.cg_tol,
-                                            m.max_iter, m.threads, m.spectral_tol)
+        m = self.model
+        if m.hessian in ("spectral", "shared") and m.centers is None and m.shared_centers:
+            # the reference's share of every batch's fit, once (the calibration's own solver)
+            self.centers, scale = m._centers(self.reference, self.reference[:1], self.w)
+            if m.hessian == "spectral":
+                from ._spectral import SpectralReference
+                self.shared = SpectralReference(self.centers, scale, m.sigma, m.lam, self.reference, self.w,
+                                                m.cg_tol, m.max_iter, m.threads, m.spectral_tol)
+            else:
+                from ._shared import SharedSolver
+                self.shared = SharedSolver(self.centers, scale, m.sigma, m.lam, self.reference, self.w, m.cg_tol,
+                                           m.max_iter, m.threads)
 
     def fit(self, batch):
         """The fit of one batch: a KernelFitResult equal to ``calibration.model().fit(reference, batch)``."""
@@ -72,9 +78,9 @@ class Monitor:
     def test(self, batch) -> dict:
         """t of the batch, its toy p-value and Z, convergence, and the seconds the test took.
 
-        On the shared path a test is the batch's Newton step and one pass over the stored
-        reference features for sum_R w (e^f - 1): the same t as :meth:`fit`, without the fit
-        result's extras (f on the reference, the objective). p = (1 + #{toys >= t}) / (B + 1).
+        On the shared-reference paths a test is the batch's Newton step and one pass over the
+        reference for sum_R w (e^f - 1): the same t as :meth:`fit`, without the fit result's
+        extras (f on the reference, the objective). p = (1 + #{toys >= t}) / (B + 1).
         """
         start = time.perf_counter()
         dat = _checks.as_events(batch, "batch", d=self.reference.shape[1])
@@ -82,8 +88,8 @@ class Monitor:
             res = self.fit(dat)
             t, converged, n = float(res.t), bool(res.converged), int(res.n_data)
         else:
-            step = self.shared.solve(dat)
-            t, converged, n = float(self.shared.t_values([step])[0]), bool(step.converged), dat.shape[0]
+            t, converged, _ = self.shared.t_batch([dat])[0]
+            t, converged, n = float(t), bool(converged), dat.shape[0]
         if self._sorted_toys is None:
             self._sorted_toys = np.sort(self.calibration.t[:, self.sigma_index or 0])
         b = self._sorted_toys.size

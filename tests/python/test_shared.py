@@ -119,3 +119,15 @@ def test_calibration_on_the_shared_path(problem, tmp_path):
     assert np.array_equal(resumed.t[:10], cal.t)
     out = cal.test(ref, data, n_expected=400.0)
     assert out["per_width"][0]["t"] == cal.t[7, 0]
+
+
+def test_monitor_on_the_shared_path(problem):
+    """Monitor builds the shared solver once; each batch's t is the calibrated model's fit."""
+    ref, datasets, pool = problem
+    cal = fastnplm.calibrate(_model(hessian="shared"), ref, pool, toys=6, n_expected=400.0, seed=2)
+    mon = fastnplm.Monitor(cal, ref)
+    assert mon.shared is not None
+    for batch in datasets[:2]:
+        out = mon.test(batch)
+        assert out["t"] == cal.model().fit(ref, batch, n_expected=400.0).t
+        assert out["p"] == (1 + int((cal.t[:, 0] >= out["t"]).sum())) / 7
