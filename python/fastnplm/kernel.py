@@ -1,6 +1,6 @@
 """Kernel NPLM: the estimator, its result, and the width heuristic.
 
-Model, objective and solver are those of ../shared/docs/method.md section 2 (Letizia et al.
+Model, objective and solver are those of docs/method.md section 2 (Letizia et al.
 2022, with Falkon's logistic solver), so published (M, sigma, lambda) settings carry over.
 """
 from __future__ import annotations
@@ -142,7 +142,7 @@ class KernelFitResult:
     """Outcome of :meth:`KernelNPLM.fit`: the statistic, the fitted f, and diagnostics.
 
     ``t`` is 2 [sum_D f - sum_R w (e^f - 1)] at the fitted f; ``alpha`` and ``centers``
-    define f(x) = sum_j alpha_j exp(-|x - c_j|^2 / (2 sigma^2)).
+    define f(x) = sum_j alpha_j exp(-||x - c_j||^2 / (2 sigma^2)).
     """
 
     t: float

@@ -1,6 +1,6 @@
 """Neural NPLM: a small clipped MLP trained on the NPLM loss, on the compiled core.
 
-Method: ../shared/docs/method.md section 3 (D'Agnolo & Wulzer 2019; D'Agnolo et al. 2021).
+Method: docs/method.md section 3 (D'Agnolo & Wulzer 2019; D'Agnolo et al. 2021).
 f is a fully connected network d-h_1-...-h_k-1 with sigmoid hidden units and a linear
 output; the loss L = sum_R w_e (e^f - 1) - sum_D f is minimised full batch with Adam, every
 parameter (weights and biases) clipped to [-clip, clip] after every update; t = -2 L.
@@ -151,7 +151,7 @@ class NeuralNPLM:
         CPU threads (None: all cores). Results do not depend on it.
     optimizer : {"adam", "lbfgsb"}
         "adam": the published training (Adam + clipping, ``epochs`` updates). "lbfgsb": scipy's
-        L-BFGS-B on the same loss and gradient (from the core) under the box |theta| <= clip,
+        L-BFGS-B on the same loss and gradient (from the core) under the box abs(theta) <= clip,
         run to convergence -- the clipped model's maximum-likelihood fit.
     history_every : int
         Record L every this many updates (0: never).
@@ -162,7 +162,7 @@ class NeuralNPLM:
         exps in float (twice the SIMD lanes: ~2x faster per epoch) while loss and gradient
         sums, parameters and Adam stay in double; every per-event term then carries float
         rounding (~1e-7 relative), so L and its gradient differ from float64 by ~1e-7 of
-        sum |terms| (tests/python/test_neural.py derives the bound), and e^f overflows beyond
+        sum of abs(terms) (tests/python/test_neural.py derives the bound), and e^f overflows beyond
         f = 88. Adam trajectories of the two modes drift apart slowly; t agrees to the
         precision the fit itself has.
     backend : {"cpu", "auto", "cuda"}

@@ -37,7 +37,7 @@ KINDS = ("normalization", "shape")
 
 class ShapeCoefficients:
     """Learnt shape coefficients delta_1..delta_order of one nuisance: delta_k(x) =
-    sum_j a[k-1, j] exp(-|x - c_j|^2 / (2 sigma^2)). Save with :meth:`save`, reload with
+    sum_j a[k-1, j] exp(-||x - c_j||^2 / (2 sigma^2)). Save with :meth:`save`, reload with
     :meth:`load`."""
 
     def __init__(self, centers, sigma, a, info=None):

@@ -1,6 +1,6 @@
 #pragma once
 // Kernel NPLM (Letizia et al. 2022) with the Falkon logistic solver (Meanti et al. 2020;
-// Marteau-Ferey et al. 2019). See docs: ../shared/docs/method.md section 2.
+// Marteau-Ferey et al. 2019). See docs: docs/method.md section 2.
 //
 // Model f(x) = sum_j alpha_j exp(-||x - c_j||^2 / (2 sigma^2)). Objective
 //   J(alpha) = (1/n) sum_i l_i(f(x_i)) + (lam/2) alpha^T (K_MM + eps M I) alpha,

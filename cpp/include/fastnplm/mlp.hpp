@@ -1,6 +1,6 @@
 #pragma once
 // Neural NPLM (D'Agnolo & Wulzer 2019): small fully connected networks trained on the NPLM
-// loss with Adam and weight clipping. See ../shared/docs/method.md section 3.
+// loss with Adam and weight clipping. See docs/method.md section 3.
 //
 // Network: layer sizes (d, h_1, ..., h_k, 1); hidden activations sigmoid, output linear.
 // Parameters of one network, flat (n_params doubles): for each layer l = 1..k+1 in order,

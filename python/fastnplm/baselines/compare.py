@@ -231,8 +231,9 @@ def compare(reference, pool, signal_sampler=None, methods=("nplm", "ks", "ad", "
     signal_sampler : callable(rng) -> (n_s, d) signal events, or dict {name: callable}, or None
         Each signal toy is a null-like toy (Poisson(N(R)) pool events) plus the sampler's events;
         signal toy k of signal i draws everything from SeedSequence([seed, k, 1 + i]).
-    methods : sequence of names (``METHODS``) or method objects (``statistic(reference, data,
-        reference_weights=None) -> float``, larger = more anomalous; optional ``prepare``)
+    methods : sequence of names (``METHODS``) or method objects
+        (``statistic(reference, data, reference_weights=None) -> float``, larger = more
+        anomalous; optional ``prepare``)
     toys : int, null toys (toy k = fastnplm.calibrate's toy k for the same seed)
     signal_toys : int, per signal
     n_expected : float, N(R); required
