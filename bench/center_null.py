@@ -99,7 +99,7 @@ def markdown(doc) -> str:
         signals = next(iter(res["policies"].values()))["power"]
         for sig in signals:
             cells = []
-            for pol, e in res["policies"].items():
+            for e in res["policies"].values():
                 pw = e["power"][sig]
                 cells.append(f"{pw['power']:.2f} [{pw['interval'][0]:.2f}, {pw['interval'][1]:.2f}]")
             lines.append(f"| {sig} | " + " | ".join(cells) + " |")

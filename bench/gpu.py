@@ -175,13 +175,17 @@ def main(argv=None):
     plan = []
     for backend in backends:
         doc["cases"][backend] = {}
-        cases = [(f"kernel_fit_{name}", lambda c=c: kernel_case(c, backend, args.smoke)) for name, c in KERNEL.items()]
+        # the cases run after this loop: each lambda binds its backend (and case) now
+        cases = [(f"kernel_fit_{name}", lambda c=c, b=backend: kernel_case(c, b, args.smoke))
+                 for name, c in KERNEL.items()]
         for name, c in NEURAL.items():
-            cases.append((f"neural_epochs_{name}", lambda c=c: neural_case(c, backend, args.smoke)))
-            cases.append((f"neural_epochs_{name}_float32", lambda c=c: neural_case(c, backend, args.smoke, "float32")))
-        cases.append(("toys_1d", lambda: toys_case(backend, args.smoke)))
+            cases.append((f"neural_epochs_{name}", lambda c=c, b=backend: neural_case(c, b, args.smoke)))
+            cases.append((f"neural_epochs_{name}_float32",
+                          lambda c=c, b=backend: neural_case(c, b, args.smoke, "float32")))
+        cases.append(("toys_1d", lambda b=backend: toys_case(b, args.smoke)))
         for dtype in ("float32", "float64"):
-            cases.append((f"neural_toys_1d_{dtype}", lambda dtype=dtype: neural_toys_case(backend, args.smoke, dtype)))
+            cases.append((f"neural_toys_1d_{dtype}",
+                          lambda dtype=dtype, b=backend: neural_toys_case(b, args.smoke, dtype)))
         plan += [(backend, key, case) for key, case in cases]
     # the large-M fit last, on the first backend only (the device; its CPU peer takes minutes)
     plan.append((backends[0], "kernel_fit_5d_M20000", lambda: kernel_case(LARGE, backends[0], args.smoke, repeats=1)))

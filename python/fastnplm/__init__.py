@@ -24,7 +24,7 @@ def _preload_openblas() -> None:
 
 _preload_openblas()
 
-from . import _core  # noqa: E402
+from ._core import version as __version__  # noqa: E402,F401
 from .calibration import Calibration, aggregate, calibrate, load_calibration, power  # noqa: E402
 from ._info import build_info, cuda_available, cuda_built  # noqa: E402
 from .model_io import SavedModel, load_model, save_model  # noqa: E402
@@ -40,7 +40,6 @@ from .preprocessing import DivideByMean, Standardize, scaler_from_dict  # noqa: 
 from . import baselines  # noqa: E402
 from .baselines import compare  # noqa: E402
 
-__version__ = _core.version
 __all__ = [
     "Calibration",
     "ConvergenceWarning",

@@ -51,7 +51,8 @@ def timed(fn, repeats, budget_s=None):
 def cpuinfo() -> dict:
     """CPU model, family, clock and SIMD flags from /proc/cpuinfo (empty fields elsewhere)."""
     try:
-        text = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as fh:
+            text = fh.read()
     except OSError:
         return {"model": platform.processor(), "family": "", "model_number": "", "mhz": None, "simd": []}
     field = lambda key: (re.findall(rf"^{key}\s*:\s*(.*)$", text, re.M) or [""])[0].strip()  # noqa: E731
@@ -191,11 +192,11 @@ def evaluation(n_events, d, M, hidden, threads, repeats=3, seed=0) -> dict:
                        "events_per_second": n_events / ns}}
 
 
-QUICK = {"kernel_fit": dict(d=5, n_r=20_000, n_d=1_000, M=50, repeats=3),
+QUICK: dict[str, dict] = {"kernel_fit": dict(d=5, n_r=20_000, n_d=1_000, M=50, repeats=3),
          "toys": dict(n_r=20_000, n_pool=100_000, n_expected=200.0, M=100, sigma=0.3, toys=32, naive=3),
          "neural": dict(d=1, hidden=(4,), n_r=20_000, n_d=200, clip=9.0, epochs=50, repeats=2),
          "evaluation": dict(n_events=100_000, d=5, M=200, hidden=(5, 5, 5))}
-FULL = {"kernel_fit": dict(d=5, n_r=200_000, n_d=5_000, M=50, repeats=5),
+FULL: dict[str, dict] = {"kernel_fit": dict(d=5, n_r=200_000, n_d=5_000, M=50, repeats=5),
         "toys": dict(n_r=200_000, n_pool=1_000_000, n_expected=2000.0, M=1000, sigma=0.3, toys=100, naive=2),
         "neural": dict(d=1, hidden=(4,), n_r=200_000, n_d=2_000, clip=9.0, epochs=300, repeats=3),
         "evaluation": dict(n_events=1_000_000, d=5, M=1000, hidden=(5, 5, 5))}
@@ -232,7 +233,8 @@ def table(doc) -> str:
              f"{k['seconds_median'] * 1e3:.1f} ms per fit"),
             ("toys", f"1D N_R={tc['n_r']} N(R)={tc['n_expected']:g} M={tc['M']} ({t['calibrate']['path']})",
              f"{t['calibrate']['toys_per_second']:.1f} toys/s ({t['speedup']:.1f}x the loop of fits)"),
-            ("neural epochs", f"{n['network']} {n['dtype']}, N_R={n['n_r']}, {n['epochs']} epochs", f"{n['ms_per_epoch']:.3f} ms per epoch"),
+            ("neural epochs", f"{n['network']} {n['dtype']}, N_R={n['n_r']}, {n['epochs']} epochs",
+             f"{n['ms_per_epoch']:.3f} ms per epoch"),
             ("evaluation, kernel", f"{e['n_events']} events, d={e['d']}, M={e['kernel']['M']}",
              f"{e['kernel']['events_per_second']:.3g} events/s"),
             ("evaluation, neural", f"{e['n_events']} events, {e['neural']['network']}",

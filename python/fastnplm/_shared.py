@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from .kernel import PC_EPSILON
+from ._kernel_defs import PC_EPSILON
 
 
 class SharedSolver:

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _core
 from ._info import resolve_backend
-from .kernel import PC_EPSILON
+from ._kernel_defs import PC_EPSILON
 
 RANKING_EVENTS = 10000     # reference events that rank the directions (every k-th event)
 FEATURE_BYTES = 2 << 30    # store the reference features up to this size; stream K otherwise

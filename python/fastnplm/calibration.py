@@ -64,6 +64,7 @@ class Calibration:
     seed: int
     settings: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)  # nuisances: tau, delta (toys, widths), nu_tau, nu_delta, auxiliary
+    _models: list | None = field(default=None, repr=False, compare=False)  # the toys' models, when this run made them
 
     @property
     def toys(self) -> int:
@@ -273,7 +274,7 @@ def aggregate(cal: Calibration, t_obs, temperature: float = 1.0) -> dict:
     mean, std = t.mean(axis=0), t.std(axis=0, ddof=1)
     std = np.where(std > 0, std, 1.0)
     z_toys, z_obs = (t - mean) / std, (t_obs - mean) / std
-    out = {"per_width": [{"sigma": sg, "t": float(to), "p": float(po), "z": float(stats.norm.isf(po))}
+    out: dict = {"per_width": [{"sigma": sg, "t": float(to), "p": float(po), "z": float(stats.norm.isf(po))}
                          for sg, to, po in zip(cal.sigmas, t_obs, p_obs)]}
     for method in AGGREGATIONS:
         a_toys = _aggregate_stat(p_toys, z_toys, method, temperature)
@@ -701,6 +702,7 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         ref = _checks.as_events(reference, "reference")
     d = ref.shape[1]
     pool_arr = None if callable(pool) else _checks.as_events(pool, "pool", d=d)
+    models: list
     if isinstance(model, NeuralNPLM):
         sigmas, models = (None,), [model]  # one column, no width
     else:

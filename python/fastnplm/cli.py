@@ -143,7 +143,8 @@ def _common(p, top=False):
 
 def _add_model_args(p):
     p.add_argument("--M", type=int, default=1000, help="number of Nystrom centers (default 1000)")
-    p.add_argument("--sigma", type=float, default=None, help="Gaussian width (default: 90th percentile of reference pairwise distances)")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="Gaussian width (default: 90th percentile of reference pairwise distances)")
     p.add_argument("--lam", type=float, default=1e-6, help="ridge penalty lambda (default 1e-6)")
     p.add_argument("--solver", choices=["newton-step", "newton"], default="newton-step")
     p.add_argument("--center-pool", choices=CENTER_POOLS, default=DEFAULT_CENTER_POOL,

@@ -48,7 +48,7 @@ DEFAULTS = dict(n_reference=8000, n_pool=10000, n_data=1000, n_signal=200, n_res
                 width_factors=(0.5, 1.0), toys=200)
 
 
-EXP_DEFAULTS = dict(M=1000, sigma=0.3, lam=1e-6, toys=300, n_signal=10, n_pool=500_000)
+EXP_DEFAULTS: dict[str, float] = dict(M=1000, sigma=0.3, lam=1e-6, toys=300, n_signal=10, n_pool=500_000)
 
 
 def run_exp(seed=0, M=EXP_DEFAULTS["M"], sigma=EXP_DEFAULTS["sigma"], lam=EXP_DEFAULTS["lam"],
@@ -84,7 +84,7 @@ def run_exp(seed=0, M=EXP_DEFAULTS["M"], sigma=EXP_DEFAULTS["sigma"], lam=EXP_DE
     if n_signal < 0:
         raise ValueError(f"n_signal must be >= 0, got {n_signal}")
     ref, dat, n_exp = exp_bump(seed=seed, n_signal=n_signal)
-    pool = np.random.default_rng([seed, 2]).exponential(size=(EXP_DEFAULTS["n_pool"], 1))
+    pool = np.random.default_rng([seed, 2]).exponential(size=(int(EXP_DEFAULTS["n_pool"]), 1))
     model = KernelNPLM(M=M, sigma=sigma, lam=lam, solver=solver, center_pool=center_pool, seed=seed, threads=threads)
     kw = dict(pool=pool, toys=toys, n_expected=n_exp, seed=seed + 1, threads=threads)
     if report_path is not None:
@@ -226,13 +226,14 @@ def _write_report(path, raw, cases, cal, fits, out):
     from .report import _jsonable, figures, fingerprint, section_html, versions, write_html
 
     sections = []
-    for name, data in cases.items():
+    for name in cases:
         summary = {"per_width": [{"sigma": r["sigma"], "t": r["t"], "p": r["p"], "z": r["z"],
                                   "toys_exceeding": r["exceeded"], "converged": r["converged"],
                                   "toy_t_mean": float(cal.t[:, j].mean())} for j, r in enumerate(out[name]["per_width"])],
                    "aggregated": {k: v for k, v in out[name].items() if k not in ("per_width", "verdict")},
                    "verdict": out[name]["verdict"]}
-        result = {"summary": summary, "calibration": cal, "fits": fits[name], "aggregate": {"per_width": out[name]["per_width"], **summary["aggregated"]}}
+        result = {"summary": summary, "calibration": cal, "fits": fits[name],
+                  "aggregate": {"per_width": out[name]["per_width"], **summary["aggregated"]}}
         title = ("Null: a random split of the real events" if name == "null" else
                  f"Injected: + {out['settings']['n_signal']} Υ(1S)-window events")
         names = ["pt1 [GeV]", "pt2 [GeV]", "eta1", "eta2", "delta phi"]

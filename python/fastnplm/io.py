@@ -108,7 +108,7 @@ def _pick_positions(arr: np.ndarray, columns, what: str) -> np.ndarray:
 
 
 def _structured(arr: np.ndarray, columns, what: str) -> np.ndarray:
-    names = list(arr.dtype.names)
+    names = list(arr.dtype.names or ())
     cols = names if columns is None else columns
     _missing(cols, names, "field")
     return np.column_stack([_numeric(arr[c], f"field {c!r} of {what}") for c in cols])

@@ -14,6 +14,10 @@ import numpy as np
 
 from . import _checks, _core
 from ._info import BACKENDS, resolve_backend
+from ._kernel_defs import PC_EPSILON, sigma_heuristic  # noqa: F401 (public here)
+from ._shared import SharedSolver
+from ._spectral import SpectralReference
+from .nuisance import fit_kernel_with_nuisances
 
 log = logging.getLogger("fastnplm")
 
@@ -26,7 +30,6 @@ HESSIAN_MODES = {"auto": 200, "stream": 0, "dense": 2**31 - 1, "spectral": None,
 DEFAULT_CG_TOL = float(np.sqrt(1e-7))  # Falkon's tolerance in the published NPLM fits
 DEFAULT_MAX_ITER = 1000
 DEFAULT_GRAD_TOL = 1e-12
-PC_EPSILON = 1e-13  # Falkon's float64 jitter: T = chol(K_MM + eps * M * I)
 DEFAULT_SPECTRAL_TOL = 1e-8  # hessian="spectral": keep directions with reference energy >= this * n * lam
 
 
@@ -99,44 +102,6 @@ class ConvergenceWarning(UserWarning):
     """A fit stopped before meeting its tolerance (see ``KernelFitResult.converged``)."""
 
 
-def sigma_heuristic(reference, quantile: float = 0.9, max_points: int = 2000, seed=0) -> float:
-    """Gaussian width from the pairwise distances of the reference sample.
-
-    Parameters
-    ----------
-    reference : array_like, (N_R, d) or (N_R,)
-        Reference events.
-    quantile : float
-        Quantile of the distances between distinct events (0.9: the 90th percentile, the
-        usual NPLM choice).
-    max_points : int
-        At most this many events, drawn without replacement with ``seed``, enter the
-        pairwise distances (their number grows as max_points**2 / 2).
-    seed : int or numpy.random.Generator
-
-    Returns
-    -------
-    float
-        The requested quantile of the Euclidean distances (numpy's linear interpolation).
-    """
-    x = _checks.as_events(reference, "reference")
-    q = _checks.positive_number(quantile, "quantile")
-    if q > 1:
-        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
-    max_points = _checks.positive_int(max_points, "max_points")
-    if x.shape[0] < 2:
-        raise ValueError("sigma_heuristic needs at least 2 reference events")
-    if x.shape[0] > max_points:
-        rng = np.random.default_rng(seed)
-        x = x[np.sort(rng.choice(x.shape[0], size=max_points, replace=False))]
-    # Distances through the Gram matrix (a different route from scipy's pdist, which the
-    # tests compare with); clipped at 0 against roundoff.
-    sq = np.einsum("ij,ij->i", x, x)
-    iu = np.triu_indices(x.shape[0], k=1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T))[iu]
-    return float(np.quantile(np.sqrt(np.maximum(d2, 0.0)), q))
-
-
 @dataclass(repr=False)
 class KernelFitResult:
     """Outcome of :meth:`KernelNPLM.fit`: the statistic, the fitted f, and diagnostics.
@@ -163,8 +128,8 @@ class KernelFitResult:
     n_data: int
     n_expected: float
     threads: int
-    f_reference: np.ndarray = field(default=None)
-    f_data: np.ndarray = field(default=None)
+    f_reference: np.ndarray | None = field(default=None)
+    f_data: np.ndarray | None = field(default=None)
     backend: str = "cpu"
 
     def predict(self, x, threads=None) -> np.ndarray:
@@ -343,19 +308,16 @@ class KernelNPLM:
         if nuisances is not None:
             if not self.lam > 0:
                 raise ValueError("fits with nuisances need lam > 0")
-            from .nuisance import fit_kernel_with_nuisances
             return fit_kernel_with_nuisances(self, ref, dat, w, centers, center_scale, sigma, nuisances, auxiliary)
         if auxiliary is not None:
             raise ValueError("auxiliary values without nuisances")
         if self.hessian == "spectral":
-            from ._spectral import SpectralReference
             sr = SpectralReference(centers, center_scale, sigma, self.lam, ref, w, self.cg_tol, self.max_iter,
                                    self.threads, self.spectral_tol, backend=backend)
             res = self._result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
             res.backend = backend
             return res
         if self.hessian == "shared":
-            from ._shared import SharedSolver
             sr = SharedSolver(centers, center_scale, sigma, self.lam, ref, w, self.cg_tol, self.max_iter, self.threads)
             res = self._result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
             res.backend = "cpu"

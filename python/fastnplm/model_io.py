@@ -59,7 +59,9 @@ class SavedModel:
             x = np.ascontiguousarray((x - self.shift) / self.scale)
         th = _checks.threads_arg(threads)
         if self.kind == "kernel":
+            assert self.centers is not None and self.sigma is not None and self.alpha is not None
             return _core.kernel_mv(x, self.centers, self.sigma, self.alpha, th)
+        assert self.hidden is not None and self.params is not None
         return _core.mlp_predict(x, list(self.hidden), self.params, th)
 
 
@@ -128,14 +130,16 @@ def save_model(fit, path, preprocessing=None, metadata=None) -> SavedModel:
         raise TypeError(f"metadata must be JSON-serialisable: {err}") from None
     parts = [MAGIC, struct.pack("<IIQQ", FORMAT_VERSION, KIND_KERNEL if m.kind == "kernel" else KIND_NEURAL,
                                 m.d, len(meta)), meta]
-    if m.shift is None:
+    if m.shift is None or m.scale is None:
         parts.append(struct.pack("<I", 0))
     else:
         parts += [struct.pack("<I", 1), m.shift.astype("<f8").tobytes(), m.scale.astype("<f8").tobytes()]
     if m.kind == "kernel":
+        assert m.alpha is not None and m.centers is not None
         parts += [struct.pack("<Qd", m.alpha.shape[0], m.sigma), m.centers.astype("<f8").tobytes(),
                   m.alpha.astype("<f8").tobytes()]
     else:
+        assert m.hidden is not None and m.params is not None
         parts += [struct.pack(f"<Q{len(m.hidden)}Q", len(m.hidden), *m.hidden), m.params.astype("<f8").tobytes()]
     body = b"".join(parts)
     path = os.fspath(path)

@@ -55,9 +55,10 @@ def _hidden_arg(hidden) -> tuple:
 def _seed_arg(seed, name="seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{name} must be a non-negative integer, got {type(seed).__name__}")
-    if not 0 <= seed < 2**64:
+    value = int(seed)
+    if not 0 <= value < 2**64:
         raise ValueError(f"{name} must be in [0, 2**64), got {seed}")
-    return int(seed)
+    return value
 
 
 def _unit_interval(value, name) -> float:
@@ -302,7 +303,7 @@ class NeuralNPLM:
             w = _checks.reference_weights(reference_weights, n_expected, n_r, dats[0].shape[0])
             groups[None] = list(range(len(dats)))
             weights = {None: w}
-        results = [None] * len(dats)
+        results: list = [None] * len(dats)
         for key, idx in groups.items():
             w = weights[key]
             init = np.stack([self.init_params(d, seeds[k]) for k in idx])
@@ -380,7 +381,8 @@ class NeuralNPLM:
                 return float(loss[0]), grad[0]
 
             res = minimize(fun, p0, jac=True, method="L-BFGS-B", bounds=[(-self.clip, self.clip)] * p0.shape[0],
-                           callback=lambda intermediate_result: history.append(float(intermediate_result.fun)),
+                           callback=lambda intermediate_result: history.append(  # noqa: B023 (this iteration's)
+                               float(intermediate_result.fun)),
                            options=dict(maxiter=self.epochs, maxfun=10 * self.epochs, ftol=1e-12, gtol=1e-7,
                                         maxcor=20))
             loss = float(_core.mlp_loss_grad(ref, w, [x], hidden, res.x.reshape(1, -1), False, self.threads,

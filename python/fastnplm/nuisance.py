@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _checks, _core
+from ._kernel_defs import sigma_heuristic
+from ._spectral import SpectralReference
 
 KINDS = ("normalization", "shape")
 
@@ -81,7 +83,7 @@ class Nuisance:
     name: str
     sigma: float
     kind: str = "normalization"
-    coefficients: ShapeCoefficients = None
+    coefficients: ShapeCoefficients | None = None
     central: float = 0.0
 
     def __post_init__(self):
@@ -105,6 +107,7 @@ class Nuisance:
         n = x.shape[0]
         if self.kind == "normalization":
             return np.stack([np.ones(n), np.zeros(n)])
+        assert self.coefficients is not None  # a shape nuisance always has them (checked at construction)
         d = self.coefficients(x)
         return d if d.shape[0] == 2 else np.vstack([d, np.zeros(n)])
 
@@ -235,8 +238,8 @@ class NuisanceFitResult:
     converged: bool
     newton_iterations: int
     fit: object = None
-    f_reference: np.ndarray = field(default=None)
-    f_data: np.ndarray = field(default=None)
+    f_reference: np.ndarray | None = field(default=None)
+    f_data: np.ndarray | None = field(default=None)
 
     @property
     def t(self) -> float:
@@ -267,7 +270,6 @@ def fit_kernel_with_nuisances(model, ref, dat, w, centers, center_scale, sigma, 
     nuisances this is the full minimiser of the kernel objective (solver="newton"), not the
     single Newton step: nu enters nonlinearly, and a step from nu = 0 has no fixed meaning.
     """
-    from ._spectral import SpectralReference
 
     nus, sig, aux = _nuisance_list(nuisances, auxiliary)
     p = len(nus)
@@ -378,7 +380,6 @@ def learn_coefficients(samples, order=2, weights=None, M=100, sigma=None, lam=1e
     threads = _checks.threads_arg(threads)
     lam = _checks.positive_number(lam, "lam", allow_zero=True)
     if sigma is None:
-        from .kernel import sigma_heuristic
         sigma = sigma_heuristic(x0, seed=seed)
     sigma = _checks.positive_number(sigma, "sigma")
     pooled = np.vstack([x0, *xs.values()])

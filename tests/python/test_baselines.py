@@ -176,8 +176,8 @@ def test_bumphunter_matches_pybumphunter():
     assert mine.min_p == pytest.approx(theirs.min_Pval_ar[0], rel=1e-12)
     assert (mine.lo, mine.hi - mine.lo) == (theirs.min_loc_ar[0], theirs.min_width_ar[0])
     # its pseudo-experiments (np.random.seed(seed), Poisson in every bin) through our scan
-    np.random.seed(11)
-    pseudo = np.random.poisson(lam=b[:, None], size=(b.size, 50))
+    np.random.seed(11)  # noqa: NPY002 (pyBumpHunter's own legacy generator, reproduced)
+    pseudo = np.random.poisson(lam=b[:, None], size=(b.size, 50))  # noqa: NPY002
     t_ours = np.array([bl.scan(pseudo[:, k], b, 1, 8).t for k in range(50)])
     np.testing.assert_allclose(t_ours, theirs.t_ar[1:], rtol=1e-12)
     assert np.count_nonzero(t_ours >= mine.t) / 50 == pytest.approx(theirs.global_Pval)

@@ -66,7 +66,8 @@ def test_killed_calibration_resumes_identically(samples, tmp_path):
     np.save(tmp_path / "pool.npy", pool)
     store = tmp_path / "toys.fnplm"
     script = (f"import numpy as np, fastnplm\n"
-              f"fastnplm.calibrate(fastnplm.KernelNPLM(M=20, sigma=0.5, lam=1e-5, center_pool='pooled'), np.load(r'{tmp_path / 'ref.npy'}'),"
+              "fastnplm.calibrate(fastnplm.KernelNPLM(M=20, sigma=0.5, lam=1e-5, center_pool='pooled'), "
+              f"np.load(r'{tmp_path / 'ref.npy'}'),"
               f" np.load(r'{tmp_path / 'pool.npy'}'), toys=400, n_expected={N_EXP}, seed=7, store=r'{store}')\n")
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:  # kill it once some toys are on disk

@@ -87,14 +87,15 @@ def test_calibrate_then_test(tmp_path, capsys):
 
 
 def test_test_command_fits_the_data_with_the_toys_solver(tmp_path, capsys):
-    # --center-pool reference: the cost model takes the spectral path, and 'test' must fit the
-    # observed data through it too (the store's model says hessian="spectral").
+    # --center-pool reference: the cost model takes a shared-reference path, and 'test' must fit
+    # the observed data through it too (the store's model names the solver, hessian=path).
     ref, dat, store, common = _saved_problem(tmp_path, 2)
     assert main(["calibrate", *common, "--pool", str(tmp_path / "P.npy"), "--n-expected", "100", "--toys", "6",
                  "--sigma", "0.3", "--M", "150", "--lam", "1e-7", "--center-pool", "reference", "--store", store,
                  "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["path"] == "spectral"
+    path = json.loads(capsys.readouterr().out)["path"]
+    assert path in ("spectral", "shared")
     assert main(["test", *common, "--data", str(tmp_path / "D.npy"), "--calibration", store, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    spectral = fastnplm.KernelNPLM(M=150, sigma=0.3, lam=1e-7, center_pool="reference", hessian="spectral")
-    assert out["per_width"][0]["t"] == spectral.fit(ref, dat, n_expected=100).t
+    toys_model = fastnplm.KernelNPLM(M=150, sigma=0.3, lam=1e-7, center_pool="reference", hessian=path)
+    assert out["per_width"][0]["t"] == toys_model.fit(ref, dat, n_expected=100).t

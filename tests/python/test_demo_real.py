@@ -11,7 +11,8 @@ from fastnplm.cli import main
 
 
 def test_bundled_files_match_their_recorded_sha256():
-    readme = open(os.path.join(datasets.DATA_DIR, "README.md")).read()
+    with open(os.path.join(datasets.DATA_DIR, "README.md")) as fh:
+        readme = fh.read()
     assert "CC0" in readme
     for name, (fname, digest) in datasets.CMS_FILES.items():
         assert datasets.sha256_file(datasets.cms_dimuon_path(name, verify=True)) == digest

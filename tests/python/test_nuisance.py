@@ -51,7 +51,7 @@ def test_delta_of_a_normalisation_nuisance_is_its_closed_form():
     ref, data = rng.exponential(size=(5000, 1)), rng.exponential(size=(230, 1))
     for aux in (0.0, 0.05):
         d, nu = fastnplm.delta_statistic(ref, data, [Nuisance("n", 0.1)], n_expected=200.0, auxiliary={"n": aux})
-        obj = lambda v: 200.0 * np.expm1(v) - 230 * v + ((v - aux) ** 2 - aux**2) / (2 * 0.01)  # noqa: E731
+        obj = lambda v, a=aux: 200.0 * np.expm1(v) - 230 * v + ((v - a) ** 2 - a**2) / (2 * 0.01)  # noqa: E731
         best = optimize.minimize_scalar(obj, bounds=(-1, 1), method="bounded", options={"xatol": 1e-12})
         assert nu["n"] == pytest.approx(best.x, abs=1e-8) and d == pytest.approx(-2 * best.fun, rel=1e-9)
 

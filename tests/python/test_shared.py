@@ -36,6 +36,15 @@ def test_primitives_against_numpy():
     # a column's product does not depend on the others
     one = _core.kernel_gram_mm(x, c, 0.8, np.ascontiguousarray(v[:, 5:6]), w, 1)
     assert np.array_equal(one[:, 0], got[:, 5])
+    # stored features: one column (the Monitor's pass, its own loop) gives the bits of the same
+    # column inside a wider call, for any row count (a remainder of rows past the 8-row blocks)
+    feats = rng.standard_normal((1003, 23)) * 0.1
+    wf = np.resize(w, 1003)
+    many = _core.features_expm1_sum(feats, np.ascontiguousarray(v[:23, :5]), wf, 2)
+    for q in range(5):
+        one = _core.features_expm1_sum(feats, np.ascontiguousarray(v[:23, q:q + 1]), wf, 1)
+        assert one[0] == many[q]
+    np.testing.assert_allclose(many, (wf[:, None] * np.expm1(feats @ v[:23, :5])).sum(0), rtol=1e-12)
     small = 0.01 * v
     got = _core.kernel_mm_expm1_sum(x, c, 0.8, small, w, 2)
     np.testing.assert_allclose(got, (w[:, None] * np.expm1(k @ small)).sum(0), rtol=1e-12)

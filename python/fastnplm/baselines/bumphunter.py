@@ -117,6 +117,7 @@ class BumpHunter:
     name = "bumphunter"
 
     def __init__(self, bins=40, range=None, width_min: int = 1, width_max=None, feature: int = 0):
+        self.bins: int | np.ndarray
         if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
             self.bins = _checks.positive_int(int(bins), "bins")
         else:

@@ -59,6 +59,14 @@ class _PerFeature:
 
     name = ""
 
+    def _prepare_feature(self, x, w):
+        """The reference-only work for one feature (x its values, w the weights)."""
+        raise NotImplementedError
+
+    def _feature(self, state, y, w):
+        """(statistic, asymptotic p) of one feature's data y against its prepared reference."""
+        raise NotImplementedError
+
     def __init__(self, combine: str = "bonferroni", features=None):
         if combine not in COMBINATIONS:
             raise ValueError(f"combine must be one of {COMBINATIONS}, got {combine!r}")

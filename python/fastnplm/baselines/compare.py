@@ -147,7 +147,7 @@ class Comparison:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        out = {"toys": self.toys, "signal_toys": self.signal_toys, "seed": self.seed, "n_expected": self.n_expected,
+        out: dict = {"toys": self.toys, "signal_toys": self.signal_toys, "seed": self.seed, "n_expected": self.n_expected,
                "z": list(self.z), "signals": list(self.signals), "methods": {}}
         for name, r in self.methods.items():
             out["methods"][name] = {"seconds": r.seconds, "null_t": r.null.t.tolist(), "power": r.power,

@@ -216,6 +216,7 @@ class FixedBackgroundGMM:
             fit = self._em(x, log_fb, bg, floor, 0.02, np.full(k, 1.0 / k), mu, cov)
             if best is None or fit[0] > best[0]:
                 best = fit
+        assert best is not None
         obj, ll, lam, pi, mu, cov, post, it, conv = best
         sel = np.any(np.abs(mu - bg.mean) > 1e-9 * bg.std, axis=0)
         return GMMFitResult(t=max(0.0, 2.0 * (ll - ll0)), lam=float(lam), loglik=float(ll), loglik_null=ll0, means=mu,

@@ -1,0 +1,145 @@
+# Type stub of the compiled module, generated with pybind11-stubgen from the built extension
+# (regenerate after changing python/src/*.cpp; tests/python/test_layout.py checks it is complete).
+"""
+fastnplm compiled core (CPU backend)
+"""
+from __future__ import annotations
+import collections.abc
+import numpy
+import numpy.typing
+import typing
+__all__: list[str] = ['CudaEventTimer', 'ResidentFeatures', 'SharedReference', 'blas_name', 'cuda_architectures', 'cuda_built', 'cuda_device_available', 'cuda_device_facts', 'cuda_kernel_names', 'default_threads', 'feature_gram', 'feature_project', 'features_expm1_sum', 'features_gram', 'fit_kernel', 'kernel_fused', 'kernel_gram_mm', 'kernel_matrix', 'kernel_mm_expm1_sum', 'kernel_mv', 'kernel_tmv', 'mlp_exp_floor_ms', 'mlp_init', 'mlp_loss_grad', 'mlp_n_params', 'mlp_predict', 'mlp_train', 'version']
+class ResidentFeatures:
+    """
+    Feature rows F (n, r) and weights w kept in a backend's memory (device memory on CUDA) for repeated sum_i w_i expm1((F @ V)[i]).
+    """
+    def __init__(self, F: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], w: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 0, backend: str = 'cpu') -> None:
+        ...
+    def expm1_sum(self, V: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        sum_i w_i expm1((F @ V)[i]) per column of V; as features_expm1_sum on the same backend.
+        """
+class SharedReference:
+    """
+    Newton-step fits of many datasets against one reference, sharing the reference's work (kernel_shared.hpp).
+    """
+    def __init__(self, reference: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], centers: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], center_scale: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, sigma: typing.SupportsFloat | typing.SupportsIndex, lam: typing.SupportsFloat | typing.SupportsIndex, cg_tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, pc_epsilon: typing.SupportsFloat | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+        ...
+    def fit(self, datasets: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]]) -> list:
+        """
+        One dict per dataset (alpha, f_data, t, beta_sq, cg_iterations, cg_residual, converged), all solved together.
+        """
+    @property
+    def n0(self) -> float:
+        """
+        N_R + sum(w): the size the preconditioner is built for.
+        """
+class CudaEventTimer:
+    """
+    Device time by CUDA events on the default stream.
+    """
+    def __init__(self) -> None:
+        ...
+    def start(self) -> None:
+        ...
+    def stop(self) -> float:
+        """
+        Milliseconds since start() (waits for the device).
+        """
+def blas_name() -> str:
+    """
+    The LAPACK/BLAS the core was built with.
+    """
+def cuda_architectures() -> str:
+    """
+    CUDA architectures of the kernels ('' when not built).
+    """
+def cuda_built() -> bool:
+    """
+    Whether the CUDA backend was compiled in.
+    """
+def cuda_device_available() -> bool:
+    """
+    Whether a CUDA device can be used (probed on the first call, not at import).
+    """
+def cuda_device_facts(device: typing.SupportsInt | typing.SupportsIndex = 0) -> dict:
+    """
+    Facts and peak rates of a CUDA device (RuntimeError without one).
+    """
+def cuda_kernel_names() -> list[str]:
+    """
+    Names of the compiled-in CUDA kernels.
+    """
+def default_threads() -> int:
+    """
+    Threads used when threads=None.
+    """
+def feature_gram(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], centers: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], sigma: typing.SupportsFloat | typing.SupportsIndex, t_upper_T: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], w: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], u: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+    """
+    With B = K(x, centers) @ inv(T), T upper (pass T.T in C order): (B.T @ diag(w) @ B, B.T @ u).
+    """
+def feature_project(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], centers: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], sigma: typing.SupportsFloat | typing.SupportsIndex, G: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], w: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, u: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, features: bool = True, threads: typing.SupportsInt | typing.SupportsIndex = 0, backend: str = 'cpu') -> tuple:
+    """
+    With F = K(x, centers) @ G in one pass: (F or None, F.T @ diag(w) @ F if w, F.T @ u if u).
+    """
+def features_expm1_sum(F: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], V: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], w: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 0, backend: str = 'cpu') -> numpy.typing.NDArray[numpy.float64]:
+    """
+    sum_i w_i expm1((F @ V)[i]) per column of V, summed in an order independent of V's width.
+    """
+def features_gram(F: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], w: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 0, backend: str = 'cpu') -> numpy.typing.NDArray[numpy.float64]:
+    """
+    F.T @ diag(w) @ F in a fixed summation order.
+    """
+def fit_kernel(reference: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], data: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], centers: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], center_scale: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, sigma: typing.SupportsFloat | typing.SupportsIndex, penalties: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], solver: str, cg_tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, grad_tol: typing.SupportsFloat | typing.SupportsIndex, max_newton: typing.SupportsInt | typing.SupportsIndex, pc_epsilon: typing.SupportsFloat | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex, dense_hessian_max_m: typing.SupportsInt | typing.SupportsIndex, backend: str = 'cpu') -> dict:
+    """
+    Kernel NPLM fit on backend 'cpu', 'cuda' or 'auto'; returns a dict of results.
+    """
+def kernel_fused(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], centers: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], sigma: typing.SupportsFloat | typing.SupportsIndex, v: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], w: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    K.T @ (w * (K @ v)), one kernel evaluation per pair.
+    """
+def kernel_gram_mm(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], centers: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], sigma: typing.SupportsFloat | typing.SupportsIndex, V: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], w: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    K.T @ diag(w) @ K @ V, one kernel evaluation per pair.
+    """
+def kernel_matrix(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], centers: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], sigma: typing.SupportsFloat | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    Dense Gaussian kernel block K(x, centers).
+    """
+def kernel_mm_expm1_sum(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], centers: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], sigma: typing.SupportsFloat | typing.SupportsIndex, V: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], w: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    sum_i w_i expm1((K(x, centers) @ V)[i]) per column of V, without storing the products.
+    """
+def kernel_mv(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], centers: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], sigma: typing.SupportsFloat | typing.SupportsIndex, v: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    K(x, centers) @ v without storing K.
+    """
+def kernel_tmv(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], centers: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], sigma: typing.SupportsFloat | typing.SupportsIndex, u: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    K(x, centers).T @ u without storing K.
+    """
+def mlp_exp_floor_ms(n_events: typing.SupportsInt | typing.SupportsIndex, exps_per_event: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex = 0, repeats: typing.SupportsInt | typing.SupportsIndex = 20) -> float:
+    """
+    Benchmark floor: ms (best of repeats) of exps_per_event float32 sigmoid exps per event alone.
+    """
+def mlp_init(d: typing.SupportsInt | typing.SupportsIndex, hidden: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], seed: typing.SupportsInt | typing.SupportsIndex, clip: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    Glorot-uniform weights from splitmix64(seed), zero biases, clipped to [-clip, clip] (clip > 0).
+    """
+def mlp_loss_grad(reference: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], data: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], hidden: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], params: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], with_grad: bool = True, threads: typing.SupportsInt | typing.SupportsIndex = 0, dtype: str = 'float64', backend: str = 'cpu') -> tuple:
+    """
+    NPLM loss (B,) and gradient (B, P) of B networks params (B, P), data a list of B arrays.
+    """
+def mlp_n_params(d: typing.SupportsInt | typing.SupportsIndex, hidden: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> int:
+    """
+    Number of parameters of a d-hidden...-1 network.
+    """
+def mlp_predict(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], hidden: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], params: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    f(x) of one network.
+    """
+def mlp_train(reference: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], data: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], hidden: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], params: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], clip: typing.SupportsFloat | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, epochs: typing.SupportsInt | typing.SupportsIndex, history_every: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex = 0, dtype: str = 'float64', backend: str = 'cpu', steps: typing.SupportsInt | typing.SupportsIndex = 0, m: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, v: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None) -> dict:
+    """
+    Adam + clipping for B networks at once, continuing from Adam's state (steps, m, v) when given; returns a dict (params, loss, history, finite, epochs_done, m, v, steps).
+    """
+version: str = '0.1.0'
