@@ -23,10 +23,10 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import special, stats
 
 from . import _checks
-from ._stats import clopper_pearson
+from ._stats import ToyNull, clopper_pearson
 from . import _spectral
 from ._shared import SharedSolver
 from ._info import BACKENDS, resolve_backend
@@ -77,6 +77,10 @@ class Calibration:
             sigma_index = 0
         return self.t[:, sigma_index]
 
+    def null(self, sigma_index=None) -> ToyNull:
+        """The toys of one width as a :class:`fastnplm._stats.ToyNull` (p-values, Z, chi2 fit, power)."""
+        return ToyNull(self._column(sigma_index))
+
     def p_value(self, t_obs: float, sigma_index=None, cl: float = 0.6827):
         """Empirical p-value (1 + #{t_toy >= t_obs}) / (B + 1) and its Clopper-Pearson interval.
 
@@ -85,20 +89,11 @@ class Calibration:
         t_obs, ``bound`` (the p-value is below it) and ``chi2_extrapolation`` (the p-value
         of the fitted chi2, labelled as an extrapolation beyond the toys).
         """
-        t = self._column(sigma_index)
-        b = t.size
-        k = int(np.count_nonzero(t >= t_obs))
-        out = {"p": (1 + k) / (b + 1), "interval": clopper_pearson(k, b, cl), "exceeded": k, "toys": b}
-        if k == 0:
-            dof = self.chi2_fit(sigma_index)["dof"]
-            out["bound"] = 1.0 / (b + 1)
-            out["chi2_extrapolation"] = {"p": float(stats.chi2.sf(t_obs, dof)), "dof": dof,
-                                         "note": "extrapolation beyond the toys, not a toy-based p-value"}
-        return out
+        return self.null(sigma_index).p_value(t_obs, cl, extrapolate=True)
 
     def z(self, t_obs: float, sigma_index=None) -> float:
         """Z = Phi^-1(1 - p) of the empirical p-value."""
-        return float(stats.norm.isf(self.p_value(t_obs, sigma_index)["p"]))
+        return self.null(sigma_index).z(t_obs)
 
     def model(self, sigma_index=None, threads=None):
         """The model the toys of this width were fitted with (solver path included): fit the
@@ -182,16 +177,7 @@ class Calibration:
 
     def chi2_fit(self, sigma_index=None) -> dict:
         """Maximum-likelihood chi2 degrees of freedom of the toys, with a KS test against it."""
-        t = self._column(sigma_index)
-        if np.any(t <= 0):
-            raise ValueError("chi2_fit needs positive toy t values")
-        nll = lambda k: -(stats.chi2.logpdf(t, k).sum()) if k > 0 else np.inf  # noqa: E731
-        mean = float(t.mean())
-        res = optimize.minimize_scalar(nll, bounds=(1e-3, max(10 * mean, 10.0)), method="bounded",
-                                       options={"xatol": 1e-8})
-        dof = float(res.x)
-        ks = stats.kstest(t, stats.chi2(dof).cdf)
-        return {"dof": dof, "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue)}
+        return self.null(sigma_index).chi2_fit()
 
 
 AGGREGATIONS = ("min-p", "prod-p", "avg-p", "softmax-t")
@@ -293,10 +279,10 @@ def power(t_signal, cal: Calibration, z: float = 2.0, sigma_index=None) -> dict:
     ts = np.asarray(t_signal, dtype=float).ravel()
     if ts.size == 0:
         raise ValueError("t_signal is empty")
-    zs = np.array([cal.z(t, sigma_index) for t in ts])
-    frac = float(np.mean(zs >= z))
-    return {"power": frac, "error": float(np.sqrt(frac * (1 - frac) / ts.size)), "median_z": float(np.median(zs)),
-            "signal_toys": int(ts.size), "z": z}
+    got = cal.null(sigma_index).power(ts, (z,))
+    frac = got[f"Z={z:g}"]["power"]
+    return {"power": frac, "error": float(np.sqrt(frac * (1 - frac) / ts.size)), "median_z": got["median_z"],
+            "interval": got[f"Z={z:g}"]["interval"], "signal_toys": int(ts.size), "z": z}
 
 
 _MODEL_KEYS = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian",

@@ -16,10 +16,9 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from .. import _checks
-from .._stats import clopper_pearson  # noqa: F401  (re-exported by fastnplm.baselines)
+from .._stats import ToyNull, clopper_pearson  # noqa: F401  (clopper_pearson: re-exported by fastnplm.baselines)
 from ..calibration import _Toys
 
 log = logging.getLogger("fastnplm")
@@ -104,20 +103,19 @@ class NullDistribution:
     def toys(self) -> int:
         return int(self.t.size)
 
+    def null(self) -> ToyNull:
+        return ToyNull(self.t)
+
     def p_value(self, t_obs: float, cl: float = 0.6827) -> dict:
         """(1 + #{t_toy >= t_obs}) / (B + 1), with the Clopper-Pearson interval of the exceeding fraction."""
-        k = int(np.count_nonzero(self.t >= t_obs))
-        return {"p": (1 + k) / (self.toys + 1), "interval": clopper_pearson(k, self.toys, cl), "exceeded": k,
-                "toys": self.toys}
+        return self.null().p_value(t_obs, cl)
 
     def p_values(self, t_obs) -> np.ndarray:
         """Empirical p-values of many observations at once."""
-        srt = np.sort(self.t)
-        t_obs = np.asarray(t_obs, dtype=float)
-        return (1.0 + self.toys - np.searchsorted(srt, t_obs, side="left")) / (self.toys + 1)
+        return self.null().p_values(t_obs)
 
     def z(self, t_obs: float) -> float:
-        return float(stats.norm.isf(self.p_value(t_obs)["p"]))
+        return self.null().z(t_obs)
 
 
 def calibrate_method(method, reference, pool, toys: int = 300, n_expected=None, seed=0,

@@ -11,7 +11,8 @@ from scipy import stats
 from .. import _checks
 from ..calibration import _Toys, calibrate
 from ..kernel import KernelNPLM
-from ._common import NullDistribution, check_method, clopper_pearson, draw_toy, prepared, signal_rng
+from .._stats import power_of_p_values
+from ._common import NullDistribution, check_method, draw_toy, prepared, signal_rng
 from .bumphunter import BumpHunter
 from .classical import AndersonDarling, BinnedChi2, KolmogorovSmirnov
 from .gmm import FixedBackgroundGMM
@@ -156,16 +157,6 @@ class Comparison:
         return out
 
 
-def _power(p, zs):
-    out = {}
-    n = p.size
-    for z in zs:
-        k = int(np.count_nonzero(p <= stats.norm.sf(z)))
-        out[f"Z={z:g}"] = {"power": k / n, "interval": clopper_pearson(k, n), "k": k, "n": n}
-    out["median_z"] = float(np.median(stats.norm.isf(p)))
-    return out
-
-
 def _signal_toy(pool, n_exp, seed, k, index, sampler, d):
     rng = signal_rng(seed, k, index)
     n = int(rng.poisson(n_exp))
@@ -306,7 +297,7 @@ def compare(reference, pool, signal_sampler=None, methods=("nplm", "ks", "ad", "
         for s, ts in sig_t.items():
             res.signal_t[s] = ts
             res.signal_p[s] = null.p_values(ts)
-            res.power[s] = _power(res.signal_p[s], zs)
+            res.power[s] = power_of_p_values(res.signal_p[s], zs)
         if obs_t is not None:
             pv = null.p_value(obs_t)
             res.observed = {"t": obs_t, **pv, "z": float(stats.norm.isf(pv["p"]))}
