@@ -86,7 +86,7 @@ def _large_m(m, block, plain_toys):
     """One --large scenario (runs in its own process)."""
     import resource
     from fastnplm._shared import SharedSolver
-    from fastnplm.calibration import _choose_path, toy_rng
+    from fastnplm._toys import choose_path, toy_rng
     c = LARGE
     rng = np.random.default_rng(0)
     chol = np.linalg.cholesky(0.5 * np.ones((c["d"], c["d"])) + 0.5 * np.eye(c["d"]))
@@ -98,7 +98,7 @@ def _large_m(m, block, plain_toys):
         r = toy_rng(0, k)
         toys.append(pool[r.choice(len(pool), r.poisson(c["n_expected"]), replace=False)])
     w = np.full(len(ref), c["n_expected"] / len(ref))
-    out = {"M": m, "config": c, "cost_model_path_300_toys": _choose_path([model], len(ref), c["n_expected"], c["d"], 300,
+    out = {"M": m, "config": c, "cost_model_path_300_toys": choose_path([model], len(ref), c["n_expected"], c["d"], 300,
                                                                          None, False)}
     start = time.perf_counter()
     centers, center_w = model._centers(ref, ref[:1], w)

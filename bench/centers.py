@@ -36,7 +36,7 @@ from scipy import stats
 
 import fastnplm
 from fastnplm._bench import cpuinfo
-from fastnplm.calibration import _Toys
+from fastnplm._toys import Toys
 
 from _report import emit  # bench/_report.py
 
@@ -93,17 +93,17 @@ def run_policy_seed(prob, policy, seed, sets, null_toys):
     cal = fastnplm.calibrate(model, prob["reference"], prob["pool"], toys=null_toys,
                              n_expected=prob["n_expected"], sigmas=prob["sigmas"], seed=1000 + seed,
                              fast=True, progress=False)
-    job = _Toys(cal._models, prob["reference"], None, prob["pool"], prob["n_expected"], 1000 + seed,
-                prob["reference"].shape[1], "spectral")
+    path = cal.settings["path"]  # the shared-reference path calibrate took: the signal toys go through it too
+    job = Toys(cal._models, prob["reference"], None, prob["pool"], prob["n_expected"], 1000 + seed,
+               prob["reference"].shape[1], path)
     sig_t = {}
     kept = []
     for name, datasets in sets.items():
         cols = []
         for j in range(len(prob["sigmas"])):
-            sr = job.shared(j)
-            cols.append(sr.t_values([sr.solve(x) for x in datasets]))
+            cols.append([t for t, _, _ in job.shared(j).t_batch(datasets)])
         sig_t[name] = np.array(cols).T
-    kept = [job.shared(j).r for j in range(len(prob["sigmas"]))]
+    kept = [getattr(job.shared(j), "r", None) for j in range(len(prob["sigmas"]))]  # spectral: kept directions
     return cal.t, sig_t, kept, time.perf_counter() - t0
 
 

@@ -52,7 +52,8 @@ public:
 
     void kernel_block(MatrixView x, MatrixView c, double gamma, double* out, std::int64_t ld) const override {
         check_shapes(x, c);
-        if (ld < c.rows) throw std::invalid_argument("kernel_block: leading dimension smaller than the number of centers");
+        if (ld < c.rows)
+            throw std::invalid_argument("kernel_block: leading dimension smaller than the number of centers");
         const DevicePoints px = points(x);
         const DeviceCenters pc = centers(c);
         const std::size_t nm = static_cast<std::size_t>(x.rows) * c.rows;
@@ -77,8 +78,8 @@ public:
         ws_.out.download(out, x.rows);
     }
 
-    void kernel_mm_expm1_sum(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
-                             const double* w, double* out) const override {
+    void kernel_mm_expm1_sum(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b, const double* w,
+                             double* out) const override {
         check_shapes(x, c);
         if (b < 1) throw std::invalid_argument("kernel_mm_expm1_sum: need at least one right-hand side");
         const DevicePoints px = points(x);
@@ -279,8 +280,7 @@ private:
             }
         std::vector<double> host(static_cast<std::size_t>(m.rows * m.cols));
         for (std::int64_t i = 0; i < m.rows; ++i)
-            for (std::int64_t k = 0; k < m.cols; ++k)
-                host[transposed ? k * m.rows + i : i * m.cols + k] = m.row(i)[k];
+            for (std::int64_t k = 0; k < m.cols; ++k) host[transposed ? k * m.rows + i : i * m.cols + k] = m.row(i)[k];
         if (cache_.size() == kCacheEntries)
             cache_.erase(std::min_element(cache_.begin(), cache_.end(),
                                           [](const Entry& a, const Entry& b) { return a.used < b.used; }));
@@ -329,7 +329,8 @@ const std::vector<std::string>& kernel_names() {
         "trsv_kernel", "trmv_kernel", "symv_kernel", "scale_columns_upper_kernel", "divide_shift_upper_kernel"};
     static const std::vector<std::string> all = [] {
         std::vector<std::string> v = names;
-        for (const auto* more : {&feature_kernel_names(), &mlp_kernel_names()}) v.insert(v.end(), more->begin(), more->end());
+        for (const auto* more : {&feature_kernel_names(), &mlp_kernel_names()})
+            v.insert(v.end(), more->begin(), more->end());
         return v;
     }();
     return all;
@@ -413,8 +414,9 @@ std::string cuda_architectures() {
 std::vector<std::string> cuda_kernel_names() { return cuda::kernel_names(); }
 std::unique_ptr<KernelOps> make_cuda_ops(int device) {
     if (!cuda::device_available())
-        throw std::runtime_error("CUDA backend: fastnplm was built with CUDA but no CUDA device is available "
-                                 "(no driver or no GPU); use backend='cpu'");
+        throw std::runtime_error(
+            "CUDA backend: fastnplm was built with CUDA but no CUDA device is available "
+            "(no driver or no GPU); use backend='cpu'");
     return cuda::make_ops(device);
 }
 

@@ -24,10 +24,12 @@ __global__ void __launch_bounds__(kThreads) potrf_diag_kernel(double* a, int n, 
         if (threadIdx.x == 0) {
             const double piv = a[at(col, col, n)];
             failed = !(piv > 0.0);
-            if (failed) *info = col + 1;
-            else a[at(col, col, n)] = sqrt(piv);
+            if (failed)
+                *info = col + 1;
+            else
+                a[at(col, col, n)] = sqrt(piv);
         }
-        __syncthreads();  // pivot (or failure) visible to all
+        __syncthreads();     // pivot (or failure) visible to all
         if (failed) return;  // uniform: every thread read the same flag
         const double inv = 1.0 / a[at(col, col, n)];
         for (int j = col + 1 + threadIdx.x; j < end; j += kThreads) a[at(col, j, n)] *= inv;
@@ -165,7 +167,7 @@ int dense_cholesky_upper(double* a, int n, Workspace& ws) {
         FASTNPLM_LAUNCH(trsm_panel_kernel, grid_for(t), kThreads, 0, nullptr)(a, n, k0, kb);
         check_launch("trsm_panel_kernel");
         FASTNPLM_LAUNCH(syrk_update_kernel, grid_for(static_cast<long long>(t) * t), kThreads, 0, nullptr)(a, n, k0,
-                                                                                                         kb);
+                                                                                                           kb);
         check_launch("syrk_update_kernel");
     }
     return 0;
@@ -209,7 +211,7 @@ void dense_scale_columns_upper(double* u, int n, const double* s) {
 void dense_divide_shift_upper(double* a, int n, double div, double shift) {
     if (n == 0) return;
     FASTNPLM_LAUNCH(divide_shift_upper_kernel, grid_for(static_cast<long long>(n) * n), kThreads, 0, nullptr)(a, n, div,
-                                                                                                           shift);
+                                                                                                              shift);
     check_launch("divide_shift_upper_kernel");
 }
 

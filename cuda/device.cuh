@@ -8,11 +8,11 @@
 
 namespace fastnplm::FASTNPLM_CUDA_NS {
 
-constexpr int kThreads = 128;     ///< threads per block of every kernel (the tree reductions assume it)
-constexpr int kRows = 4;          ///< events per row tile of the Gaussian-kernel passes
-constexpr int kCols = 4;          ///< right-hand sides per chunk in kernel_mm_expm1_sum
-constexpr int kMaxBlocks = 256;   ///< blocks of the row passes (fewer for small n); a function of n only
-constexpr int kDenseBlock = 32;   ///< block size of the blocked Cholesky
+constexpr int kThreads = 128;        ///< threads per block of every kernel (the tree reductions assume it)
+constexpr int kRows = 4;             ///< events per row tile of the Gaussian-kernel passes
+constexpr int kCols = 4;             ///< right-hand sides per chunk in kernel_mm_expm1_sum
+constexpr int kMaxBlocks = 256;      ///< blocks of the row passes (fewer for small n); a function of n only
+constexpr int kDenseBlock = 32;      ///< block size of the blocked Cholesky
 constexpr int kFeatureChunk = 2048;  ///< events per chunk of the feature-Gram pass (chunk x m doubles of scratch)
 /// Dynamic shared memory of a row pass: the staged row tile, plus the kernel panel when it fits.
 constexpr std::size_t kSmemBudget = 32 * 1024;
@@ -115,8 +115,8 @@ void gauss_tmv(DevicePoints x, DeviceCenters c, double gamma, const double* u, d
 void gauss_fused(DevicePoints x, DeviceCenters c, double gamma, const double* v, const double* w, double* out,
                  Workspace& ws);
 /// out (b) = sum_i w_i expm1((K V)_iq), V (m, b) row-major.
-void gauss_mm_expm1(DevicePoints x, DeviceCenters c, double gamma, const double* v, std::int64_t b,
-                    const double* w, double* out, Workspace& ws);
+void gauss_mm_expm1(DevicePoints x, DeviceCenters c, double gamma, const double* v, std::int64_t b, const double* w,
+                    double* out, Workspace& ws);
 /// With B = K(x, c) T^-1 (t: m x m upper factor, column-major): out_w (m x m, lower triangle
 /// filled; the caller mirrors it) = B^T diag(w) B, out_g (m) = B^T u.
 void gauss_feature_gram(DevicePoints x, DeviceCenters c, double gamma, const double* t, const double* w,

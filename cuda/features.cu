@@ -103,7 +103,8 @@ __global__ void __launch_bounds__(kThreads)
     for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
         const long long row0 = tile * kRows;
         const int rows = n - row0 < kRows ? static_cast<int>(n - row0) : kRows;
-        if (static_cast<int>(threadIdx.x) < kRows) wr[threadIdx.x] = static_cast<int>(threadIdx.x) < rows ? w[row0 + threadIdx.x] : 0.0;
+        if (static_cast<int>(threadIdx.x) < kRows)
+            wr[threadIdx.x] = static_cast<int>(threadIdx.x) < rows ? w[row0 + threadIdx.x] : 0.0;
         __syncthreads();  // the weights are staged
         gram_tile(f + row0 * r, r, rows, wr, nullptr, pw, nullptr);
         __syncthreads();  // wr is read before the next tile overwrites it

@@ -111,8 +111,7 @@ __global__ void __launch_bounds__(kThreads) mv_kernel(const double* x, long long
 
 // partial (gridDim.x x m): this block's sum over its events of u_i k(x_i, c_j).
 __global__ void __launch_bounds__(kThreads) tmv_kernel(const double* x, long long n, int d, const double* ct,
-                                                       long long m, double gamma, const double* u,
-                                                       double* partial) {
+                                                       long long m, double gamma, const double* u, double* partial) {
     double* xs = dynamic_smem<double>();
     double* acc = partial + blockIdx.x * m;
     const long long tiles = (n + kRows - 1) / kRows;
@@ -158,8 +157,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // partial (gridDim.x x b): this block's sum of w_i expm1((K V)_iq); V is (m, b) row-major.
 __global__ void __launch_bounds__(kThreads)
-    mm_expm1_kernel(const double* x, long long n, int d, const double* ct, long long m, double gamma,
-                    const double* v, long long b, const double* w, double* partial, double* panel_global) {
+    mm_expm1_kernel(const double* x, long long n, int d, const double* ct, long long m, double gamma, const double* v,
+                    long long b, const double* w, double* partial, double* panel_global) {
     double* xs = dynamic_smem<double>();
     double* panel = panel_global ? panel_global + blockIdx.x * kRows * m : xs + kRows * d;
     double* acc = partial + blockIdx.x * b;
@@ -187,8 +186,7 @@ __global__ void __launch_bounds__(kThreads)
             tree_sum(red, kRows * kCols);
             // one term per thread (r, qq) = (t / kCols, t % kCols), then thread 0 adds them in row order
             const int t = threadIdx.x, r = t / kCols, qq = t % kCols;
-            if (t < kRows * kCols)
-                terms[t] = r < rows && q0 + qq < b ? w[row0 + r] * expm1(red[t * kThreads]) : 0.0;
+            if (t < kRows * kCols) terms[t] = r < rows && q0 + qq < b ? w[row0 + r] * expm1(red[t * kThreads]) : 0.0;
             __syncthreads();  // terms written
             if (t == 0)
                 for (int rr = 0; rr < rows; ++rr)
@@ -202,8 +200,8 @@ __global__ void __launch_bounds__(kThreads)
 // one thread per event: its kernel row, then the forward substitution T^T b^T = k^T in the
 // order of the CPU backend (subtract in index order, then multiply by 1 / T_jj).
 __global__ void __launch_bounds__(kThreads)
-    feature_rows_kernel(const double* x, long long row0, int rows, int d, const double* ct, long long m,
-                        double gamma, const double* t, double* bp) {
+    feature_rows_kernel(const double* x, long long row0, int rows, int d, const double* ct, long long m, double gamma,
+                        const double* t, double* bp) {
     for (int r = blockIdx.x * kThreads + threadIdx.x; r < rows; r += gridDim.x * kThreads) {
         const double* xr = x + (row0 + r) * d;
         double* b = bp + static_cast<long long>(r) * m;
@@ -266,7 +264,8 @@ std::size_t tile_bytes(int d) { return sizeof(double) * kRows * static_cast<std:
 
 void require_tile_fits(int d) {
     if (tile_bytes(d) > kSmemBudget)
-        throw std::invalid_argument("CUDA backend: " + std::to_string(d) + " features do not fit a shared-memory row tile (at most " +
+        throw std::invalid_argument("CUDA backend: " + std::to_string(d) +
+                                    " features do not fit a shared-memory row tile (at most " +
                                     std::to_string(kSmemBudget / (sizeof(double) * kRows)) + ")");
 }
 
@@ -282,7 +281,6 @@ std::size_t panel_setup(DeviceCenters c, int blocks, Workspace& ws, double*& pan
     return tile_bytes(c.d);
 }
 
-
 }  // namespace
 
 void gauss_feature_gram(DevicePoints x, DeviceCenters c, double gamma, const double* t, const double* w,
@@ -294,7 +292,7 @@ void gauss_feature_gram(DevicePoints x, DeviceCenters c, double gamma, const dou
     for (long long row0 = 0; row0 < x.n; row0 += kFeatureChunk) {
         const int rows = static_cast<int>(x.n - row0 < kFeatureChunk ? x.n - row0 : kFeatureChunk);
         FASTNPLM_LAUNCH(feature_rows_kernel, flat_blocks(rows), kThreads, 0, nullptr)(x.x, row0, rows, x.d, c.ct, m,
-                                                                                     gamma, t, ws.panel.data());
+                                                                                      gamma, t, ws.panel.data());
         check_launch("feature_rows_kernel");
         FASTNPLM_LAUNCH(feature_gram_accumulate_kernel, flat_blocks(m * m + m), kThreads, 0, nullptr)(
             ws.panel.data(), rows, m, w + row0, u + row0, out_w, out_g);
@@ -321,8 +319,8 @@ void gauss_block(DevicePoints x, DeviceCenters c, double gamma, double* out) {
 void gauss_mv(DevicePoints x, DeviceCenters c, double gamma, const double* v, double* out) {
     if (x.n == 0) return;
     require_tile_fits(x.d);
-    FASTNPLM_LAUNCH(mv_kernel, row_blocks(x.n), kThreads, tile_bytes(x.d), nullptr)(x.x, x.n, x.d, c.ct, c.m, gamma,
-                                                                                    v, out);
+    FASTNPLM_LAUNCH(mv_kernel, row_blocks(x.n), kThreads, tile_bytes(x.d), nullptr)(x.x, x.n, x.d, c.ct, c.m, gamma, v,
+                                                                                    out);
     check_launch("mv_kernel");
 }
 
@@ -355,8 +353,8 @@ void gauss_fused(DevicePoints x, DeviceCenters c, double gamma, const double* v,
     sum_blocks(ws.partial.data(), blocks, c.m, out);
 }
 
-void gauss_mm_expm1(DevicePoints x, DeviceCenters c, double gamma, const double* v, std::int64_t b,
-                    const double* w, double* out, Workspace& ws) {
+void gauss_mm_expm1(DevicePoints x, DeviceCenters c, double gamma, const double* v, std::int64_t b, const double* w,
+                    double* out, Workspace& ws) {
     require_tile_fits(x.d);
     const int blocks = row_blocks(x.n);
     ws.partial.resize(static_cast<std::size_t>(blocks) * b);

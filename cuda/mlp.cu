@@ -37,8 +37,8 @@
 namespace fastnplm::FASTNPLM_CUDA_NS {
 namespace {
 
-constexpr int kMaxLayers = 8;         // hidden layers + output
-constexpr int kParamsPerThread = 8;   // parameters (plus the loss) each thread sums: P + 1 <= 8 T
+constexpr int kMaxLayers = 8;                // hidden layers + output
+constexpr int kParamsPerThread = 8;          // parameters (plus the loss) each thread sums: P + 1 <= 8 T
 constexpr std::size_t kMlpSmem = 48 * 1024;  // dynamic shared memory without an opt-in attribute
 
 // Layer geometry (passed by value to the kernels).
@@ -125,12 +125,12 @@ __device__ __forceinline__ void mlp_pass_body(const Dims& D, const double* param
     const int T = static_cast<int>(blockDim.x), t = static_cast<int>(threadIdx.x);
     const int net = nets[blockIdx.y], P = D.P;
     if (active != nullptr && !active[net]) return;  // a stopped network (uniform across the block)
-    double* lt = dynamic_smem<double>();              // T loss terms
-    E* sp = reinterpret_cast<E*>(lt + T);             // P parameters (rounded to E)
-    E* xs = sp + P;                                   // d x T inputs
-    E* act = xs + D.d * T;                            // hidden_total x T activations
-    E* der = act + D.hidden_total * T;                // hidden_total x T sigmoid', then deltas
-    E* q = der + D.hidden_total * T;                  // T output deltas dL/df
+    double* lt = dynamic_smem<double>();            // T loss terms
+    E* sp = reinterpret_cast<E*>(lt + T);           // P parameters (rounded to E)
+    E* xs = sp + P;                                 // d x T inputs
+    E* act = xs + D.d * T;                          // hidden_total x T activations
+    E* der = act + D.hidden_total * T;              // hidden_total x T sigmoid', then deltas
+    E* q = der + D.hidden_total * T;                // T output deltas dL/df
     for (int p = t; p < P; p += T) sp[p] = static_cast<E>(params[static_cast<long long>(net) * P + p]);
     double acc[kParamsPerThread];
     for (int s = 0; s < kParamsPerThread; ++s) acc[s] = 0.0;
@@ -254,9 +254,8 @@ __global__ void sum_partials_kernel(int width, int n_nets, const double* ref, in
 
 // Block b: network b, lg[b * (P + 1) ..] its gradient and (at P) loss. Active networks with a
 // finite loss and gradient take the update; others are flagged and stop.
-__global__ void adam_kernel(int P, const double* lg, double* params, double* m, double* v, int* active,
-                            int* finite, long long* epochs_done, double* history, long long n_history,
-                            detail::AdamStep a) {
+__global__ void adam_kernel(int P, const double* lg, double* params, double* m, double* v, int* active, int* finite,
+                            long long* epochs_done, double* history, long long n_history, detail::AdamStep a) {
     __shared__ int bad[kThreads];
     const int b = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
     if (!active[b]) return;  // uniform across the block
@@ -394,7 +393,8 @@ void loss_grad(const MlpShape& shape, MatrixView reference, const double* refere
     for (int b = 0; b < B; ++b) {
         loss[b] = lg[static_cast<std::size_t>(b) * (P + 1) + P];
         if (grad != nullptr)
-            for (int j = 0; j < P; ++j) grad[static_cast<std::size_t>(b) * P + j] = lg[static_cast<std::size_t>(b) * (P + 1) + j];
+            for (int j = 0; j < P; ++j)
+                grad[static_cast<std::size_t>(b) * P + j] = lg[static_cast<std::size_t>(b) * (P + 1) + j];
     }
 }
 
@@ -428,8 +428,8 @@ public:
     void epoch(const detail::AdamStep& a) override {
         pass_.run(params_.data(), true, active_.data());
         FASTNPLM_LAUNCH(adam_kernel, B_, kThreads, 0, nullptr)(P_, pass_.lg(), params_.data(), m_.data(), v_.data(),
-                                                             active_.data(), finite_.data(), done_.data(),
-                                                             history_.data(), static_cast<long long>(nh_), a);
+                                                               active_.data(), finite_.data(), done_.data(),
+                                                               history_.data(), static_cast<long long>(nh_), a);
         check_launch("adam_kernel");
     }
 
@@ -450,7 +450,8 @@ public:
         check(cudaMemcpy(lg.data(), pass_.lg(), lg.size() * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
         active_.download(act.data(), act.size());
         for (int b = 0; b < B_; ++b)
-            loss[b] = act[b] ? lg[static_cast<std::size_t>(b) * (P_ + 1) + P_] : std::numeric_limits<double>::quiet_NaN();
+            loss[b] =
+                act[b] ? lg[static_cast<std::size_t>(b) * (P_ + 1) + P_] : std::numeric_limits<double>::quiet_NaN();
     }
 
     void results(double* params, std::uint8_t* finite, std::int64_t* epochs_done, double* history) override {
@@ -525,14 +526,16 @@ namespace fastnplm {
 void cuda_mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
                         const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
                         MlpPrecision precision) {
-    if (!cuda_device_available()) throw std::runtime_error("CUDA backend: no CUDA device is available; use backend='cpu'");
+    if (!cuda_device_available())
+        throw std::runtime_error("CUDA backend: no CUDA device is available; use backend='cpu'");
     cuda::mlp_loss_grad(shape, reference, reference_weights, data, params, loss, grad, precision);
 }
 
 MlpTrainResult cuda_mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
                                    const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options,
                                    MlpAdamState* state) {
-    if (!cuda_device_available()) throw std::runtime_error("CUDA backend: no CUDA device is available; use backend='cpu'");
+    if (!cuda_device_available())
+        throw std::runtime_error("CUDA backend: no CUDA device is available; use backend='cpu'");
     return cuda::mlp_train_adam(shape, reference, reference_weights, data, params, options, state);
 }
 

@@ -25,8 +25,8 @@ __device__ void tree_sum_1(double* red) {
     }
 }
 
-__global__ void __launch_bounds__(kThreads) dot_partial_kernel(long long n, const double* x, const double* y,
-                                                               double* partial) {
+__global__ void __launch_bounds__(kThreads)
+    dot_partial_kernel(long long n, const double* x, const double* y, double* partial) {
     __shared__ double red[kThreads];
     const long long step = static_cast<long long>(gridDim.x) * kThreads;
     double s = 0.0;

@@ -12,7 +12,8 @@ std::string cuda_architectures() { return {}; }
 std::vector<std::string> cuda_kernel_names() { return {}; }
 namespace {
 [[noreturn]] void not_built() {
-    throw std::runtime_error("fastnplm was built without the CUDA backend (rebuild with nvcc and FASTNPLM_CUDA=AUTO or ON)");
+    throw std::runtime_error(
+        "fastnplm was built without the CUDA backend (rebuild with nvcc and FASTNPLM_CUDA=AUTO or ON)");
 }
 }  // namespace
 

@@ -21,8 +21,7 @@ constexpr std::int64_t kChunks = 2;  // chunks swept together (two groups of 16 
 // U^T x = b, forward: x_j = (b_j - sum_{i<j} U(i, j) x_i) / U(j, j), the sum in index order.
 // Four columns at a time share each load of x_i.
 template <int C>
-FASTNPLM_INLINE inline void forward(const double* __restrict u, std::int64_t n, double* __restrict x,
-                                    std::int64_t ld) {
+FASTNPLM_INLINE inline void forward(const double* __restrict u, std::int64_t n, double* __restrict x, std::int64_t ld) {
     constexpr int W = C * kLanes;
     std::int64_t j = 0;
     for (; j + 4 <= n; j += 4) {
@@ -139,8 +138,12 @@ void trsm_upper_lanes(const double* u, int n, bool trans, double* x, std::int64_
         const std::int64_t c0 = g * kChunks, c = std::min(kChunks, chunks - c0);
         double* xg = x + c0 * kLanes;
         switch (c) {
-            case 1: solve_group<1>(u, n, trans, xg, ld); break;
-            default: solve_group<2>(u, n, trans, xg, ld); break;
+            case 1:
+                solve_group<1>(u, n, trans, xg, ld);
+                break;
+            default:
+                solve_group<2>(u, n, trans, xg, ld);
+                break;
         }
     }
 }

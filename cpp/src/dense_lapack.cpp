@@ -1,6 +1,6 @@
-// Dense M x M work: factorisations through LAPACK (Fortran interface), vector sweeps here. FASTNPLM_BLAS_PREFIX prepends a symbol prefix
-// (scipy-openblas exports scipy_dpotrf_ and so on); it is empty for a system LAPACK.
-// Character arguments are followed by their hidden Fortran lengths (gfortran ABI).
+// Dense M x M work: factorisations through LAPACK (Fortran interface), vector sweeps here. FASTNPLM_BLAS_PREFIX
+// prepends a symbol prefix (scipy-openblas exports scipy_dpotrf_ and so on); it is empty for a system LAPACK. Character
+// arguments are followed by their hidden Fortran lengths (gfortran ABI).
 #include <cstddef>
 
 #include "dense.hpp"
@@ -16,10 +16,8 @@
 #define FASTNPLM_F77(name) FASTNPLM_CAT(FASTNPLM_BLAS_PREFIX, name)
 
 extern "C" {
-void FASTNPLM_F77(dpotrf_)(const char* uplo, const int* n, double* a, const int* lda, int* info,
-                           std::size_t);
-void FASTNPLM_F77(dlauum_)(const char* uplo, const int* n, double* a, const int* lda, int* info,
-                           std::size_t);
+void FASTNPLM_F77(dpotrf_)(const char* uplo, const int* n, double* a, const int* lda, int* info, std::size_t);
+void FASTNPLM_F77(dlauum_)(const char* uplo, const int* n, double* a, const int* lda, int* info, std::size_t);
 }
 
 namespace fastnplm::dense {

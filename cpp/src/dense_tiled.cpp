@@ -21,17 +21,17 @@ extern "C" {
 void FASTNPLM_F77(dpotrf_)(const char* uplo, const int* n, double* a, const int* lda, int* info, std::size_t);
 void FASTNPLM_F77(dlauum_)(const char* uplo, const int* n, double* a, const int* lda, int* info, std::size_t);
 void FASTNPLM_F77(dtrsm_)(const char* side, const char* uplo, const char* transa, const char* diag, const int* m,
-                          const int* n, const double* alpha, const double* a, const int* lda, double* b,
-                          const int* ldb, std::size_t, std::size_t, std::size_t, std::size_t);
+                          const int* n, const double* alpha, const double* a, const int* lda, double* b, const int* ldb,
+                          std::size_t, std::size_t, std::size_t, std::size_t);
 void FASTNPLM_F77(dtrmm_)(const char* side, const char* uplo, const char* transa, const char* diag, const int* m,
-                          const int* n, const double* alpha, const double* a, const int* lda, double* b,
-                          const int* ldb, std::size_t, std::size_t, std::size_t, std::size_t);
+                          const int* n, const double* alpha, const double* a, const int* lda, double* b, const int* ldb,
+                          std::size_t, std::size_t, std::size_t, std::size_t);
 void FASTNPLM_F77(dgemm_)(const char* transa, const char* transb, const int* m, const int* n, const int* k,
                           const double* alpha, const double* a, const int* lda, const double* b, const int* ldb,
                           const double* beta, double* c, const int* ldc, std::size_t, std::size_t);
 void FASTNPLM_F77(dsyrk_)(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha,
-                          const double* a, const int* lda, const double* beta, double* c, const int* ldc,
-                          std::size_t, std::size_t);
+                          const double* a, const int* lda, const double* beta, double* c, const int* ldc, std::size_t,
+                          std::size_t);
 }
 
 namespace fastnplm::dense {
@@ -43,7 +43,9 @@ constexpr int kTiledMin = 1024;
 struct Tiles {
     double* a;
     int n, nt;
-    double* at(int i, int j) const { return a + static_cast<std::size_t>(j) * kTile * n + static_cast<std::size_t>(i) * kTile; }
+    double* at(int i, int j) const {
+        return a + static_cast<std::size_t>(j) * kTile * n + static_cast<std::size_t>(i) * kTile;
+    }
     int size(int i) const { return std::min(kTile, n - i * kTile); }
 };
 
@@ -103,8 +105,8 @@ void lauum_upper(double* u, int n, int threads) {
             FASTNPLM_F77(dtrmm_)("R", "U", "T", "N", &ni, &nj, &one, t.at(j, j), &n, t.at(i, j), &n, 1, 1, 1, 1);
             for (int k = j + 1; k < t.nt; ++k) {
                 const int nk = t.size(k);
-                FASTNPLM_F77(dgemm_)("N", "T", &ni, &nj, &nk, &one, t.at(i, k), &n, t.at(j, k), &n, &one, t.at(i, j), &n,
-                                     1, 1);
+                FASTNPLM_F77(dgemm_)("N", "T", &ni, &nj, &nk, &one, t.at(i, k), &n, t.at(j, k), &n, &one, t.at(i, j),
+                                     &n, 1, 1);
             }
         }
         int info = 0;

@@ -69,8 +69,8 @@ void validate(MatrixView reference, const double* weights, MatrixView data, Matr
     require(data.rows > 0, "data sample is empty");
     require(reference.cols > 0, "samples must have at least one feature");
     require(reference.cols == data.cols && centers.cols == data.cols,
-            "feature dimension mismatch: reference has " + std::to_string(reference.cols) +
-                ", data " + std::to_string(data.cols) + ", centers " + std::to_string(centers.cols));
+            "feature dimension mismatch: reference has " + std::to_string(reference.cols) + ", data " +
+                std::to_string(data.cols) + ", centers " + std::to_string(centers.cols));
     require(centers.rows > 0, "need at least one center");
     require(centers.rows <= std::numeric_limits<int>::max(), "too many centers");
     require(weights != nullptr, "reference weights are required");
@@ -96,7 +96,12 @@ class Problem {
 public:
     Problem(MatrixView ref, const double* w, MatrixView dat, MatrixView ctr, const double* cscale,
             const KernelFitOptions& o, const KernelOps& ops)
-        : ref_(ref), w_(w), dat_(dat), ctr_(ctr), o_(o), ops_(ops),
+        : ref_(ref),
+          w_(w),
+          dat_(dat),
+          ctr_(ctr),
+          o_(o),
+          ops_(ops),
           m_(static_cast<int>(ctr.rows)),
           n_(static_cast<double>(ref.rows + dat.rows)),
           gamma_(1.0 / (2.0 * o.sigma * o.sigma)),
@@ -195,9 +200,8 @@ public:
         ops_.divide_shift_upper(A_, m_, n_, lam);
         const int info = ops_.cholesky_upper(A_, m_);
         if (info != 0)
-            throw std::runtime_error(
-                "preconditioner: Cholesky of T W T^T/n + lambda I failed (pivot " + std::to_string(info) +
-                "); lambda may be too small for these centers");
+            throw std::runtime_error("preconditioner: Cholesky of T W T^T/n + lambda I failed (pivot " +
+                                     std::to_string(info) + "); lambda may be too small for these centers");
     }
 
     // h = A^-T (T^-T H T^-1 + lam I) A^-1 s, the preconditioned Hessian product, all in the
@@ -245,10 +249,9 @@ private:
         ops_.upload(kmm.data(), T_);
         const int info = ops_.cholesky_upper(T_, m_);
         if (info != 0)
-            throw std::runtime_error(
-                "Cholesky of K_MM + eps*M*I failed (pivot " + std::to_string(info) +
-                "): centers are (nearly) duplicated or sigma is too large for them; "
-                "increase pc_epsilon or use fewer centers");
+            throw std::runtime_error("Cholesky of K_MM + eps*M*I failed (pivot " + std::to_string(info) +
+                                     "): centers are (nearly) duplicated or sigma is too large for them; "
+                                     "increase pc_epsilon or use fewer centers");
         if (dense_) {  // feature_gram takes the factor as a host array
             T_host_.resize(kmm.size());
             ops_.download(T_, T_host_.data());
@@ -280,8 +283,7 @@ struct CgOutcome {
 // Conjugate gradient from x = 0 on the preconditioned system; stops when ||r|| < tol. Its
 // vectors live in the backend's memory: b goes in and x comes out once, and an iteration
 // brings only the two dot products to the host.
-CgOutcome conjugate_gradient(const Problem& p, const std::vector<double>& b, double lam, double tol,
-                             int max_iter) {
+CgOutcome conjugate_gradient(const Problem& p, const std::vector<double>& b, double lam, double tol, int max_iter) {
     const KernelOps& ops = p.ops();
     const int m = p.m();
     Buffer x = ops.alloc(m), r = ops.alloc(m), d = ops.alloc(m), ad = ops.alloc(m);
@@ -329,9 +331,9 @@ double nplm_t(const double* f_reference, const double* reference_weights, std::i
 
 const char* blas_name() { return dense::blas_name(); }
 
-KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_weights,
-                                MatrixView data, MatrixView centers, const double* center_scale,
-                                const KernelFitOptions& o, const KernelOps& ops) {
+KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_weights, MatrixView data,
+                                MatrixView centers, const double* center_scale, const KernelFitOptions& o,
+                                const KernelOps& ops) {
     validate(reference, reference_weights, data, centers, center_scale, o);
     Problem p(reference, reference_weights, data, centers, center_scale, o, ops);
     const int m = p.m();
@@ -427,9 +429,8 @@ KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_we
     return res;
 }
 
-KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_weights,
-                                MatrixView data, MatrixView centers, const double* center_scale,
-                                const KernelFitOptions& options) {
+KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_weights, MatrixView data,
+                                MatrixView centers, const double* center_scale, const KernelFitOptions& options) {
     const auto ops = make_cpu_ops(options.threads);
     return fit_kernel_nplm(reference, reference_weights, data, centers, center_scale, options, *ops);
 }

@@ -51,7 +51,7 @@ Centers transpose_centers(MatrixView c) {
 
 // row[j] = exp(-gamma * ||x - c_j||^2) for j < mp.
 FASTNPLM_INLINE inline void kernel_row(const double* __restrict x, const Centers& c, double gamma,
-                       double* __restrict row) {
+                                       double* __restrict row) {
     const std::int64_t mp = c.mp;
     const double* __restrict ct = c.t.data();
     const double x0 = x[0];
@@ -76,7 +76,7 @@ FASTNPLM_INLINE inline void kernel_row(const double* __restrict x, const Centers
 // Two rows at once: each center coordinate is loaded once for both, and the two
 // independent exp evaluations interleave.
 FASTNPLM_INLINE inline void kernel_row2(const double* __restrict x0, const double* __restrict x1, const Centers& c,
-                        double gamma, double* __restrict row0, double* __restrict row1) {
+                                        double gamma, double* __restrict row0, double* __restrict row1) {
     const std::int64_t mp = c.mp;
     const double* __restrict ct = c.t.data();
     const double a0 = x0[0], b0 = x1[0];
@@ -115,8 +115,8 @@ FASTNPLM_INLINE inline void axpy(double* __restrict y, double a, const double* _
     for (std::int64_t j = 0; j < n; ++j) y[j] += a * x[j];
 }
 
-FASTNPLM_HOT void rows_block(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
-                             double gamma, double* out, std::int64_t ld, double* row) {
+FASTNPLM_HOT void rows_block(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
+                             double* out, std::int64_t ld, double* row) {
     for (std::int64_t i = r0; i < r1; ++i) {
         kernel_row(x.row(i), c, gamma, row);
         std::copy(row, row + c.m, out + i * ld);
@@ -144,7 +144,7 @@ FASTNPLM_INLINE inline void for_row_pairs(MatrixView x, std::int64_t r0, std::in
 
 // (a0 . v, a1 . v) in one sweep.
 FASTNPLM_INLINE inline void dot2(const double* __restrict a0, const double* __restrict a1, const double* __restrict v,
-                 std::int64_t n, double& s0, double& s1) {
+                                 std::int64_t n, double& s0, double& s1) {
     double t0 = 0.0, t1 = 0.0;
 #pragma omp simd reduction(+ : t0, t1)
     for (std::int64_t j = 0; j < n; ++j) {
@@ -157,19 +157,18 @@ FASTNPLM_INLINE inline void dot2(const double* __restrict a0, const double* __re
 
 // acc += u0 a0 + u1 a1.
 FASTNPLM_INLINE inline void axpy2(double* __restrict acc, double u0, const double* __restrict a0, double u1,
-                  const double* __restrict a1, std::int64_t n) {
+                                  const double* __restrict a1, std::int64_t n) {
 #pragma omp simd
     for (std::int64_t j = 0; j < n; ++j) acc[j] += u0 * a0[j] + u1 * a1[j];
 }
 
-FASTNPLM_HOT void rows_mv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
-                          double gamma, const double* v, double* out, double* row) {
+FASTNPLM_HOT void rows_mv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
+                          const double* v, double* out, double* row) {
     const std::int64_t mp = c.mp;
     for_row_pairs(
         x, r0, r1, c, gamma, row,
-        [&](std::int64_t i, const double* a0, const double* a1) FASTNPLM_INLINE {
-            dot2(a0, a1, v, mp, out[i], out[i + 1]);
-        },
+        [&](std::int64_t i, const double* a0, const double* a1)
+            FASTNPLM_INLINE { dot2(a0, a1, v, mp, out[i], out[i + 1]); },
         [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { out[i] = dot(a0, v, mp); });
 }
 
@@ -181,7 +180,7 @@ constexpr std::int64_t kCols = 8;
 
 // o[q] = sum_k a[k] v[k * bp + q] for one row, all bp columns (same per-element order as tile4).
 FASTNPLM_INLINE inline void dot_cols(const double* __restrict a, std::int64_t len, const double* v, std::int64_t bp,
-                     double* __restrict o) {
+                                     double* __restrict o) {
     std::fill(o, o + bp, 0.0);
     for (std::int64_t k = 0; k < len; ++k) {
         const double ak = a[k];
@@ -193,8 +192,8 @@ FASTNPLM_INLINE inline void dot_cols(const double* __restrict a, std::int64_t le
 
 // acc (b) += w expm1(row V) for one row of m entries; o is a bp-long scratch row. Each
 // column's sum over the row runs in index order, independent of the other columns.
-FASTNPLM_INLINE inline void row_expm1(const double* row, std::int64_t m, const double* v, std::int64_t b, std::int64_t bp,
-                      double w, double* __restrict acc, double* __restrict o) {
+FASTNPLM_INLINE inline void row_expm1(const double* row, std::int64_t m, const double* v, std::int64_t b,
+                                      std::int64_t bp, double w, double* __restrict acc, double* __restrict o) {
     dot_cols(row, m, v, bp, o);
 #pragma omp simd
     for (std::int64_t q = 0; q < b; ++q) acc[q] += w * detail::vexpm1(o[q]);
@@ -204,8 +203,8 @@ FASTNPLM_INLINE inline void row_expm1(const double* row, std::int64_t m, const d
 // columns from q0, accumulated in registers over k in order: each (row, column) value is the
 // one dot_cols computes for that row alone.
 FASTNPLM_INLINE inline void tile4(const double* a0, const double* a1, const double* a2, const double* a3,
-                                  std::int64_t len, const double* v, std::int64_t bp, std::int64_t q0,
-                                  double* o0, double* o1, double* o2, double* o3) {
+                                  std::int64_t len, const double* v, std::int64_t bp, std::int64_t q0, double* o0,
+                                  double* o1, double* o2, double* o3) {
     double s0[kCols] = {}, s1[kCols] = {}, s2[kCols] = {}, s3[kCols] = {};
     for (std::int64_t k = 0; k < len; ++k) {
         const double* __restrict vk = v + k * bp + q0;
@@ -235,8 +234,8 @@ FASTNPLM_INLINE inline void rows4_times(const double* a0, const double* a1, cons
 
 // The same over stored feature rows f_i, register-tiled (4 rows at a time); the last rows of
 // the range go one at a time.
-FASTNPLM_HOT void rows_features_expm1(MatrixView f, std::int64_t r0, std::int64_t r1, const double* v,
-                                      std::int64_t b, std::int64_t bp, const double* w, double* acc, double* o) {
+FASTNPLM_HOT void rows_features_expm1(MatrixView f, std::int64_t r0, std::int64_t r1, const double* v, std::int64_t b,
+                                      std::int64_t bp, const double* w, double* acc, double* o) {
     const std::int64_t r = f.cols;
     std::int64_t i = r0;
     for (; i + 4 <= r1; i += 4) {
@@ -252,8 +251,8 @@ FASTNPLM_HOT void rows_features_expm1(MatrixView f, std::int64_t r0, std::int64_
 }
 
 // accw (lower triangle, r x r, or nullptr) += wi phi phi^T; accg (r, or nullptr) += ui phi.
-FASTNPLM_INLINE inline void accumulate_gram(const double* __restrict phi, std::int64_t r, double wi, double ui, double* accw,
-                            double* accg) {
+FASTNPLM_INLINE inline void accumulate_gram(const double* __restrict phi, std::int64_t r, double wi, double ui,
+                                            double* accw, double* accg) {
     if (accw)
         for (std::int64_t a = 0; a < r; ++a) {
             const double wa = wi * phi[a];
@@ -270,10 +269,10 @@ FASTNPLM_INLINE inline void accumulate_gram(const double* __restrict phi, std::i
 
 // Projected features of rows [r0, r1): kernel rows four at a time, times g (m x rp), into
 // out_f and the Gram/gradient partials (lower triangle of accw, r x r; accg, r).
-FASTNPLM_HOT void rows_feature_project(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
-                                       double gamma, const double* g, std::int64_t r, std::int64_t rp,
-                                       const double* w, const double* u, double* out_f, double* accw,
-                                       double* accg, double* rows, double* o) {
+FASTNPLM_HOT void rows_feature_project(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
+                                       const double* g, std::int64_t r, std::int64_t rp, const double* w,
+                                       const double* u, double* out_f, double* accw, double* accg, double* rows,
+                                       double* o) {
     const std::int64_t mp = c.mp;
     for (std::int64_t i = r0; i < r1; i += 4) {
         const std::int64_t len = std::min<std::int64_t>(4, r1 - i);
@@ -316,20 +315,18 @@ FASTNPLM_HOT void rows_features_gram(MatrixView f, std::int64_t r0, std::int64_t
     }
 }
 
-FASTNPLM_HOT void rows_tmv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
-                           double gamma, const double* u, double* acc, double* row) {
+FASTNPLM_HOT void rows_tmv(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
+                           const double* u, double* acc, double* row) {
     const std::int64_t mp = c.mp;
     for_row_pairs(
         x, r0, r1, c, gamma, row,
-        [&](std::int64_t i, const double* a0, const double* a1) FASTNPLM_INLINE {
-            axpy2(acc, u[i], a0, u[i + 1], a1, mp);
-        },
+        [&](std::int64_t i, const double* a0, const double* a1)
+            FASTNPLM_INLINE { axpy2(acc, u[i], a0, u[i + 1], a1, mp); },
         [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { axpy(acc, u[i], a0, mp); });
 }
 
-FASTNPLM_HOT void rows_fused(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
-                             double gamma, const double* v, const double* w, double* acc,
-                             double* row) {
+FASTNPLM_HOT void rows_fused(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
+                             const double* v, const double* w, double* acc, double* row) {
     const std::int64_t mp = c.mp;
     for_row_pairs(
         x, r0, r1, c, gamma, row,
@@ -341,15 +338,14 @@ FASTNPLM_HOT void rows_fused(MatrixView x, std::int64_t r0, std::int64_t r1, con
         [&](std::int64_t i, const double* a0) FASTNPLM_INLINE { axpy(acc, w[i] * dot(a0, v, mp), a0, mp); });
 }
 
-
 // Feature pass over rows [r0, r1): panels of kPanel events, stored transposed (p[j * kPanel + r]
 // = feature j of event r) so every sweep below runs over events with unit stride:
 //   p = K T^{-1}   (forward substitution, column j of T at t + j * m)
 //   accw(a, b) += sum_r w_r p_a[r] p_b[r] (b <= a),  accg(a) += sum_r u_r p_a[r]
 // Rows past r1 in the last panel are zero and carry w = u = 0.
-FASTNPLM_HOT void rows_feature_gram(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c,
-                                    double gamma, const double* t, const double* w, const double* u,
-                                    double* accw, double* accg, double* row, double* p, double* q) {
+FASTNPLM_HOT void rows_feature_gram(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
+                                    const double* t, const double* w, const double* u, double* accw, double* accg,
+                                    double* row, double* p, double* q) {
     const std::int64_t m = c.m;
     for (std::int64_t base = r0; base < r1; base += kPanel) {
         const std::int64_t len = std::min(kPanel, r1 - base);
@@ -483,25 +479,31 @@ FASTNPLM_INLINE inline void for_column_tiles(std::int64_t bp, F&& f) {
     std::int64_t q0 = 0;
     for (; q0 + 32 <= bp; q0 += 32) f(std::integral_constant<int, 4>{}, q0);
     switch ((bp - q0) / 8) {
-        case 3: f(std::integral_constant<int, 3>{}, q0); break;
-        case 2: f(std::integral_constant<int, 2>{}, q0); break;
-        case 1: f(std::integral_constant<int, 1>{}, q0); break;
-        default: break;
+        case 3:
+            f(std::integral_constant<int, 3>{}, q0);
+            break;
+        case 2:
+            f(std::integral_constant<int, 2>{}, q0);
+            break;
+        case 1:
+            f(std::integral_constant<int, 1>{}, q0);
+            break;
+        default:
+            break;
     }
 }
 
 // Rows [r0, r1) of K^T diag(w) K V into acc (mp x bp). kr: kGramRows x mp scratch, y: kGramRows x bp.
 // mp is a multiple of 8 (so of 4); rows past r1 in the last chunk are zero with weight 0.
 FASTNPLM_HOT void rows_gram_mm(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
-                               const double* v, std::int64_t bp, const double* w, double* acc, double* kr,
-                               double* y) {
+                               const double* v, std::int64_t bp, const double* w, double* acc, double* kr, double* y) {
     const std::int64_t mp = c.mp;
     for (std::int64_t i0 = r0; i0 < r1; i0 += kGramRows) {
         const std::int64_t rows = std::min(kGramRows, r1 - i0);
         const std::int64_t rows4 = (rows + 3) / 4 * 4;
         std::int64_t r = 0;
-        for (; r + 1 < rows; r += 2) kernel_row2(x.row(i0 + r), x.row(i0 + r + 1), c, gamma, kr + r * mp,
-                                                kr + (r + 1) * mp);
+        for (; r + 1 < rows; r += 2)
+            kernel_row2(x.row(i0 + r), x.row(i0 + r + 1), c, gamma, kr + r * mp, kr + (r + 1) * mp);
         if (r < rows) kernel_row(x.row(i0 + r), c, gamma, kr + r * mp);
         std::fill(kr + rows * mp, kr + rows4 * mp, 0.0);
         std::fill(y, y + rows4 * bp, 0.0);
@@ -536,8 +538,8 @@ FASTNPLM_HOT void rows_mm_expm1(MatrixView x, std::int64_t r0, std::int64_t r1, 
         const std::int64_t rows = std::min(kGramRows, r1 - i0);
         const std::int64_t rows4 = (rows + 3) / 4 * 4;
         std::int64_t r = 0;
-        for (; r + 1 < rows; r += 2) kernel_row2(x.row(i0 + r), x.row(i0 + r + 1), c, gamma, kr + r * mp,
-                                                kr + (r + 1) * mp);
+        for (; r + 1 < rows; r += 2)
+            kernel_row2(x.row(i0 + r), x.row(i0 + r + 1), c, gamma, kr + r * mp, kr + (r + 1) * mp);
         if (r < rows) kernel_row(x.row(i0 + r), c, gamma, kr + r * mp);
         std::fill(kr + rows * mp, kr + rows4 * mp, 0.0);
         std::fill(y, y + rows4 * bp, 0.0);
@@ -559,8 +561,8 @@ FASTNPLM_HOT void rows_mm_expm1(MatrixView x, std::int64_t r0, std::int64_t r1, 
 
 void check_shapes(MatrixView x, MatrixView c) {
     if (x.cols != c.cols)
-        throw std::invalid_argument("kernel: points have " + std::to_string(x.cols) +
-                                    " features but centers have " + std::to_string(c.cols));
+        throw std::invalid_argument("kernel: points have " + std::to_string(x.cols) + " features but centers have " +
+                                    std::to_string(c.cols));
     if (c.rows < 1 || c.cols < 1) throw std::invalid_argument("kernel: need at least one center and one feature");
 }
 
@@ -568,28 +570,28 @@ class CpuKernelOps final : public KernelOps {
 public:
     explicit CpuKernelOps(int threads) : threads_(resolve_threads(threads)) {}
 
-    void kernel_block(MatrixView x, MatrixView c, double gamma, double* out,
-                      std::int64_t ld) const override {
+    void kernel_block(MatrixView x, MatrixView c, double gamma, double* out, std::int64_t ld) const override {
         check_shapes(x, c);
         const Centers ct = transpose_centers(c);
-        for_row_chunks(x.rows, [&](std::int64_t r0, std::int64_t r1, double* row) {
-            rows_block(x, r0, r1, ct, gamma, out, ld, row);
-        }, ct.mp);
+        for_row_chunks(
+            x.rows,
+            [&](std::int64_t r0, std::int64_t r1, double* row) { rows_block(x, r0, r1, ct, gamma, out, ld, row); },
+            ct.mp);
     }
 
-    void kernel_mv(MatrixView x, MatrixView c, double gamma, const double* v,
-                   double* out) const override {
+    void kernel_mv(MatrixView x, MatrixView c, double gamma, const double* v, double* out) const override {
         check_shapes(x, c);
         const Centers ct = transpose_centers(c);
         std::vector<double> vp(ct.mp, 0.0);
         std::copy(v, v + c.rows, vp.begin());
-        for_row_chunks(x.rows, [&](std::int64_t r0, std::int64_t r1, double* row) {
-            rows_mv(x, r0, r1, ct, gamma, vp.data(), out, row);
-        }, ct.mp);
+        for_row_chunks(
+            x.rows,
+            [&](std::int64_t r0, std::int64_t r1, double* row) { rows_mv(x, r0, r1, ct, gamma, vp.data(), out, row); },
+            ct.mp);
     }
 
-    void kernel_mm_expm1_sum(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
-                             const double* w, double* out) const override {
+    void kernel_mm_expm1_sum(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b, const double* w,
+                             double* out) const override {
         check_shapes(x, c);
         if (b < 1) throw std::invalid_argument("kernel_mm_expm1_sum: need at least one right-hand side");
         const Centers ct = transpose_centers(c);
@@ -602,9 +604,8 @@ public:
                       });
     }
 
-    void feature_project(MatrixView x, MatrixView c, double gamma, const double* g, std::int64_t r,
-                         const double* w, const double* u, double* out_f, double* out_w,
-                         double* out_g) const override {
+    void feature_project(MatrixView x, MatrixView c, double gamma, const double* g, std::int64_t r, const double* w,
+                         const double* u, double* out_f, double* out_w, double* out_g) const override {
         check_shapes(x, c);
         if (r < 1) throw std::invalid_argument("feature_project: need at least one feature column");
         const Centers ct = transpose_centers(c);
@@ -620,9 +621,9 @@ public:
 #pragma omp for schedule(dynamic, 1)
             for (std::int64_t gi = 0; gi < groups; ++gi) {
                 double* acc = reduce ? partial.data() + gi * (rr + r) : nullptr;
-                rows_feature_project(x, x.rows * gi / groups, x.rows * (gi + 1) / groups, ct, gamma, gp.data(), r,
-                                     rp, w, u, out_f, out_w ? acc : nullptr, out_g ? acc + rr : nullptr,
-                                     rows.data(), o.data());
+                rows_feature_project(x, x.rows * gi / groups, x.rows * (gi + 1) / groups, ct, gamma, gp.data(), r, rp,
+                                     w, u, out_f, out_w ? acc : nullptr, out_g ? acc + rr : nullptr, rows.data(),
+                                     o.data());
             }
         }
         if (out_w) sum_lower(partial.data(), groups, rr + r, r, out_w);
@@ -658,13 +659,13 @@ public:
         });
     }
 
-    void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u,
-                    double* out) const override {
+    void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u, double* out) const override {
         check_shapes(x, c);
         const Centers ct = transpose_centers(c);
-        reduce_groups(x.rows, ct.mp, ct.m, 2 * ct.mp, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
-            rows_tmv(x, r0, r1, ct, gamma, u, acc, row);
-        });
+        reduce_groups(x.rows, ct.mp, ct.m, 2 * ct.mp, out,
+                      [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
+                          rows_tmv(x, r0, r1, ct, gamma, u, acc, row);
+                      });
     }
 
     void kernel_fused(MatrixView x, MatrixView c, double gamma, const double* v, const double* w,
@@ -673,13 +674,14 @@ public:
         const Centers ct = transpose_centers(c);
         std::vector<double> vp(ct.mp, 0.0);
         std::copy(v, v + c.rows, vp.begin());
-        reduce_groups(x.rows, ct.mp, ct.m, 2 * ct.mp, out, [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
-            rows_fused(x, r0, r1, ct, gamma, vp.data(), w, acc, row);
-        });
+        reduce_groups(x.rows, ct.mp, ct.m, 2 * ct.mp, out,
+                      [&](std::int64_t r0, std::int64_t r1, double* acc, double* row) {
+                          rows_fused(x, r0, r1, ct, gamma, vp.data(), w, acc, row);
+                      });
     }
 
-    void kernel_gram_mm(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b,
-                        const double* w, double* out) const override {
+    void kernel_gram_mm(MatrixView x, MatrixView c, double gamma, const double* v, std::int64_t b, const double* w,
+                        double* out) const override {
         check_shapes(x, c);
         if (b < 1) throw std::invalid_argument("kernel_gram_mm: need at least one column");
         const Centers ct = transpose_centers(c);
@@ -705,8 +707,8 @@ public:
             }
     }
 
-    void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t, const double* w,
-                      const double* u, double* out_w, double* out_g) const override {
+    void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t, const double* w, const double* u,
+                      double* out_w, double* out_g) const override {
         check_shapes(x, c);
         const Centers ct = transpose_centers(c);
         const std::int64_t m = ct.m, mm = m * m;
@@ -719,8 +721,8 @@ public:
 #pragma omp for schedule(dynamic, 1)
             for (std::int64_t g = 0; g < groups; ++g) {
                 double* acc = partial.data() + g * (mm + m);
-                rows_feature_gram(x, x.rows * g / groups, x.rows * (g + 1) / groups, ct, gamma, t, w, u, acc,
-                                  acc + mm, row.data(), p.data(), q.data());
+                rows_feature_gram(x, x.rows * g / groups, x.rows * (g + 1) / groups, ct, gamma, t, w, u, acc, acc + mm,
+                                  row.data(), p.data(), q.data());
             }
         }
         std::fill(out_g, out_g + m, 0.0);
@@ -850,8 +852,7 @@ private:
         {
             std::vector<double> row(2 * mp);  // room for two kernel rows
 #pragma omp for schedule(dynamic, 1)
-            for (std::int64_t ch = 0; ch < nchunks; ++ch)
-                body(ch * chunk, std::min(n, (ch + 1) * chunk), row.data());
+            for (std::int64_t ch = 0; ch < nchunks; ++ch) body(ch * chunk, std::min(n, (ch + 1) * chunk), row.data());
         }
     }
 
@@ -906,8 +907,6 @@ int resolve_threads(int threads) {
 #endif
 }
 
-std::unique_ptr<KernelOps> make_cpu_ops(int threads) {
-    return std::make_unique<CpuKernelOps>(threads);
-}
+std::unique_ptr<KernelOps> make_cpu_ops(int threads) { return std::make_unique<CpuKernelOps>(threads); }
 
 }  // namespace fastnplm

@@ -173,7 +173,7 @@ std::vector<SharedFitResult> SharedReference::fit(const std::vector<MatrixView>&
         pack(cols, m, lb, sa);
         dense::trsm_upper_lanes(A_.data(), m_, false, sa.data(), lb, threads);  // sa = A^-1 d
         v = sa;
-        dense::trsm_upper_lanes(T_.data(), m_, false, v.data(), lb, threads);   // v = T^-1 sa
+        dense::trsm_upper_lanes(T_.data(), m_, false, v.data(), lb, threads);  // v = T^-1 sa
         // reference share K_R^T diag(w/4) K_R v of every active dataset, in one pass
         std::vector<double> vb(static_cast<size_t>(m * b));
         for (std::int64_t j = 0; j < m; ++j)

@@ -67,7 +67,8 @@ MlpTrainResult train_adam(MlpEpochsFactory make, const MlpShape& shape, MatrixVi
     const std::int64_t P = shape.n_params(), B = static_cast<std::int64_t>(data.size());
     if (B < 1) throw std::invalid_argument("mlp_train_adam: no networks (data list is empty)");
     if (params == nullptr) throw std::invalid_argument("mlp_train_adam: params is null");
-    if (!all_finite(params, B * P)) throw std::invalid_argument("mlp_train_adam: initial parameters contain NaN or inf");
+    if (!all_finite(params, B * P))
+        throw std::invalid_argument("mlp_train_adam: initial parameters contain NaN or inf");
     const bool resume = state != nullptr && !(state->m.empty() && state->v.empty());
     if (state != nullptr) {
         if (state->steps < 0) throw std::invalid_argument("mlp_train_adam: state.steps must be >= 0");

@@ -55,16 +55,16 @@
 namespace fastnplm {
 namespace {
 
-constexpr std::int64_t kBlock = 32;         // events per block (SIMD loops run over these)
+constexpr std::int64_t kBlock = 32;          // events per block (SIMD loops run over these)
 constexpr std::int64_t kGroupEvents = 2048;  // target events per group
 constexpr std::int64_t kMaxGroups = 64;
-constexpr std::int64_t kMaxHidden1 = 32;     // widest hidden layer the one-hidden-layer path takes
-constexpr std::int64_t kChunkBlocks = 4;     // blocks per chunk of the one-hidden-layer path
+constexpr std::int64_t kMaxHidden1 = 32;  // widest hidden layer the one-hidden-layer path takes
+constexpr std::int64_t kChunkBlocks = 4;  // blocks per chunk of the one-hidden-layer path
 
 struct Layout {
     std::int64_t d = 0, layers = 0, n_params = 0, hidden_total = 0, max_width = 0;
     std::vector<std::int64_t> in, out, w_off, b_off, act_off;  // per layer
-    bool one_hidden = false;  // d-h-1 with h <= kMaxHidden1: run_blocks_1h runs
+    bool one_hidden = false;                                   // d-h-1 with h <= kMaxHidden1: run_blocks_1h runs
 };
 
 Layout make_layout(const MlpShape& s, bool specialise = true) {
@@ -206,8 +206,10 @@ FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p
 #pragma omp simd
             for (std::int64_t e = 0; e < kBlock; ++e) {
                 T x;
-                if constexpr (std::is_same_v<T, float>) x = detail::vexpf<true>(-std::fabs(z[e]));
-                else x = detail::vexp(-std::fabs(z[e]));
+                if constexpr (std::is_same_v<T, float>)
+                    x = detail::vexpf<true>(-std::fabs(z[e]));
+                else
+                    x = detail::vexp(-std::fabs(z[e]));
                 exj[e] = x;
                 pj[e] = j == 0 ? T(1) + x : pp[e] * (T(1) + x);
             }
@@ -276,7 +278,6 @@ template <class T>
 FASTNPLM_INLINE inline void block_sum_acc(const T* __restrict a, double* __restrict acc) {
     block_dot_acc<T>(a, nullptr, acc);
 }
-
 
 // Loss and lane-wise gradient of one network (params pt, in T) over nb blocks of transposed
 // events xs with slot weights wt / w (reference weights, or 1 for data events; 0 on padding).
@@ -403,7 +404,8 @@ FASTNPLM_INLINE inline void run_blocks_1h(const Layout& L, const T* __restrict p
             if (kRef) {
                 V ef;
                 if constexpr (std::is_same_v<T, float>)  // beyond 88: inf (the exp's upper clamp is not needed)
-                    ef = f > 88.0f ? detail::splat<V>(std::numeric_limits<float>::infinity()) : detail::vexp_simd<true>(f);
+                    ef = f > 88.0f ? detail::splat<V>(std::numeric_limits<float>::infinity())
+                                   : detail::vexp_simd<true>(f);
                 else
                     ef = detail::vexp_simd(f);
                 q = wv * ef;
@@ -473,9 +475,12 @@ FASTNPLM_INLINE inline void group_pass_impl(const Layout& L, const EventBlocks<T
             // 1.97 vs 3.01)
             const std::int64_t d = L.d, h = L.out[0];
             T* cb = s.chunk.data();
-            if (h == 4 && d == 1) run_blocks_1h<T, kRef, kGrad, kLoss, 1, 4>(L, pt, xs, b1 - b0, wt, w, acc, cb);
-            else if (h == 4) run_blocks_1h<T, kRef, kGrad, kLoss, 0, 4>(L, pt, xs, b1 - b0, wt, w, acc, cb);
-            else run_blocks_1h<T, kRef, kGrad, kLoss>(L, pt, xs, b1 - b0, wt, w, acc, cb);
+            if (h == 4 && d == 1)
+                run_blocks_1h<T, kRef, kGrad, kLoss, 1, 4>(L, pt, xs, b1 - b0, wt, w, acc, cb);
+            else if (h == 4)
+                run_blocks_1h<T, kRef, kGrad, kLoss, 0, 4>(L, pt, xs, b1 - b0, wt, w, acc, cb);
+            else
+                run_blocks_1h<T, kRef, kGrad, kLoss>(L, pt, xs, b1 - b0, wt, w, acc, cb);
             for (std::int64_t j = kGrad ? 0 : P; j <= (kLoss ? P : P - 1); ++j) {
                 double a = 0.0;
                 for (std::int64_t e = 0; e < N; ++e) a += acc[j * N + e];
@@ -509,9 +514,9 @@ FASTNPLM_INLINE inline void group_pass_impl(const Layout& L, const EventBlocks<T
 // grad and loss: which of the two the pass computes (at least one); the loss costs a few
 // instructions per event, so the training loop asks for it only on the epochs it records.
 template <class T>
-FASTNPLM_INLINE inline void group_pass_t(const Layout& L, const EventBlocks<T>& ev, std::int64_t b0, std::int64_t b1, bool ref,
-                             bool grad, bool loss, const double* params, const std::int64_t* nets, std::int64_t n_nets,
-                             double* out, std::int64_t out_stride, Scratch<T>& s) {
+FASTNPLM_INLINE inline void group_pass_t(const Layout& L, const EventBlocks<T>& ev, std::int64_t b0, std::int64_t b1,
+                                         bool ref, bool grad, bool loss, const double* params, const std::int64_t* nets,
+                                         std::int64_t n_nets, double* out, std::int64_t out_stride, Scratch<T>& s) {
     auto run = [&](auto kref, auto kgrad, auto kloss) FASTNPLM_INLINE {
         group_pass_impl<T, decltype(kref)::value, decltype(kgrad)::value, decltype(kloss)::value>(
             L, ev, b0, b1, params, nets, n_nets, out, out_stride, s);
@@ -519,13 +524,19 @@ FASTNPLM_INLINE inline void group_pass_t(const Layout& L, const EventBlocks<T>& 
     using Y = std::true_type;
     using N = std::false_type;
     if (ref) {
-        if (!grad) run(Y{}, N{}, Y{});
-        else if (loss) run(Y{}, Y{}, Y{});
-        else run(Y{}, Y{}, N{});
+        if (!grad)
+            run(Y{}, N{}, Y{});
+        else if (loss)
+            run(Y{}, Y{}, Y{});
+        else
+            run(Y{}, Y{}, N{});
     } else {
-        if (!grad) run(N{}, N{}, Y{});
-        else if (loss) run(N{}, Y{}, Y{});
-        else run(N{}, Y{}, N{});
+        if (!grad)
+            run(N{}, N{}, Y{});
+        else if (loss)
+            run(N{}, Y{}, Y{});
+        else
+            run(N{}, Y{}, N{});
     }
 }
 
@@ -606,15 +617,17 @@ struct MlpPass::Impl {
         if (w == nullptr) throw std::invalid_argument("mlp: reference weights are missing");
         if (d.empty()) throw std::invalid_argument("mlp: no networks (data list is empty)");
         for (std::size_t b = 0; b < d.size(); ++b) check_events(d[b], L.d, "data set " + std::to_string(b));
-        if (precision == MlpPrecision::float32) f32 = std::make_unique<EventSets<float>>(reference, w, d);
-        else f64 = std::make_unique<EventSets<double>>(reference, w, d);
+        if (precision == MlpPrecision::float32)
+            f32 = std::make_unique<EventSets<float>>(reference, w, d);
+        else
+            f64 = std::make_unique<EventSets<double>>(reference, w, d);
         ref_groups = n_groups((reference.rows + kBlock - 1) / kBlock);
         for (const MatrixView& x : d) data_groups.push_back(n_groups((x.rows + kBlock - 1) / kBlock));
     }
 
     template <class T>
-    void run(const EventSets<T>& ev, const double* params, const std::int64_t* nets, std::int64_t n_nets,
-             double* loss, double* grad) const;
+    void run(const EventSets<T>& ev, const double* params, const std::int64_t* nets, std::int64_t n_nets, double* loss,
+             double* grad) const;
 };
 
 template <class T>
@@ -626,7 +639,8 @@ void MlpPass::Impl::run(const EventSets<T>& ev, const double* params, const std:
     std::vector<std::int64_t> first(n_nets + 1, 0);
     for (std::int64_t i = 0; i < n_nets; ++i) first[i + 1] = first[i] + data_groups[nets[i]];
     const std::int64_t n_tasks = gr + first[n_nets];
-    std::vector<double> ref_part(static_cast<size_t>(gr * n_nets * W)), data_part(static_cast<size_t>(first[n_nets] * W));
+    std::vector<double> ref_part(static_cast<size_t>(gr * n_nets * W)),
+        data_part(static_cast<size_t>(first[n_nets] * W));
 #pragma omp parallel num_threads(threads) if (n_tasks > 1 && threads > 1)
     {
         Scratch<T> s(L);
@@ -675,9 +689,12 @@ std::int64_t MlpPass::n_params() const { return impl_->L.n_params; }
 
 void MlpPass::run(const double* params, const std::int64_t* nets, std::int64_t n_nets, double* loss,
                   double* grad) const {
-    if (loss == nullptr && grad == nullptr) throw std::invalid_argument("MlpPass::run: neither loss nor grad is wanted");
-    if (impl_->f32) impl_->run(*impl_->f32, params, nets, n_nets, loss, grad);
-    else impl_->run(*impl_->f64, params, nets, n_nets, loss, grad);
+    if (loss == nullptr && grad == nullptr)
+        throw std::invalid_argument("MlpPass::run: neither loss nor grad is wanted");
+    if (impl_->f32)
+        impl_->run(*impl_->f32, params, nets, n_nets, loss, grad);
+    else
+        impl_->run(*impl_->f64, params, nets, n_nets, loss, grad);
 }
 
 namespace {
@@ -741,7 +758,8 @@ public:
 
     void final_loss(double* loss) override {
         std::fill(loss, loss + B_, std::numeric_limits<double>::quiet_NaN());
-        if (!active_.empty()) pass_.run(params_, active_.data(), static_cast<std::int64_t>(active_.size()), loss, nullptr);
+        if (!active_.empty())
+            pass_.run(params_, active_.data(), static_cast<std::int64_t>(active_.size()), loss, nullptr);
     }
 
     void results(double* params, std::uint8_t* finite, std::int64_t* epochs_done, double* history) override {
@@ -812,11 +830,20 @@ FASTNPLM_HOT float exp_floor_chunk(const float* x, std::int64_t nv, int k) {
     float s = 0;
     for (; k >= 5; k -= 5) s += exp_floor_sweep<5>(x, nv);
     switch (k) {
-        case 1: s += exp_floor_sweep<1>(x, nv); break;
-        case 2: s += exp_floor_sweep<2>(x, nv); break;
-        case 3: s += exp_floor_sweep<3>(x, nv); break;
-        case 4: s += exp_floor_sweep<4>(x, nv); break;
-        default: break;
+        case 1:
+            s += exp_floor_sweep<1>(x, nv);
+            break;
+        case 2:
+            s += exp_floor_sweep<2>(x, nv);
+            break;
+        case 3:
+            s += exp_floor_sweep<3>(x, nv);
+            break;
+        case 4:
+            s += exp_floor_sweep<4>(x, nv);
+            break;
+        default:
+            break;
     }
     return s;
 }
@@ -824,11 +851,13 @@ FASTNPLM_HOT float exp_floor_chunk(const float* x, std::int64_t nv, int k) {
 }  // namespace
 
 double mlp_exp_floor_ms(std::int64_t n_events, int exps_per_event, int threads, int repeats) {
-    if (n_events < 8) throw std::invalid_argument("mlp_exp_floor_ms: n_events must be >= 8, got " + std::to_string(n_events));
+    if (n_events < 8)
+        throw std::invalid_argument("mlp_exp_floor_ms: n_events must be >= 8, got " + std::to_string(n_events));
     if (exps_per_event < 1 || exps_per_event > 1024)
         throw std::invalid_argument("mlp_exp_floor_ms: exps_per_event must be in [1, 1024], got " +
                                     std::to_string(exps_per_event));
-    if (repeats < 1) throw std::invalid_argument("mlp_exp_floor_ms: repeats must be >= 1, got " + std::to_string(repeats));
+    if (repeats < 1)
+        throw std::invalid_argument("mlp_exp_floor_ms: repeats must be >= 1, got " + std::to_string(repeats));
     const std::int64_t nv = n_events / 8;
     std::vector<float> x(static_cast<size_t>(8 * nv));
     for (std::int64_t i = 0; i < 8 * nv; ++i) x[i] = static_cast<float>(i % 997) * 0.005f;  // in [0, 5)
@@ -851,8 +880,8 @@ double mlp_exp_floor_ms(std::int64_t n_events, int exps_per_event, int threads, 
 }
 
 void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
-                   int threads, MlpPrecision precision) {
+                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad, int threads,
+                   MlpPrecision precision) {
     const detail::MlpPass pass(shape, reference, reference_weights, data, threads, precision);
     std::vector<std::int64_t> all(data.size());
     for (std::size_t b = 0; b < all.size(); ++b) all[b] = static_cast<std::int64_t>(b);

@@ -25,8 +25,8 @@ inline bool all_finite(const double* v, std::int64_t n) {
 /// v <- beta2 v + c2 g^2, p <- clip(p - step_size * m / (sqrt(v) / bc2_sqrt + eps)).
 struct AdamStep {
     double c1 = 0, c2 = 0, beta2 = 0, eps = 0, clip = 0, step_size = 0, bc2_sqrt = 0;
-    std::int64_t epoch = 0;   ///< 0-based; an updated network's epochs_done becomes epoch + 1
-    std::int64_t record = -1; ///< history column that receives the pre-update loss, or -1
+    std::int64_t epoch = 0;    ///< 0-based; an updated network's epochs_done becomes epoch + 1
+    std::int64_t record = -1;  ///< history column that receives the pre-update loss, or -1
 };
 
 /// The MLP epoch primitive: B networks' parameters, Adam moments, stop flags and loss

@@ -31,7 +31,8 @@ std::uint64_t fnv1a(const unsigned char* p, std::size_t n) {
 
 void require_finite(const double* v, std::size_t n, const char* what) {
     for (std::size_t i = 0; i < n; ++i)
-        if (!std::isfinite(v[i])) throw std::invalid_argument(std::string("model: ") + what + " has a non-finite value");
+        if (!std::isfinite(v[i]))
+            throw std::invalid_argument(std::string("model: ") + what + " has a non-finite value");
 }
 
 class Writer {
@@ -220,11 +221,11 @@ Model Model::load(const std::string& path) {
     } else {
         const auto k = r.count("hidden layer count");
         m.shape_.d = m.d_;
-        for (std::uint64_t i = 0; i < k; ++i) m.shape_.hidden.push_back(static_cast<std::int64_t>(r.count("hidden width")));
+        for (std::uint64_t i = 0; i < k; ++i)
+            m.shape_.hidden.push_back(static_cast<std::int64_t>(r.count("hidden width")));
         m.params_ = r.reals(static_cast<std::uint64_t>(m.shape_.n_params()), "network parameters");
     }
-    if (r.pos() != b.size() - 8)
-        r.fail(std::to_string(b.size() - 8 - r.pos()) + " unexpected bytes before the hash");
+    if (r.pos() != b.size() - 8) r.fail(std::to_string(b.size() - 8 - r.pos()) + " unexpected bytes before the hash");
     return m;
 }
 

@@ -36,8 +36,8 @@ int fit(const std::string& path) {
     fastnplm::KernelFitOptions o;
     o.sigma = 0.5;
     o.penalties = {1e-6};
-    const auto r = fastnplm::fit_kernel_nplm({ref.data(), nr, 1}, w.data(), {dat.data(), nd, 1},
-                                             {ctr.data(), m, 1}, nullptr, o);
+    const auto r =
+        fastnplm::fit_kernel_nplm({ref.data(), nr, 1}, w.data(), {dat.data(), nd, 1}, {ctr.data(), m, 1}, nullptr, o);
     fastnplm::Model model = fastnplm::Model::kernel({ctr.data(), m, 1}, r.alpha.data(), o.sigma);
     model.set_metadata("{\"source\": \"examples/cpp/embed.cpp\", \"t\": " + std::to_string(r.t) + "}");
     model.save(path);

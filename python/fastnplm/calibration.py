@@ -5,43 +5,33 @@ reference, N ~ Poisson(N(R)) events each, fitted exactly as observed data are. T
 randomness is a function of (seed, k) only, so results do not depend on how many toys ran
 before, in what order, or how the run was split and resumed.
 
-Two paths compute the same estimator: one plain ``fit`` per toy and width, and the
-shared-reference path of ``_spectral`` (chosen by a cost model when the model allows it).
-Blocks of toys run in this process or on a dask cluster. Statistics: ``Calibration``
-(p-value, Z, chi2 fit), ``power`` and ``aggregate`` (multiple testing across widths).
+The toys themselves (their data, the path that fits them, blocks run here or on dask) are
+``_toys``; the resumable store is ``_store``. Here: ``calibrate``, which runs them, and the
+statistics of the result: ``Calibration`` (p-value, Z, chi2 fit), ``power``, ``aggregate``
+(multiple testing across widths) and ``verdict``.
 """
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
 import sys
-import threading
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import special, stats
 
 from . import _checks
-from ._stats import ToyNull, clopper_pearson
-from . import _spectral
-from ._shared import SharedSolver
 from ._info import BACKENDS, resolve_backend
-from .kernel import HESSIAN_MODES, ConvergenceWarning, KernelNPLM, sigma_heuristic
+from ._stats import ToyNull, clopper_pearson
+from ._store import NEURAL_KEYS, STORE_VERSION, fingerprint, nuisance_spec, open_store, read_store, store_header  # noqa: F401
+from ._toys import Toys, choose_path, run_blocks, toy_rng  # noqa: F401  (toy_rng: public here)
+from .kernel import KernelNPLM, sigma_heuristic
 from .neural import NeuralNPLM
-from .nuisance import Nuisance, fit_kernel_with_nuisances, fit_neural_with_nuisances
+from .nuisance import Nuisance
 
 log = logging.getLogger("fastnplm")
-
-STORE_VERSION = 1
-
-
-def toy_rng(seed: int, k: int) -> np.random.Generator:
-    """The random stream of toy k: a function of (seed, k) only."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), int(k)]))
 
 
 @dataclass
@@ -110,7 +100,7 @@ class Calibration:
             raise ValueError("this Calibration does not record its model")
         if spec.get("kind") == "neural":
             return NeuralNPLM(threads=threads, backend=spec.get("backend", "cpu"),
-                              **{k: spec[k] for k in _NEURAL_KEYS if k in spec})
+                              **{k: spec[k] for k in NEURAL_KEYS if k in spec})
         if spec.get("centers") == "given":
             raise ValueError("the toys used given centers, which the store does not hold: build "
                              f"KernelNPLM(centers=..., hessian={spec['hessian']!r}, ...) yourself")
@@ -285,58 +275,6 @@ def power(t_signal, cal: Calibration, z: float = 2.0, sigma_index=None) -> dict:
             "interval": got[f"Z={z:g}"]["interval"], "signal_toys": int(ts.size), "z": z}
 
 
-_MODEL_KEYS = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian",
-               "center_pool", "spectral_tol")
-_NEURAL_KEYS = ("hidden", "clip", "epochs", "lr", "seed", "optimizer", "beta1", "beta2", "eps", "dtype")
-
-
-def _model_spec(model, path) -> dict:
-    if isinstance(model, NeuralNPLM):
-        spec = {"kind": "neural", **{k: getattr(model, k) for k in _NEURAL_KEYS}}
-        if model._backend() == "cuda":
-            spec["backend"] = "cuda"  # toys fitted on the device: resume and refit there too
-        return spec
-    spec = {k: getattr(model, k) for k in _MODEL_KEYS}
-    if resolve_backend(model.backend) == "cuda":
-        spec["backend"] = "cuda"
-    spec["centers"] = None if model.centers is None else "given"
-    if path in ("spectral", "shared"):
-        spec["hessian"] = path  # the solver the toys (and so the observed data) go through
-    return spec
-
-
-def _fingerprint(model, reference, pool, n_expected, sigmas, seed, path, n_reference, nuisances=None,
-                 nu_true=None) -> dict:
-    """What a store's toys depend on; a store written with anything else is refused."""
-    h = hashlib.sha256()
-    for arr in (reference, pool):
-        if callable(arr):
-            h.update(repr(arr).encode())
-        else:
-            h.update(np.ascontiguousarray(arr).tobytes())
-    if getattr(model, "centers", None) is not None:
-        h.update(np.ascontiguousarray(model.centers).tobytes())
-    out = {"version": STORE_VERSION, "model": _model_spec(model, path), "sigmas": list(sigmas),
-           "n_expected": float(n_expected), "seed": int(seed), "path": path, "data_sha256": h.hexdigest()}
-    if n_reference is not None:
-        out["n_reference"] = int(n_reference)  # a reference generator: each toy draws this many events
-    if nuisances:
-        out["nuisances"] = nuisance_spec(nuisances)
-        out["nu_true"] = dict(nu_true or {})
-    return json.loads(json.dumps(out))
-
-
-def nuisance_spec(nuisances) -> list:
-    """How a store records its nuisances (names, widths, kinds, central values, a hash of the
-    shape coefficients): the data must be fitted with the same ones."""
-    return json.loads(json.dumps([
-        {"name": x.name, "sigma": x.sigma, "kind": x.kind, "central": x.central,
-         "coefficients_sha256": None if x.coefficients is None else hashlib.sha256(
-             np.ascontiguousarray(x.coefficients.a).tobytes()
-             + np.ascontiguousarray(x.coefficients.centers).tobytes()).hexdigest()}
-        for x in nuisances]))
-
-
 def load_calibration(path) -> Calibration:
     """The calibration recorded in a store file (its finished toys, in toy order)."""
     with open(path, "rb") as fh:
@@ -349,7 +287,7 @@ def load_calibration(path) -> Calibration:
         raise ValueError(f"{path!r} is not a fastnplm calibration store: {err}") from None
     if not isinstance(header, dict) or header.get("version") != STORE_VERSION:
         raise ValueError(f"{path!r} is not a fastnplm calibration store (version {STORE_VERSION})")
-    recs = _read_store(path, header)
+    recs = read_store(path, header)
     if not recs:
         raise ValueError(f"{path!r} holds no finished toys")
     return _calibration([recs[k] for k in sorted(recs)], header)
@@ -366,197 +304,6 @@ def _calibration(recs, header, models=None) -> Calibration:
                        "nu_tau": [r.get("nu_tau") for r in recs], "nu_delta": [r.get("nu_delta") for r in recs],
                        "auxiliary": [r.get("auxiliary") for r in recs]}
     return cal
-
-
-def _store_header(path):
-    """The header of an existing store, or None."""
-    if path is None or not os.path.exists(path):
-        return None
-    with open(path, "rb") as fh:
-        first = fh.readline()
-    if not first.strip():
-        return None
-    try:
-        header = json.loads(first)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path!r} is not a fastnplm calibration store: {err}") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{path!r} is not a fastnplm calibration store")
-    return header
-
-
-def _read_store(path, header):
-    """Finished toys of a store; a torn last line is dropped, other settings are refused."""
-    records = {}
-    stored = _store_header(path)
-    if stored is None:
-        return records
-    if stored != header:
-        raise ValueError(f"store {path!r} was written with other settings (model, widths, data, n_expected "
-                         f"or seed); use a new store path.\n stored: {stored}\n now:    {header}")
-    with open(path, "rb") as fh:
-        lines = fh.read().split(b"\n")
-    for line in lines[1:]:
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            log.warning("store %s: dropping a partial record (interrupted write)", path)
-            continue
-        records[rec["k"]] = rec
-    return records
-
-
-class _Toys:
-    """Everything a block of toys needs, picklable (it travels to dask workers once)."""
-
-    def __init__(self, models, reference, n_reference, pool, n_exp, seed, d, path, nuisances=None, nu_true=None):
-        self.models, self.reference, self.n_reference = models, reference, n_reference
-        self.pool, self.n_exp, self.seed, self.d, self.path = pool, n_exp, seed, d, path
-        self.nuisances, self.nu_true = nuisances, nu_true
-        self._shared, self._lock = {}, threading.Lock()
-
-    def __getstate__(self):  # the per-process spectral state is rebuilt where the job lands
-        return {k: v for k, v in self.__dict__.items() if k not in ("_shared", "_lock")}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._shared, self._lock = {}, threading.Lock()
-
-    def draw(self, k):
-        """Toy k's events (Poisson(N(R)) of them, from the pool without replacement or the
-        generator) and, for a reference generator, its fresh reference: from toy_rng(seed, k)."""
-        rng = toy_rng(self.seed, k)
-        n_exp = self.n_exp
-        if self.nu_true:  # normalisation nuisances scale the expected yield by e^nu*
-            n_exp *= np.exp(sum(self.nu_true[x.name] for x in self.nuisances if x.kind == "normalization"))
-        n = int(rng.poisson(n_exp))
-        if n == 0:
-            data = np.empty((0, self.d))
-        elif callable(self.pool):
-            made = self.pool(rng, n, dict(self.nu_true)) if self.nu_true else self.pool(rng, n)
-            data = _checks.as_events(made, "pool(rng, n)", d=self.d)
-            if data.shape[0] != n:
-                raise ValueError(f"pool(rng, n) returned {data.shape[0]} events, expected n={n}")
-        else:
-            if n > self.pool.shape[0]:
-                raise ValueError(f"toy {k} needs {n} events but the pool has {self.pool.shape[0]}")
-            data = self.pool[rng.choice(self.pool.shape[0], size=n, replace=False)]
-        ref = self.reference
-        if callable(ref):
-            ref = _checks.as_events(ref(rng, self.n_reference), "reference(rng, n)", d=self.d)
-        extra = int(rng.integers(2**63))  # a network's initialisation seed
-        if self.nuisances:  # the auxiliary measurements of this toy: A ~ N(nu*, sigma)
-            extra = {x.name: float(rng.normal(self.nu_true.get(x.name, 0.0) if self.nu_true else 0.0, x.sigma))
-                     for x in self.nuisances}
-        return data, ref, extra
-
-    def shared(self, j):
-        """The shared-reference state of width j (spectral or shared path), built once per process
-        that runs this job."""
-        with self._lock:
-            if j not in self._shared:
-                m, ref = self.models[j], self.reference
-                w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
-                centers, center_w = m._centers(ref, ref[:1], w)  # data-independent centers: data unused
-                if self.path == "shared":
-                    self._shared[j] = SharedSolver(centers, center_w, m.sigma, m.lam, ref, w, m.cg_tol, m.max_iter,
-                                                   m.threads)
-                else:
-                    self._shared[j] = _spectral.SpectralReference(centers, center_w, m.sigma, m.lam, ref, w,
-                                                                  m.cg_tol, m.max_iter, m.threads, m.spectral_tol,
-                                                                  backend=resolve_backend(m.backend))
-            return self._shared[j]
-
-    def groups(self, ks):
-        """Records of toys ks (t, convergence and CG iterations or epochs at every width), in
-        groups as they complete: one toy at a time on the plain path, the block on the others
-        (whose toys share a pass over the reference)."""
-        s = len(self.models)
-        drawn = {k: self.draw(k) for k in ks}
-        recs = {k: {"k": k, "seed": int(self.seed), "n": int(drawn[k][0].shape[0]), "t": [0.0] * s,
-                    "converged": [True] * s, "cg_iterations": [0] * s} for k in ks}  # no events: f = 0, t = 0
-        busy = [k for k in ks if drawn[k][0].shape[0] > 0]
-        idle = [recs[k] for k in ks if k not in busy]
-        if idle:
-            yield idle
-        if not busy:
-            return
-        if self.nuisances:  # tau, Delta and t per toy, with its own auxiliary values
-            for k in busy:
-                for j, m in enumerate(self.models):
-                    data, ref, aux = drawn[k]
-                    w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
-                    if isinstance(m, NeuralNPLM):
-                        r = fit_neural_with_nuisances(m, ref, data, w, self.nuisances, aux)
-                    else:
-                        centers, center_w = m._centers(ref, data, w)
-                        shared = self.shared(j) if self.path == "spectral" else None
-                        r = fit_kernel_with_nuisances(m, ref, data, w, centers, center_w, m.sigma, self.nuisances,
-                                                      aux, shared=shared)
-                    recs[k]["t"][j], recs[k]["converged"][j] = r.t, r.converged
-                    recs[k]["cg_iterations"][j] = r.newton_iterations
-                    recs[k].setdefault("tau", [0.0] * s)[j] = r.tau
-                    recs[k].setdefault("delta", [0.0] * s)[j] = r.delta
-                    recs[k].setdefault("nu_tau", [None] * s)[j] = r.nu_tau
-                    recs[k].setdefault("nu_delta", [None] * s)[j] = r.nu_delta
-                    recs[k]["auxiliary"] = aux
-                yield [recs[k]]
-            return
-        if self.path == "plain" and not isinstance(self.models[0], NeuralNPLM):
-            for k in busy:
-                for j, m in enumerate(self.models):
-                    with warnings.catch_warnings():  # recorded per toy instead
-                        warnings.simplefilter("ignore", ConvergenceWarning)
-                        r = m.fit(drawn[k][1], drawn[k][0], n_expected=self.n_exp)
-                    recs[k]["t"][j], recs[k]["converged"][j] = r.t, bool(r.converged)
-                    recs[k]["cg_iterations"][j] = int(sum(r.cg_iterations))
-                yield [recs[k]]
-            return
-        for j, m in enumerate(self.models):
-            if isinstance(m, NeuralNPLM):  # the toys of the block trained together, the reference read once
-                for sub in ([busy] if not callable(self.reference) else [[k] for k in busy]):
-                    res = m.fit_batch(drawn[sub[0]][1], [drawn[k][0] for k in sub], n_expected=self.n_exp,
-                                      seeds=[drawn[k][2] for k in sub])
-                    for k, r in zip(sub, res):
-                        recs[k]["t"][j], recs[k]["converged"][j] = float(r.t), bool(r.converged)
-                        recs[k]["cg_iterations"][j] = int(r.epochs_done)
-            else:
-                for k, (t, conv, iters) in zip(busy, self.shared(j).t_batch([drawn[k][0] for k in busy])):
-                    recs[k]["t"][j], recs[k]["converged"][j], recs[k]["cg_iterations"][j] = \
-                        float(t), bool(conv), int(iters)
-        yield [recs[k] for k in busy]
-
-
-def _run_block(toys: _Toys, ks):
-    return [rec for group in toys.groups(ks) for rec in group]
-
-
-def _choose_path(models, n_ref, n_exp, d, toys, fast, generator):
-    """'spectral' or 'shared' (toys sharing the reference's work) or 'plain' (one fit per toy and
-    width), by the cost model."""
-    applicable = not generator and all(
-        isinstance(m, KernelNPLM) and m.solver == "newton-step" and len(m.penalties) == 1 and m.lam > 0
-        and m.shared_centers for m in models)
-    if fast and not applicable:
-        raise ValueError("fast=True needs a single-penalty newton-step model with lam > 0 and centers "
-                         "independent of the data (center_pool other than 'pooled', or given centers), and a "
-                         "reference sample (not a generator)")
-    if fast is False or not applicable:
-        return "plain"
-    for mode in ("spectral", "shared"):  # (only kernel models get here)
-        if any(m.hessian == mode for m in models):
-            return mode
-    cpu = all(resolve_backend(m.backend) == "cpu" for m in models)
-    cost = {"spectral": 0.0, "shared": 0.0 if cpu else float("inf"), "plain": 0.0 if not fast else float("inf")}
-    for m in models:
-        dense = m.hessian == "dense" or (m.hessian == "auto" and m.M <= HESSIAN_MODES["auto"])
-        cost["spectral"] += _spectral.spectral_seconds(m.M, n_ref, n_exp, d, toys)
-        cost["shared"] += _spectral.shared_seconds(m.M, n_ref, n_exp, d, toys)
-        cost["plain"] += _spectral.plain_seconds(m.M, n_ref, n_exp, d, toys, dense)
-    log.info("calibrate cost model (single-thread seconds): %s", {k: f"{v:.3g}" for k, v in cost.items()})
-    return min(cost, key=cost.get)
 
 
 def _progress_bar(progress, total, initial):
@@ -698,31 +445,31 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
         if not sigmas:
             raise ValueError("sigmas is empty")
         models = [_with_sigma(model, s) for s in sigmas]
-    path = _choose_path(models, n_reference or ref.shape[0], n_exp, d, toys, fast, generator)
+    path = choose_path(models, n_reference or ref.shape[0], n_exp, d, toys, fast, generator)
     if nuisances and path in ("plain", "shared") and fast is None and not generator and all(
             isinstance(m, KernelNPLM) and m.shared_centers for m in models):
         path = "spectral"  # nuisance fits always work in the spectral features: share them
 
-    header = _fingerprint(model, reference if generator else ref, pool if callable(pool) else pool_arr, n_exp,
+    header = fingerprint(model, reference if generator else ref, pool if callable(pool) else pool_arr, n_exp,
                           sigmas, seed, path, n_reference, nuisances, nu_true)
-    stored = _store_header(store)
+    stored = store_header(store)
     if stored is not None and fast is None and stored.get("path") != path:
         # resume the way the store was started: the cost model may choose otherwise for another toys count
         alt = {**header, "path": stored.get("path"), "model": {**header["model"], "hessian": stored["model"]["hessian"]}}
         if stored == alt:
             path, header = stored["path"], alt
             log.info("store %s: resuming on the %s path it was started with", store, path)
-    done = _read_store(store, header) if store is not None else {}
+    done = read_store(store, header) if store is not None else {}
     if path in ("spectral", "shared") and not nuisances:
         models = [_with_sigma(m, m.sigma, hessian=path) for m in models]
     todo = [k for k in range(toys) if k not in done]
-    job = _Toys(models, reference if generator else ref, n_reference, pool if callable(pool) else pool_arr, n_exp,
+    job = Toys(models, reference if generator else ref, n_reference, pool if callable(pool) else pool_arr, n_exp,
                 seed, d, path, nuisances, nu_true)
     blocks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
     bar = _progress_bar(progress, toys, toys - len(todo))
-    fh = _open_store(store, header) if store is not None else None
+    fh = open_store(store, header) if store is not None else None
     try:
-        for recs in _blocks(job, blocks, executor):
+        for recs in run_blocks(job, blocks, executor):
             for rec in recs:
                 done[rec["k"]] = rec
                 if fh is not None:
@@ -761,35 +508,3 @@ def _with_backend(model, backend):
     return _with_sigma(model, model.sigma, backend=backend)
 
 
-def _open_store(store, header):
-    new = not os.path.exists(store) or os.path.getsize(store) == 0
-    fh = open(store, "ab")
-    if new:
-        fh.write((json.dumps(header) + "\n").encode())
-        fh.flush()
-        os.fsync(fh.fileno())
-    else:  # a torn last line must not glue itself to the next record (blank lines are skipped)
-        fh.write(b"\n")
-    return fh
-
-
-def _blocks(job: _Toys, blocks, executor):
-    """Records of each block, locally in order, or from a dask cluster as blocks complete."""
-    if executor is None:
-        for ks in blocks:
-            yield from job.groups(ks)
-        return
-    try:
-        from distributed import as_completed
-    except ImportError:
-        raise ImportError("executor= needs dask.distributed: pip install fastnplm[dask]") from None
-    if not blocks:
-        return
-    shared = executor.scatter(job, broadcast=True)
-    futures = [executor.submit(_run_block, shared, ks, pure=False) for ks in blocks]
-    try:
-        for fut in as_completed(futures):
-            yield fut.result()
-    finally:
-        for fut in futures:
-            fut.cancel()

@@ -138,8 +138,8 @@ py::array_t<double> kernel_mv(const Array& x, const Array& c, double sigma, cons
                          });
 }
 
-py::array_t<double> kernel_mm_expm1_sum(const Array& x, const Array& c, double sigma, const Array& v,
-                                        const Array& w, int threads) {
+py::array_t<double> kernel_mm_expm1_sum(const Array& x, const Array& c, double sigma, const Array& v, const Array& w,
+                                        int threads) {
     if (v.ndim() != 2 || v.shape(0) != rows(c))
         throw std::invalid_argument("V must be a 2-D array with one row per center");
     const double* vp = v.data();
@@ -151,9 +151,8 @@ py::array_t<double> kernel_mm_expm1_sum(const Array& x, const Array& c, double s
                          });
 }
 
-py::tuple feature_project(const Array& x, const Array& c, double sigma, const Array& g,
-                          const std::optional<Array>& w, const std::optional<Array>& u, bool features, int threads,
-                          const std::string& backend) {
+py::tuple feature_project(const Array& x, const Array& c, double sigma, const Array& g, const std::optional<Array>& w,
+                          const std::optional<Array>& u, bool features, int threads, const std::string& backend) {
     const MatrixView xv = matrix(x, "x"), cv = matrix(c, "centers");
     if (g.ndim() != 2 || g.shape(0) != cv.rows)
         throw std::invalid_argument("G must be a 2-D array with one row per center");
@@ -236,8 +235,8 @@ private:
 // The shared-reference solver (kernel_shared.hpp). Holds the arrays it views, so they outlive it.
 class SharedSolver {
 public:
-    SharedSolver(Array reference, Array weights, Array centers, const std::optional<Array>& center_scale,
-                 double sigma, double lam, double cg_tol, int max_iter, double pc_epsilon, int threads)
+    SharedSolver(Array reference, Array weights, Array centers, const std::optional<Array>& center_scale, double sigma,
+                 double lam, double cg_tol, int max_iter, double pc_epsilon, int threads)
         : ref_(std::move(reference)), w_(std::move(weights)), ctr_(std::move(centers)) {
         const MatrixView r = matrix(ref_, "reference"), c = matrix(ctr_, "centers");
         const double* w = vector(w_, r.rows, "reference_weights");
@@ -359,22 +358,22 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "fastnplm compiled core (CPU backend)";
     m.def("fit_kernel", &fit_kernel, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("centers"),
           py::arg("center_scale"), py::arg("sigma"), py::arg("penalties"), py::arg("solver"), py::arg("cg_tol"),
-          py::arg("max_iter"), py::arg("grad_tol"), py::arg("max_newton"), py::arg("pc_epsilon"),
-          py::arg("threads"), py::arg("dense_hessian_max_m"), py::arg("backend") = "cpu",
+          py::arg("max_iter"), py::arg("grad_tol"), py::arg("max_newton"), py::arg("pc_epsilon"), py::arg("threads"),
+          py::arg("dense_hessian_max_m"), py::arg("backend") = "cpu",
           "Kernel NPLM fit on backend 'cpu', 'cuda' or 'auto'; returns a dict of results.");
     m.def("kernel_matrix", &kernel_matrix, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("threads") = 0,
           "Dense Gaussian kernel block K(x, centers).");
     m.def("kernel_mv", &kernel_mv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),
           py::arg("threads") = 0, "K(x, centers) @ v without storing K.");
-    m.def("kernel_mm_expm1_sum", &kernel_mm_expm1_sum, py::arg("x"), py::arg("centers"), py::arg("sigma"),
-          py::arg("V"), py::arg("w"), py::arg("threads") = 0,
+    m.def("kernel_mm_expm1_sum", &kernel_mm_expm1_sum, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("V"),
+          py::arg("w"), py::arg("threads") = 0,
           "sum_i w_i expm1((K(x, centers) @ V)[i]) per column of V, without storing the products.");
     m.def("feature_project", &feature_project, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("G"),
           py::arg("w") = py::none(), py::arg("u") = py::none(), py::arg("features") = true, py::arg("threads") = 0,
           py::arg("backend") = "cpu",
           "With F = K(x, centers) @ G in one pass: (F or None, F.T @ diag(w) @ F if w, F.T @ u if u).");
-    m.def("features_gram", &features_gram, py::arg("F"), py::arg("w"), py::arg("threads") = 0, py::arg("backend") = "cpu",
-          "F.T @ diag(w) @ F in a fixed summation order.");
+    m.def("features_gram", &features_gram, py::arg("F"), py::arg("w"), py::arg("threads") = 0,
+          py::arg("backend") = "cpu", "F.T @ diag(w) @ F in a fixed summation order.");
     m.def("features_expm1_sum", &features_expm1_sum, py::arg("F"), py::arg("V"), py::arg("w"), py::arg("threads") = 0,
           py::arg("backend") = "cpu",
           "sum_i w_i expm1((F @ V)[i]) per column of V, summed in an order independent of V's width.");
@@ -392,14 +391,15 @@ PYBIND11_MODULE(_core, m) {
              py::arg("reference"), py::arg("weights"), py::arg("centers"), py::arg("center_scale"), py::arg("sigma"),
              py::arg("lam"), py::arg("cg_tol"), py::arg("max_iter"), py::arg("pc_epsilon"), py::arg("threads") = 0)
         .def("fit", &SharedSolver::fit, py::arg("datasets"),
-             "One dict per dataset (alpha, f_data, t, beta_sq, cg_iterations, cg_residual, converged), all solved together.")
+             "One dict per dataset (alpha, f_data, t, beta_sq, cg_iterations, cg_residual, converged), all solved "
+             "together.")
         .def_property_readonly("n0", &SharedSolver::n0, "N_R + sum(w): the size the preconditioner is built for.");
     m.def("kernel_gram_mm", &kernel_gram_mm, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("V"),
           py::arg("w"), py::arg("threads") = 0, "K.T @ diag(w) @ K @ V, one kernel evaluation per pair.");
     m.def("kernel_tmv", &kernel_tmv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("u"),
           py::arg("threads") = 0, "K(x, centers).T @ u without storing K.");
-    m.def("kernel_fused", &kernel_fused, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),
-          py::arg("w"), py::arg("threads") = 0, "K.T @ (w * (K @ v)), one kernel evaluation per pair.");
+    m.def("kernel_fused", &kernel_fused, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"), py::arg("w"),
+          py::arg("threads") = 0, "K.T @ (w * (K @ v)), one kernel evaluation per pair.");
     m.def("feature_gram", &feature_gram, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("t_upper_T"),
           py::arg("w"), py::arg("u"), py::arg("threads") = 0,
           "With B = K(x, centers) @ inv(T), T upper (pass T.T in C order): (B.T @ diag(w) @ B, B.T @ u).");
@@ -410,20 +410,23 @@ PYBIND11_MODULE(_core, m) {
           "Whether a CUDA device can be used (probed on the first call, not at import).");
     m.def("cuda_architectures", &cuda_architectures, "CUDA architectures of the kernels ('' when not built).");
     m.def("cuda_kernel_names", &cuda_kernel_names, "Names of the compiled-in CUDA kernels.");
-    m.def("cuda_device_facts", [](int device) {
-        const CudaDeviceFacts f = cuda_device_facts(device);
-        py::dict d;
-        d["name"] = f.name;
-        d["compute_capability"] = std::to_string(f.cc_major) + "." + std::to_string(f.cc_minor);
-        d["multiprocessors"] = f.multiprocessors;
-        d["clock_khz"] = f.clock_khz;
-        d["memory_clock_khz"] = f.memory_clock_khz;
-        d["bus_width_bits"] = f.bus_width_bits;
-        d["global_memory_bytes"] = f.global_memory_bytes;
-        d["peak_fp64_flops"] = f.peak_fp64_flops;
-        d["peak_bandwidth"] = f.peak_bandwidth;
-        return d;
-    }, py::arg("device") = 0, "Facts and peak rates of a CUDA device (RuntimeError without one).");
+    m.def(
+        "cuda_device_facts",
+        [](int device) {
+            const CudaDeviceFacts f = cuda_device_facts(device);
+            py::dict d;
+            d["name"] = f.name;
+            d["compute_capability"] = std::to_string(f.cc_major) + "." + std::to_string(f.cc_minor);
+            d["multiprocessors"] = f.multiprocessors;
+            d["clock_khz"] = f.clock_khz;
+            d["memory_clock_khz"] = f.memory_clock_khz;
+            d["bus_width_bits"] = f.bus_width_bits;
+            d["global_memory_bytes"] = f.global_memory_bytes;
+            d["peak_fp64_flops"] = f.peak_fp64_flops;
+            d["peak_bandwidth"] = f.peak_bandwidth;
+            return d;
+        },
+        py::arg("device") = 0, "Facts and peak rates of a CUDA device (RuntimeError without one).");
     py::class_<CudaEventTimer>(m, "CudaEventTimer", "Device time by CUDA events on the default stream.")
         .def(py::init<>())
         .def("start", &CudaEventTimer::start)

@@ -38,10 +38,12 @@ MlpPrecision precision_of(const std::string& dtype) {
 bool on_cuda(const std::string& backend) {
     if (backend == "cpu") return false;
     if (backend == "auto") return cuda_device_available();
-    if (backend != "cuda") throw std::invalid_argument("unknown backend '" + backend + "': expected 'auto', 'cpu' or 'cuda'");
+    if (backend != "cuda")
+        throw std::invalid_argument("unknown backend '" + backend + "': expected 'auto', 'cpu' or 'cuda'");
     if (!cuda_device_available())
-        throw std::runtime_error("backend='cuda' requested but no CUDA device is available (or fastnplm was built "
-                                 "without CUDA); use backend='cpu' or 'auto'");
+        throw std::runtime_error(
+            "backend='cuda' requested but no CUDA device is available (or fastnplm was built "
+            "without CUDA); use backend='cpu' or 'auto'");
     return true;
 }
 
@@ -97,8 +99,10 @@ py::tuple loss_grad(const Array& reference, const Array& weights, const std::vec
     double* gp = with_grad ? grad.mutable_data() : nullptr;
     {
         py::gil_scoped_release release;  // safe: the arrays are owned by this frame's callers, read-only here
-        if (cuda) cuda_mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, prec);
-        else mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, threads, prec);
+        if (cuda)
+            cuda_mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, prec);
+        else
+            mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, threads, prec);
     }
     return py::make_tuple(loss, with_grad ? py::object(grad) : py::object(py::none()));
 }
@@ -106,8 +110,8 @@ py::tuple loss_grad(const Array& reference, const Array& weights, const std::vec
 py::dict train(const Array& reference, const Array& weights, const std::vector<Array>& data,
                const std::vector<std::int64_t>& hidden, const Array& params, double clip, double lr, double beta1,
                double beta2, double eps, std::int64_t epochs, std::int64_t history_every, int threads,
-               const std::string& dtype, const std::string& backend, std::int64_t steps,
-               const std::optional<Array>& m, const std::optional<Array>& v) {
+               const std::string& dtype, const std::string& backend, std::int64_t steps, const std::optional<Array>& m,
+               const std::optional<Array>& v) {
     const Batch b = batch(reference, weights, data, hidden, params);
     // Adam's state of a resumed training (fastnplm.NeuralNPLM.fit(checkpoint=...)): steps taken, moments
     MlpAdamState state;
@@ -183,8 +187,9 @@ py::array_t<double> predict(const Array& x, const std::vector<std::int64_t>& hid
 }  // namespace
 
 void bind_neural(py::module_& m) {
-    m.def("mlp_n_params", [](std::int64_t d, const std::vector<std::int64_t>& h) { return shape_of(d, h).n_params(); },
-          py::arg("d"), py::arg("hidden"), "Number of parameters of a d-hidden...-1 network.");
+    m.def(
+        "mlp_n_params", [](std::int64_t d, const std::vector<std::int64_t>& h) { return shape_of(d, h).n_params(); },
+        py::arg("d"), py::arg("hidden"), "Number of parameters of a d-hidden...-1 network.");
     m.def("mlp_init", &init, py::arg("d"), py::arg("hidden"), py::arg("seed"), py::arg("clip") = 0.0,
           "Glorot-uniform weights from splitmix64(seed), zero biases, clipped to [-clip, clip] (clip > 0).");
     m.def("mlp_loss_grad", &loss_grad, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("hidden"),
@@ -197,13 +202,14 @@ void bind_neural(py::module_& m) {
           py::arg("backend") = "cpu", py::arg("steps") = 0, py::arg("m") = py::none(), py::arg("v") = py::none(),
           "Adam + clipping for B networks at once, continuing from Adam's state (steps, m, v) when given; returns "
           "a dict (params, loss, history, finite, epochs_done, m, v, steps).");
-    m.def("mlp_exp_floor_ms",
-          [](std::int64_t n_events, int exps_per_event, int threads, int repeats) {
-              py::gil_scoped_release nogil;
-              return mlp_exp_floor_ms(n_events, exps_per_event, threads, repeats);
-          },
-          py::arg("n_events"), py::arg("exps_per_event"), py::arg("threads") = 0, py::arg("repeats") = 20,
-          "Benchmark floor: ms (best of repeats) of exps_per_event float32 sigmoid exps per event alone.");
+    m.def(
+        "mlp_exp_floor_ms",
+        [](std::int64_t n_events, int exps_per_event, int threads, int repeats) {
+            py::gil_scoped_release nogil;
+            return mlp_exp_floor_ms(n_events, exps_per_event, threads, repeats);
+        },
+        py::arg("n_events"), py::arg("exps_per_event"), py::arg("threads") = 0, py::arg("repeats") = 20,
+        "Benchmark floor: ms (best of repeats) of exps_per_event float32 sigmoid exps per event alone.");
     m.def("mlp_predict", &predict, py::arg("x"), py::arg("hidden"), py::arg("params"), py::arg("threads") = 0,
           "f(x) of one network.");
 }

@@ -35,28 +35,34 @@ inline void fail(const char* file, int line, const std::string& what) {
 
 }  // namespace check
 
-#define TEST(name)                                                  \
-    static void test_##name();                                      \
-    static check::Register register_##name(#name, test_##name);    \
+#define TEST(name)                                              \
+    static void test_##name();                                  \
+    static check::Register register_##name(#name, test_##name); \
     static void test_##name()
 
-#define CHECK(cond) \
-    do { if (!(cond)) check::fail(__FILE__, __LINE__, "CHECK(" #cond ") failed"); } while (0)
-
-#define CHECK_CLOSE(a, b, rtol, atol)                                                          \
-    do {                                                                                       \
-        const double a_ = (a), b_ = (b);                                                       \
-        if (!(std::fabs(a_ - b_) <= (atol) + (rtol) * std::fabs(b_))) {                        \
-            std::ostringstream s_;                                                             \
-            s_.precision(17);                                                                  \
-            s_ << #a " = " << a_ << " vs " #b " = " << b_;                                     \
-            check::fail(__FILE__, __LINE__, s_.str());                                         \
-        }                                                                                      \
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) check::fail(__FILE__, __LINE__, "CHECK(" #cond ") failed"); \
     } while (0)
 
-#define CHECK_THROWS(expr, type)                                                     \
-    do {                                                                             \
-        bool thrown_ = false;                                                        \
-        try { expr; } catch (const type&) { thrown_ = true; }                        \
+#define CHECK_CLOSE(a, b, rtol, atol)                                   \
+    do {                                                                \
+        const double a_ = (a), b_ = (b);                                \
+        if (!(std::fabs(a_ - b_) <= (atol) + (rtol) * std::fabs(b_))) { \
+            std::ostringstream s_;                                      \
+            s_.precision(17);                                           \
+            s_ << #a " = " << a_ << " vs " #b " = " << b_;              \
+            check::fail(__FILE__, __LINE__, s_.str());                  \
+        }                                                               \
+    } while (0)
+
+#define CHECK_THROWS(expr, type)                                                      \
+    do {                                                                              \
+        bool thrown_ = false;                                                         \
+        try {                                                                         \
+            expr;                                                                     \
+        } catch (const type&) {                                                       \
+            thrown_ = true;                                                           \
+        }                                                                             \
         if (!thrown_) check::fail(__FILE__, __LINE__, #expr " did not throw " #type); \
     } while (0)

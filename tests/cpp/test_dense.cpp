@@ -17,7 +17,8 @@ TEST(triangular_sweeps_and_factorisations) {
     for (bool trans : {false, true}) {
         for (int i = 0; i < n; ++i) {  // b = U x or U^T x, densely
             double s = 0;
-            for (int j = 0; j < n; ++j) s += (trans ? (j <= i ? a[j + i * n] : 0.0) : (i <= j ? a[i + j * n] : 0.0)) * x[j];
+            for (int j = 0; j < n; ++j)
+                s += (trans ? (j <= i ? a[j + i * n] : 0.0) : (i <= j ? a[i + j * n] : 0.0)) * x[j];
             b[i] = s;
         }
         std::vector<double> y(x);

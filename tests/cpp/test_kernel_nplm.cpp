@@ -91,8 +91,8 @@ TEST(newton_step_matches_dense_solution) {
         o.threads = 2;
         o.dense_hessian_max_m = dense_max;
         res = fastnplm::fit_kernel_nplm(MatrixView(p.ref.data(), p.nr, p.d), p.w.data(),
-                                        MatrixView(p.dat.data(), p.nd, p.d), MatrixView(p.ctr.data(), m, p.d),
-                                        nullptr, o);
+                                        MatrixView(p.dat.data(), p.nd, p.d), MatrixView(p.ctr.data(), m, p.d), nullptr,
+                                        o);
         CHECK(res.converged);
         for (int j = 0; j < m; ++j) CHECK_CLOSE(res.alpha[j], alpha[j], 1e-7, 1e-8 * amax);
     }

@@ -86,7 +86,7 @@ TEST(vexp_float_matches_std_exp) {
         // the variant without the upper clamp (x <= 88 is its caller's) is the same below 88
         if (x <= 88.0f) CHECK(fastnplm::detail::vexpf<true>(x) == fastnplm::detail::vexp(x));
     }
-    CHECK(worst < 3e-7);  // a few float ulps (2^-24 = 6e-8)
+    CHECK(worst < 3e-7);                                              // a few float ulps (2^-24 = 6e-8)
     CHECK(std::isnan(fastnplm::detail::vexpf<true>(std::nanf(""))));  // the clamp keeps NaN
     CHECK(fastnplm::detail::vexpf<true>(-1e30f) == fastnplm::detail::vexp(-87.0f));
 }
@@ -197,7 +197,8 @@ TEST(mlp_training_resumes_bit_for_bit_from_the_adam_state) {
     std::vector<double> p = fastnplm::mlp_init(a.s, 3);
     fastnplm::MlpTrainOptions o;
     o.epochs = 2;
-    CHECK_THROWS(fastnplm::mlp_train_adam(a.s, a.ref(), a.w.data(), {a.dat()}, p.data(), o, &bad), std::invalid_argument);
+    CHECK_THROWS(fastnplm::mlp_train_adam(a.s, a.ref(), a.w.data(), {a.dat()}, p.data(), o, &bad),
+                 std::invalid_argument);
 }
 
 TEST(mlp_one_hidden_layer_path_matches_general_path) {
@@ -265,7 +266,8 @@ TEST(mlp_rejects_bad_input) {
     const MatrixView wrong(pb.d.data(), 5, 1);
     CHECK_THROWS(fastnplm::mlp_loss_grad(pb.s, pb.ref(), pb.w.data(), {wrong}, p.data(), &l, nullptr),
                  std::invalid_argument);
-    CHECK_THROWS(fastnplm::mlp_loss_grad(pb.s, pb.ref(), pb.w.data(), {}, p.data(), &l, nullptr), std::invalid_argument);
+    CHECK_THROWS(fastnplm::mlp_loss_grad(pb.s, pb.ref(), pb.w.data(), {}, p.data(), &l, nullptr),
+                 std::invalid_argument);
     fastnplm::MlpTrainOptions o;
     o.clip = 0;
     CHECK_THROWS(fastnplm::mlp_train_adam(pb.s, pb.ref(), pb.w.data(), {pb.dat()}, p.data(), o), std::invalid_argument);

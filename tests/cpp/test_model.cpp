@@ -80,7 +80,8 @@ TEST(neural_model_round_trip_and_evaluation) {
     r.evaluate(MatrixView(x.data(), n, 2), f.data(), 1);
     for (std::int64_t i = 0; i < n; ++i) {  // textbook forward pass, flat order of mlp.hpp
         double h1[4], h2[3];
-        for (int j = 0; j < 4; ++j) h1[j] = 1 / (1 + std::exp(-(p[8 + j] + p[2 * j] * x[2 * i] + p[2 * j + 1] * x[2 * i + 1])));
+        for (int j = 0; j < 4; ++j)
+            h1[j] = 1 / (1 + std::exp(-(p[8 + j] + p[2 * j] * x[2 * i] + p[2 * j + 1] * x[2 * i + 1])));
         for (int j = 0; j < 3; ++j) {
             double z = p[24 + j];
             for (int k = 0; k < 4; ++k) z += p[12 + 4 * j + k] * h1[k];

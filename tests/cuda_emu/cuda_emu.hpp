@@ -72,9 +72,12 @@ using cudaStream_t = struct emu_stream*;
 
 inline const char* cudaGetErrorString(cudaError_t e) {
     switch (e) {
-        case cudaSuccess: return "no error (emulated)";
-        case cudaErrorInvalidValue: return "invalid argument (emulated)";
-        case cudaErrorMemoryAllocation: return "out of memory (emulated)";
+        case cudaSuccess:
+            return "no error (emulated)";
+        case cudaErrorInvalidValue:
+            return "invalid argument (emulated)";
+        case cudaErrorMemoryAllocation:
+            return "out of memory (emulated)";
     }
     return "unknown error (emulated)";
 }
@@ -199,18 +202,18 @@ void run(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem_bytes, st
     std::barrier<> bar(nthreads);
     detail::block_barrier = &bar;
     detail::pool().run(nthreads, [&](unsigned t) {
-            threadIdx = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
-            blockDim = block;
-            gridDim = grid;
-            for (unsigned long long b = 0; b < nblocks; ++b) {
-                blockIdx = dim3(static_cast<unsigned>(b % grid.x), static_cast<unsigned>((b / grid.x) % grid.y),
-                                static_cast<unsigned>(b / (1ull * grid.x * grid.y)));
-                std::apply(kernel, args);
-                bar.arrive_and_wait();  // block b done everywhere
-                if (t == 0) std::memset(detail::dynamic_smem.data(), 0xFF, detail::dynamic_smem.size());
-                bar.arrive_and_wait();  // fresh shared memory before block b + 1
-            }
-        });
+        threadIdx = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+        blockDim = block;
+        gridDim = grid;
+        for (unsigned long long b = 0; b < nblocks; ++b) {
+            blockIdx = dim3(static_cast<unsigned>(b % grid.x), static_cast<unsigned>((b / grid.x) % grid.y),
+                            static_cast<unsigned>(b / (1ull * grid.x * grid.y)));
+            std::apply(kernel, args);
+            bar.arrive_and_wait();  // block b done everywhere
+            if (t == 0) std::memset(detail::dynamic_smem.data(), 0xFF, detail::dynamic_smem.size());
+            bar.arrive_and_wait();  // fresh shared memory before block b + 1
+        }
+    });
     detail::block_barrier = nullptr;
 }
 

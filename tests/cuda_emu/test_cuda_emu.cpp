@@ -64,8 +64,8 @@ struct Shape {
 // Sizes that are and are not multiples of the tiles (kRows = 4 rows, kThreads = 128 centers);
 // 1031 rows make 258 row tiles for 256 blocks, so two blocks take a second tile (the loop
 // over tiles, and the barriers that protect the staged tile between iterations).
-const Shape kShapes[] = {{1, 1, 1}, {7, 3, 2}, {33, 65, 1}, {65, 7, 5}, {130, 33, 3}, {130, 130, 7}, {4, 128, 2},
-                         {129, 1, 1}, {5, 33, 33}, {1031, 9, 3}};
+const Shape kShapes[] = {{1, 1, 1},     {7, 3, 2},   {33, 65, 1}, {65, 7, 5},  {130, 33, 3},
+                         {130, 130, 7}, {4, 128, 2}, {129, 1, 1}, {5, 33, 33}, {1031, 9, 3}};
 
 struct Problem {
     std::vector<double> x, c;
@@ -285,9 +285,9 @@ TEST(bad_input_throws) {
                                           x.data(), out.data()),
                  std::invalid_argument);
     const std::vector<double> wide(2 * 2000, 0.5);  // 2000 features: more than a row tile holds
-    CHECK_THROWS(ops->kernel_mv(MatrixView(wide.data(), 2, 2000), MatrixView(wide.data(), 2, 2000), 1.0, x.data(),
-                                out.data()),
-                 std::invalid_argument);
+    CHECK_THROWS(
+        ops->kernel_mv(MatrixView(wide.data(), 2, 2000), MatrixView(wide.data(), 2, 2000), 1.0, x.data(), out.data()),
+        std::invalid_argument);
 }
 
 // ---- CG vector operations ----
@@ -337,8 +337,10 @@ TEST(dense_cholesky_lauum_trsv_trmv_match_lapack) {
         for (int j = 0; j < n; ++j)
             for (int i = 0; i < n; ++i) {
                 const double got = ua[i + j * n], want = ul[i + j * n];
-                if (i > j) CHECK(got == a[i + j * n]);  // strict lower triangle untouched
-                else CHECK_CLOSE(got, want, 1e-12, 1e-13);
+                if (i > j)
+                    CHECK(got == a[i + j * n]);  // strict lower triangle untouched
+                else
+                    CHECK_CLOSE(got, want, 1e-12, 1e-13);
             }
         std::vector<double> la(ul), ll(ul);
         emu_cuda::lauum_upper(la.data(), n);
@@ -517,9 +519,10 @@ TEST(kernel_nplm_fit_moves_only_dot_products_per_cg_iteration) {
         const int few = 2, many = 7, steps = 2;
         const Count a = traffic(few), b = traffic(many);
         const unsigned long long iters = static_cast<unsigned long long>(steps) * (many - few);
-        std::printf("  %s Hessian: %llu bytes in %llu copies with %d CG iterations per step, %llu more per extra "
-                    "iteration (n = %d, M = %d)\n",
-                    dense_max_m ? "dense" : "streamed", a.bytes, a.calls, few, (b.bytes - a.bytes) / iters, nr + nd, m);
+        std::printf(
+            "  %s Hessian: %llu bytes in %llu copies with %d CG iterations per step, %llu more per extra "
+            "iteration (n = %d, M = %d)\n",
+            dense_max_m ? "dense" : "streamed", a.bytes, a.calls, few, (b.bytes - a.bytes) / iters, nr + nd, m);
         CHECK(b.bytes - a.bytes == iters * 2 * sizeof(double));
         CHECK(b.calls - a.calls == iters * 2);
     }
@@ -537,24 +540,22 @@ TEST(kernel_nplm_fit_on_emulated_cuda_matches_cpu) {
     // The CG of newton-step stops at an absolute residual tolerance; with the default loose one
     // (3e-4) the stopped iterate, hence t, depends on the rounding of every product (measured
     // with 700 + 130 events, 33 centers: rel. diff. 1.7e-5 at lam = 1e-4, where the two
-    // backends stopped after 15 and 14 iterations). Solved to a tight tolerance, the step itself is compared: newton-step with
-    // cg_tol = 1e-11 and the Newton solver iterated to its gradient tolerance.
-    // The newton-step fit runs twice: Hessian streamed (kernel_fused per CG iteration) and dense
-    // (feature_gram once per step).
-    // The Newton solver stops at grad_tol = 1e-10, not the default 1e-12: near the minimiser its
-    // Armijo test compares J values whose difference (~ |g|^2 / lam, 1e-18 at |g| = 4.7e-12,
-    // lam = 1e-5) is below J's rounding (~1e-16), so whether a step below ~3e-11 is accepted is
-    // rounding luck. Measured: both backends reach 4.7e-12 after 8 steps; the CPU's 9th step
-    // then lands at 2.5e-15, the emulated device (tree-summed CG dots) stays at 4.4e-12 for 4
-    // more steps. At 1e-10 both stop after the same 8 steps.
+    // backends stopped after 15 and 14 iterations). Solved to a tight tolerance, the step itself is compared:
+    // newton-step with cg_tol = 1e-11 and the Newton solver iterated to its gradient tolerance. The newton-step fit
+    // runs twice: Hessian streamed (kernel_fused per CG iteration) and dense (feature_gram once per step). The Newton
+    // solver stops at grad_tol = 1e-10, not the default 1e-12: near the minimiser its Armijo test compares J values
+    // whose difference (~ |g|^2 / lam, 1e-18 at |g| = 4.7e-12, lam = 1e-5) is below J's rounding (~1e-16), so whether a
+    // step below ~3e-11 is accepted is rounding luck. Measured: both backends reach 4.7e-12 after 8 steps; the CPU's
+    // 9th step then lands at 2.5e-15, the emulated device (tree-summed CG dots) stays at 4.4e-12 for 4 more steps. At
+    // 1e-10 both stop after the same 8 steps.
     struct Case {
         fastnplm::Solver solver;
         int dense_max_m;
         const char* name;
     };
-    for (const Case& k : {Case{fastnplm::Solver::NewtonStep, 0, "newton-step"},
-                          Case{fastnplm::Solver::NewtonStep, 1000, "newton-step dense"},
-                          Case{fastnplm::Solver::Newton, 0, "newton"}}) {
+    for (const Case& k :
+         {Case{fastnplm::Solver::NewtonStep, 0, "newton-step"},
+          Case{fastnplm::Solver::NewtonStep, 1000, "newton-step dense"}, Case{fastnplm::Solver::Newton, 0, "newton"}}) {
         fastnplm::KernelFitOptions o;
         o.sigma = 0.3;
         o.penalties = {1e-5};
@@ -566,8 +567,7 @@ TEST(kernel_nplm_fit_on_emulated_cuda_matches_cpu) {
         const MatrixView r(ref.data(), nr, d), x(dat.data(), nd, d), c(ctr.data(), m, d);
         const auto a = fastnplm::fit_kernel_nplm(r, w.data(), x, c, nullptr, o, *emu_cuda::make_ops(0));
         const auto b = fastnplm::fit_kernel_nplm(r, w.data(), x, c, nullptr, o, cpu());
-        std::printf("  %s: t cuda-emu %.15g cpu %.15g (rel diff %.2g), CG iterations %d vs %d\n",
-                    k.name, a.t, b.t,
+        std::printf("  %s: t cuda-emu %.15g cpu %.15g (rel diff %.2g), CG iterations %d vs %d\n", k.name, a.t, b.t,
                     std::fabs(a.t - b.t) / std::fabs(b.t), a.cg_iterations.front(), b.cg_iterations.front());
         CHECK(a.converged && b.converged);
         CHECK(b.t > 1.0);

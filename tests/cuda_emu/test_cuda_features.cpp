@@ -35,22 +35,23 @@ void check_all_close(const std::vector<double>& a, const std::vector<double>& b,
 
 TEST(cuda_feature_project_matches_the_cpu) {
     const auto cpu = fastnplm::make_cpu_ops(1);
-    for (auto [n, m, d, r] : {std::array<std::int64_t, 4>{1, 1, 1, 1}, {7, 33, 2, 5}, {130, 65, 3, 17}, {257, 20, 1, 33}}) {
+    for (auto [n, m, d, r] :
+         {std::array<std::int64_t, 4>{1, 1, 1, 1}, {7, 33, 2, 5}, {130, 65, 3, 17}, {257, 20, 1, 33}}) {
         const auto x = normal(n * d, 1), c = normal(m * d, 2), g = normal(m * r, 3), w = normal(n, 4), u = normal(n, 5);
         const auto ct = transpose(c, m, d);
         std::vector<double> fc(n * r), wc(r * r), gc(r), fe(n * r), we(r * r), ge(r);
-        cpu->feature_project(MatrixView(x.data(), n, d), MatrixView(c.data(), m, d), 0.4, g.data(), r, w.data(), u.data(),
-                             fc.data(), wc.data(), gc.data());
+        cpu->feature_project(MatrixView(x.data(), n, d), MatrixView(c.data(), m, d), 0.4, g.data(), r, w.data(),
+                             u.data(), fc.data(), wc.data(), gc.data());
         ce::Workspace ws;
         ce::feature_project({x.data(), n, static_cast<int>(d)}, {ct.data(), m, static_cast<int>(d)}, 0.4, g.data(), r,
-                             w.data(), u.data(), fe.data(), we.data(), ge.data(), ws);
+                            w.data(), u.data(), fe.data(), we.data(), ge.data(), ws);
         // sums of <= ~300 terms of size <= ~50 in another order
         check_all_close(fe, fc, 1e-12, 1e-12);
         check_all_close(we, wc, 1e-11, 1e-10);
         check_all_close(ge, gc, 1e-11, 1e-11);
         std::vector<double> wo(r * r);  // outputs are optional
         ce::feature_project({x.data(), n, static_cast<int>(d)}, {ct.data(), m, static_cast<int>(d)}, 0.4, g.data(), r,
-                             w.data(), nullptr, nullptr, wo.data(), nullptr, ws);
+                            w.data(), nullptr, nullptr, wo.data(), nullptr, ws);
         CHECK(wo == we);
     }
 }
@@ -75,7 +76,8 @@ TEST(cuda_ops_feature_primitives_match_the_cpu) {
     const auto cpu = fastnplm::make_cpu_ops(1);
     const auto gpu = ce::make_ops(0);
     const std::int64_t n = 131, m = 40, d = 2, r = 9, b = 5;
-    const auto x = normal(n * d, 11), c = normal(m * d, 12), g = normal(m * r, 13), w = normal(n, 14), u = normal(n, 15);
+    const auto x = normal(n * d, 11), c = normal(m * d, 12), g = normal(m * r, 13), w = normal(n, 14),
+               u = normal(n, 15);
     std::vector<double> fc(n * r), wc(r * r), gc(r), fe(n * r), we(r * r), ge(r);
     cpu->feature_project({x.data(), n, d}, {c.data(), m, d}, 0.3, g.data(), r, w.data(), u.data(), fc.data(), wc.data(),
                          gc.data());

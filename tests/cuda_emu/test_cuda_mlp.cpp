@@ -26,7 +26,8 @@ struct Problem {
     std::vector<std::vector<double>> dat;
     std::vector<MatrixView> views;
     std::int64_t nr;
-    Problem(std::int64_t d, std::vector<std::int64_t> hidden, std::int64_t nr_, std::vector<std::int64_t> nd, unsigned seed)
+    Problem(std::int64_t d, std::vector<std::int64_t> hidden, std::int64_t nr_, std::vector<std::int64_t> nd,
+            unsigned seed)
         : nr(nr_) {
         shape.d = d;
         shape.hidden = std::move(hidden);
@@ -122,7 +123,8 @@ std::vector<double> float32_error_scales(const Problem& pr, const double* p, std
             for (std::int64_t j = 0; j < out[l]; ++j) {
                 const double dj = std::fabs(delta[j]) + Sd[j];
                 S[b_off[l] + j] += dj;
-                for (std::int64_t k = 0; k < in[l]; ++k) S[w_off[l] + j * in[l] + k] += dj * (std::fabs(a[l][k]) + Sa[l][k]);
+                for (std::int64_t k = 0; k < in[l]; ++k)
+                    S[w_off[l] + j * in[l] + k] += dj * (std::fabs(a[l][k]) + Sa[l][k]);
             }
             if (l == 0) break;
             std::vector<double> nd(in[l], 0.0), nS(in[l], 0.0);
@@ -279,14 +281,16 @@ TEST(cuda_mlp_float32_loss_and_gradient_match_the_cpu_float32_pass) {
             }
         }
         std::vector<double> lo(B);
-        fastnplm::cuda_emu::mlp_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), lo.data(), nullptr, f32);
+        fastnplm::cuda_emu::mlp_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), lo.data(), nullptr,
+                                          f32);
         for (std::int64_t b = 0; b < B; ++b) CHECK(lo[b] == le[b]);
     }
     // both float32 passes differ from float64 (the mode is not double in disguise)
     CHECK(seen32 > 0.0 && seen32e > 0.0);
-    std::printf("  float32 cuda vs cpu: largest |diff| / bound %.3g, |diff| / sum_e S_e %.3g (bound: 2 c u = %.3g..%.3g)\n",
-                worst, worst_abs, 2.0 * float32_rounding_count(cases[0].shape) * u,
-                2.0 * float32_rounding_count(cases[2].shape) * u);
+    std::printf(
+        "  float32 cuda vs cpu: largest |diff| / bound %.3g, |diff| / sum_e S_e %.3g (bound: 2 c u = %.3g..%.3g)\n",
+        worst, worst_abs, 2.0 * float32_rounding_count(cases[0].shape) * u,
+        2.0 * float32_rounding_count(cases[2].shape) * u);
 }
 
 TEST(cuda_mlp_float32_training_matches_the_cpu_float32_trainer) {
@@ -313,7 +317,8 @@ TEST(cuda_mlp_float32_training_matches_the_cpu_float32_trainer) {
     for (std::size_t i = 0; i < pc.size(); ++i) dp = std::max(dp, std::fabs(pe[i] - pc[i]));
     for (std::size_t i = 0; i < rc.history.size(); ++i) {
         CHECK(std::isnan(re.history[i]) == std::isnan(rc.history[i]));
-        if (!std::isnan(rc.history[i])) dl = std::max(dl, std::fabs(re.history[i] - rc.history[i]) / std::fabs(rc.history[i]));
+        if (!std::isnan(rc.history[i]))
+            dl = std::max(dl, std::fabs(re.history[i] - rc.history[i]) / std::fabs(rc.history[i]));
     }
     for (std::size_t b = 0; b < 2; ++b) dl = std::max(dl, std::fabs(re.loss[b] - rc.loss[b]) / std::fabs(rc.loss[b]));
     std::printf("  float32 training cuda vs cpu: max |dparams| %.3g, max relative |dL| %.3g\n", dp, dl);
@@ -329,7 +334,7 @@ TEST(cuda_mlp_float32_stops_where_the_cpu_float32_trainer_stops) {
     const std::int64_t P = pr.shape.n_params();
     auto p = pr.params(3);
     for (std::int64_t j = 0; j < 3; ++j) p[P + 3 + 3 + j] = 0.0;  // network 1: hidden-to-output weights 0,
-    p[P + P - 1] = 88.5;                                           // so f = the output bias = 88.5
+    p[P + P - 1] = 88.5;                                          // so f = the output bias = 88.5
     fastnplm::MlpTrainOptions o;
     o.epochs = 5;
     o.clip = 1000.0;

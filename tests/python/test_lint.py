@@ -34,3 +34,16 @@ def test_the_compiled_module_stub_is_complete():
                and f"{n}: " not in stub]
     assert missing == []
     assert (ROOT / "python" / "fastnplm" / "py.typed").exists()
+
+
+def test_clang_format():
+    """The C++ and CUDA sources follow .clang-format (a pinned clang-format: versions format differently)."""
+    exe = shutil.which("clang-format")
+    if exe is None:
+        pytest.skip("clang-format not installed (pip install '.[test]')")
+    files = subprocess.run(["git", "ls-files", "*.cpp", "*.hpp", "*.cu", "*.cuh"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.split()
+    if not files:
+        pytest.skip("not a git checkout")
+    proc = subprocess.run([exe, "--dry-run", "--Werror", *files], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -20,15 +20,15 @@ enum class Solver {
 };
 
 struct KernelFitOptions {
-    double sigma = 1.0;                      ///< Gaussian width, > 0
-    std::vector<double> penalties{1e-6};     ///< penalty list; the last one is lambda
+    double sigma = 1.0;                   ///< Gaussian width, > 0
+    std::vector<double> penalties{1e-6};  ///< penalty list; the last one is lambda
     Solver solver = Solver::NewtonStep;
-    double cg_tol = 3.1622776601683794e-4;   ///< absolute tolerance on the preconditioned residual norm
-    int max_iter = 1000;                     ///< CG iterations per Newton step
-    double grad_tol = 1e-12;                 ///< Newton solver: stop when ||dJ/dbeta|| falls below
-    int max_newton = 100;                    ///< Newton solver: maximum Newton iterations
-    double pc_epsilon = 1e-13;               ///< jitter: T = chol(K_MM + pc_epsilon * M * I)
-    int threads = 0;                         ///< <= 0: all cores
+    double cg_tol = 3.1622776601683794e-4;  ///< absolute tolerance on the preconditioned residual norm
+    int max_iter = 1000;                    ///< CG iterations per Newton step
+    double grad_tol = 1e-12;                ///< Newton solver: stop when ||dJ/dbeta|| falls below
+    int max_newton = 100;                   ///< Newton solver: maximum Newton iterations
+    double pc_epsilon = 1e-13;              ///< jitter: T = chol(K_MM + pc_epsilon * M * I)
+    int threads = 0;                        ///< <= 0: all cores
     /// Hessian products: with M <= this, each Newton step makes one pass that forms the data
     /// Hessian in the preconditioned coordinates, W = B^T diag(l''/n) B with the Nystrom
     /// features B = K T^{-1} (and the gradient with it); CG iterations then cost O(M^2)
@@ -37,30 +37,29 @@ struct KernelFitOptions {
 };
 
 struct KernelFitResult {
-    std::vector<double> alpha;          ///< (M,) coefficients
-    double t = 0.0;                     ///< 2 [sum_D f - sum_R w (e^f - 1)]
-    double objective = 0.0;             ///< J at the fitted alpha
-    bool converged = false;             ///< every CG solve met cg_tol (and, Newton, the gradient met grad_tol)
-    std::vector<int> cg_iterations;     ///< CG iterations of each Newton step
-    std::vector<double> cg_residuals;   ///< final preconditioned residual norm of each Newton step
-    int newton_iterations = 0;          ///< Newton steps taken
-    double grad_norm = 0.0;             ///< Newton solver: ||dJ/dbeta|| at the fit (beta = T alpha); NaN for newton-step
-    std::vector<double> f_reference;    ///< (N_R,) f at the reference events
-    std::vector<double> f_data;         ///< (N_D,) f at the data events
+    std::vector<double> alpha;         ///< (M,) coefficients
+    double t = 0.0;                    ///< 2 [sum_D f - sum_R w (e^f - 1)]
+    double objective = 0.0;            ///< J at the fitted alpha
+    bool converged = false;            ///< every CG solve met cg_tol (and, Newton, the gradient met grad_tol)
+    std::vector<int> cg_iterations;    ///< CG iterations of each Newton step
+    std::vector<double> cg_residuals;  ///< final preconditioned residual norm of each Newton step
+    int newton_iterations = 0;         ///< Newton steps taken
+    double grad_norm = 0.0;            ///< Newton solver: ||dJ/dbeta|| at the fit (beta = T alpha); NaN for newton-step
+    std::vector<double> f_reference;   ///< (N_R,) f at the reference events
+    std::vector<double> f_data;        ///< (N_D,) f at the data events
 };
 
 /// Fits kernel NPLM. reference (N_R, d), data (N_D, d), centers (M, d); reference_weights
 /// (N_R,) positive; center_scale (M,) the class weight of each center in the preconditioner
 /// (1 for a data event, w_e for reference event e), or nullptr for the pooled mean weight.
 /// Throws std::invalid_argument on bad input, std::runtime_error if a factorisation fails.
-KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_weights,
-                                MatrixView data, MatrixView centers, const double* center_scale,
-                                const KernelFitOptions& options, const KernelOps& ops);
+KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_weights, MatrixView data,
+                                MatrixView centers, const double* center_scale, const KernelFitOptions& options,
+                                const KernelOps& ops);
 
 /// Same, on the CPU backend with options.threads threads.
-KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_weights,
-                                MatrixView data, MatrixView centers, const double* center_scale,
-                                const KernelFitOptions& options);
+KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_weights, MatrixView data,
+                                MatrixView centers, const double* center_scale, const KernelFitOptions& options);
 
 /// NPLM test statistic 2 [sum_D f - sum_R w (e^f - 1)] from f on both samples.
 double nplm_t(const double* f_reference, const double* reference_weights, std::int64_t n_reference,

@@ -38,12 +38,10 @@ public:
     virtual ~KernelOps() = default;
 
     /// out[i * ld + j] = k(x_i, c_j): x is (n, d), c is (m, d), out is (n, m) with leading dim ld >= m.
-    virtual void kernel_block(MatrixView x, MatrixView c, double gamma, double* out,
-                              std::int64_t ld) const = 0;
+    virtual void kernel_block(MatrixView x, MatrixView c, double gamma, double* out, std::int64_t ld) const = 0;
 
     /// out = K(x, c) v: v has m entries, out has n entries.
-    virtual void kernel_mv(MatrixView x, MatrixView c, double gamma, const double* v,
-                           double* out) const = 0;
+    virtual void kernel_mv(MatrixView x, MatrixView c, double gamma, const double* v, double* out) const = 0;
 
     /// out_q = sum_i w_i (exp((K(x, c) V)_iq) - 1) for b columns of V (m, b) row-major: the
     /// reference term of t for b fits at once, without storing the (n, b) products.
@@ -71,18 +69,17 @@ public:
                                 const double* w, double* out) const;
 
     /// out = K(x, c)^T u: u has n entries, out has m entries (overwritten).
-    virtual void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u,
-                            double* out) const = 0;
+    virtual void kernel_tmv(MatrixView x, MatrixView c, double gamma, const double* u, double* out) const = 0;
 
     /// out = K(x, c)^T (w ∘ (K(x, c) v)), one kernel evaluation per pair: v, out have m entries, w has n.
-    virtual void kernel_fused(MatrixView x, MatrixView c, double gamma, const double* v,
-                              const double* w, double* out) const = 0;
+    virtual void kernel_fused(MatrixView x, MatrixView c, double gamma, const double* v, const double* w,
+                              double* out) const = 0;
 
     /// Nystrom-feature products in one pass: with B = K(x, c) T^{-1} (t_upper: the m x m upper
     /// Cholesky factor of K_MM, column-major), out_w (m x m) = B^T diag(w) B and out_g (m) = B^T u;
     /// w, u have n entries.
-    virtual void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t_upper,
-                              const double* w, const double* u, double* out_w, double* out_g) const = 0;
+    virtual void feature_gram(MatrixView x, MatrixView c, double gamma, const double* t_upper, const double* w,
+                              const double* u, double* out_w, double* out_g) const = 0;
 
     // ---- Buffers: the Newton/CG solver's state in the backend's memory ----
     // Matrices are n x n column-major (leading dimension n); "upper" means the upper triangle

@@ -27,8 +27,8 @@ enum class MlpPrecision { float64, float32 };
 
 /// Layer sizes of a network: d inputs, hidden widths, one linear output.
 struct MlpShape {
-    std::int64_t d = 1;                 ///< input features, >= 1
-    std::vector<std::int64_t> hidden;   ///< hidden widths, each >= 1, at least one layer
+    std::int64_t d = 1;                ///< input features, >= 1
+    std::vector<std::int64_t> hidden;  ///< hidden widths, each >= 1, at least one layer
 
     /// Number of trainable parameters (weights and biases of every layer).
     std::int64_t n_params() const;
@@ -54,22 +54,22 @@ void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* re
 void mlp_predict(const MlpShape& shape, const double* params, MatrixView x, double* out, int threads = 0);
 
 struct MlpTrainOptions {
-    double clip = 9.0;            ///< every parameter clipped to [-clip, clip] after every update, > 0
-    double lr = 1e-3;             ///< Adam learning rate, > 0
-    double beta1 = 0.9;           ///< Adam first-moment decay, in [0, 1)
-    double beta2 = 0.999;         ///< Adam second-moment decay, in [0, 1)
-    double eps = 1e-8;            ///< Adam epsilon (torch's default), > 0
-    std::int64_t epochs = 1000;   ///< full-batch updates, >= 1
+    double clip = 9.0;                  ///< every parameter clipped to [-clip, clip] after every update, > 0
+    double lr = 1e-3;                   ///< Adam learning rate, > 0
+    double beta1 = 0.9;                 ///< Adam first-moment decay, in [0, 1)
+    double beta2 = 0.999;               ///< Adam second-moment decay, in [0, 1)
+    double eps = 1e-8;                  ///< Adam epsilon (torch's default), > 0
+    std::int64_t epochs = 1000;         ///< full-batch updates, >= 1
     std::int64_t history_every = 1000;  ///< record L every this many updates (0: never)
-    int threads = 0;              ///< <= 0: all cores
+    int threads = 0;                    ///< <= 0: all cores
     MlpPrecision precision = MlpPrecision::float64;  ///< arithmetic of the pass over the events
 };
 
 struct MlpTrainResult {
-    std::vector<double> loss;      ///< (B) L after the last update (t = -2 L)
-    std::vector<double> history;   ///< (B, n_history) L after 0, h, 2h, ... updates (h = history_every)
+    std::vector<double> loss;     ///< (B) L after the last update (t = -2 L)
+    std::vector<double> history;  ///< (B, n_history) L after 0, h, 2h, ... updates (h = history_every)
     std::int64_t n_history = 0;
-    std::vector<std::uint8_t> finite;  ///< (B) 1 when training finished without a non-finite loss
+    std::vector<std::uint8_t> finite;       ///< (B) 1 when training finished without a non-finite loss
     std::vector<std::int64_t> epochs_done;  ///< (B) updates made (fewer when training hit a NaN/inf)
 };
 

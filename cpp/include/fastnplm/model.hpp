@@ -72,7 +72,7 @@ public:
     const std::vector<double>& alpha() const { return alpha_; }      ///< (M)
     // neural models
     const MlpShape& shape() const { return shape_; }
-    const std::vector<double>& params() const { return params_; }    ///< (n_params)
+    const std::vector<double>& params() const { return params_; }  ///< (n_params)
 
 private:
     Model() = default;

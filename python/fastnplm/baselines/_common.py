@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _checks
 from .._stats import ToyNull, clopper_pearson  # noqa: F401  (clopper_pearson: re-exported by fastnplm.baselines)
-from ..calibration import _Toys
+from .._toys import Toys
 
 log = logging.getLogger("fastnplm")
 
@@ -73,7 +73,7 @@ def draw_toy(reference, pool, n_expected, seed, k):
     """Toy k's events: the same draw as ``fastnplm.calibrate`` (Poisson(N(R)) events from the
     pool without replacement, from toy_rng(seed, k))."""
     ref = np.asarray(reference)
-    return _Toys([], ref, None, pool, float(n_expected), int(seed), ref.shape[1], "plain").draw(k)[0]
+    return Toys([], ref, None, pool, float(n_expected), int(seed), ref.shape[1], "plain").draw(k)[0]
 
 
 def signal_rng(seed, k, index=0) -> np.random.Generator:

@@ -9,7 +9,8 @@ import numpy as np
 from scipy import stats
 
 from .. import _checks
-from ..calibration import _Toys, calibrate
+from .._toys import Toys
+from ..calibration import calibrate
 from ..kernel import KernelNPLM
 from .._stats import power_of_p_values
 from ._common import NullDistribution, check_method, draw_toy, prepared, signal_rng
@@ -176,15 +177,13 @@ def _nplm_results(method, ref, pool, n_exp, toys, seed, signal_sets, observed):
     sigmas = method.widths(ref, seed)
     cal = calibrate(method.model, ref, pool, toys=toys, n_expected=n_exp, sigmas=sigmas, seed=seed, progress=False)
     models, path = cal._models, cal.settings["path"]
-    job = _Toys(models, ref, None, pool, n_exp, seed, ref.shape[1], path)
+    job = Toys(models, ref, None, pool, n_exp, seed, ref.shape[1], path)
 
     def t_of(datasets):
         out = np.zeros((len(datasets), len(models)))
         for j, m in enumerate(models):
-            if path == "spectral":
-                sr = job.shared(j)
-                steps = [sr.solve(x) for x in datasets]
-                out[:, j] = sr.t_values(steps)
+            if path in ("spectral", "shared"):  # the solver the null toys went through
+                out[:, j] = [t for t, _, _ in job.shared(j).t_batch(datasets)]
             else:
                 out[:, j] = [m.fit(ref, x, n_expected=n_exp).t for x in datasets]
         return out

@@ -16,8 +16,8 @@ int main() {
     fastnplm::KernelFitOptions o;
     o.sigma = 0.5;
     o.penalties = {1e-6};
-    const auto r = fastnplm::fit_kernel_nplm({ref.data(), nr, 1}, w.data(), {dat.data(), nd, 1},
-                                             {ctr.data(), m, 1}, nullptr, o);
+    const auto r =
+        fastnplm::fit_kernel_nplm({ref.data(), nr, 1}, w.data(), {dat.data(), nd, 1}, {ctr.data(), m, 1}, nullptr, o);
     std::printf("t = %.6f converged = %d blas = %s\n", r.t, int(r.converged), fastnplm::blas_name());
     return r.converged && r.t == r.t ? 0 : 1;
 }
