@@ -1,30 +1,14 @@
-// Dense M x M work: factorisations through LAPACK (Fortran interface), vector sweeps here. FASTNPLM_BLAS_PREFIX
-// prepends a symbol prefix (scipy-openblas exports scipy_dpotrf_ and so on); it is empty for a system LAPACK. Character
-// arguments are followed by their hidden Fortran lengths (gfortran ABI).
+// Dense M x M work: factorisations through LAPACK (Fortran interface, blas_names.hpp), vector sweeps here.
 #include <cstddef>
 
+#include "blas_names.hpp"
 #include "dense.hpp"
 
-#ifndef FASTNPLM_BLAS_PREFIX
-#define FASTNPLM_BLAS_PREFIX
-#endif
 #ifndef FASTNPLM_BLAS_NAME
 #define FASTNPLM_BLAS_NAME "LAPACK"
 #endif
-#define FASTNPLM_CAT2(a, b) a##b
-#define FASTNPLM_CAT(a, b) FASTNPLM_CAT2(a, b)
-#define FASTNPLM_F77(name) FASTNPLM_CAT(FASTNPLM_BLAS_PREFIX, name)
-
-extern "C" {
-void FASTNPLM_F77(dpotrf_)(const char* uplo, const int* n, double* a, const int* lda, int* info, std::size_t);
-void FASTNPLM_F77(dlauum_)(const char* uplo, const int* n, double* a, const int* lda, int* info, std::size_t);
-}
 
 namespace fastnplm::dense {
-
-#ifdef FASTNPLM_OPENBLAS_THREADS_API
-extern "C" void FASTNPLM_F77(openblas_set_num_threads)(int);
-#endif
 
 // OpenBLAS's own thread pool, synchronising inside dpotrf while the OpenMP workers of the
 // kernel passes spin on the same cores, made a 100-center fit take 0.5 s instead of

@@ -19,10 +19,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "checks.hpp"
 #include "dense.hpp"  // blas_name
 
 namespace fastnplm {
 namespace {
+
+using detail::require;
+using detail::Sum;
 
 // f == 0 short-cuts: the first Newton step starts from f = 0 on every event, where these
 // per-event transcendentals were a fifth of a 50-center fit.
@@ -47,21 +51,6 @@ double dotv(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 double norm(const std::vector<double>& a) { return std::sqrt(dotv(a, a)); }
-
-// Neumaier-compensated sum accumulator for the long sums over events.
-struct Sum {
-    double s = 0.0, c = 0.0;
-    void add(double x) {
-        const double t = s + x;
-        c += std::fabs(s) >= std::fabs(x) ? (s - t) + x : (x - t) + s;
-        s = t;
-    }
-    double value() const { return s + c; }
-};
-
-void require(bool ok, const std::string& what) {
-    if (!ok) throw std::invalid_argument(what);
-}
 
 void validate(MatrixView reference, const double* weights, MatrixView data, MatrixView centers,
               const double* center_scale, const KernelFitOptions& o) {

@@ -493,6 +493,28 @@ FASTNPLM_INLINE inline void for_column_tiles(std::int64_t bp, F&& f) {
     }
 }
 
+// The kernel rows of events [i0, i0 + rows) into kr (kGramRows x mp; rows past the chunk up to a
+// multiple of 4 zeroed), and y (same rows x bp) = kr V over the centers [0, k_end), blocked by
+// kGramBlock centers: each entry summed over the centers in index order.
+FASTNPLM_INLINE inline void chunk_times(MatrixView x, std::int64_t i0, std::int64_t rows, const Centers& c,
+                                        double gamma, const double* v, std::int64_t bp, std::int64_t k_end, double* kr,
+                                        double* y) {
+    const std::int64_t mp = c.mp, rows4 = (rows + 3) / 4 * 4;
+    std::int64_t r = 0;
+    for (; r + 1 < rows; r += 2)
+        kernel_row2(x.row(i0 + r), x.row(i0 + r + 1), c, gamma, kr + r * mp, kr + (r + 1) * mp);
+    if (r < rows) kernel_row(x.row(i0 + r), c, gamma, kr + r * mp);
+    std::fill(kr + rows * mp, kr + rows4 * mp, 0.0);
+    std::fill(y, y + rows4 * bp, 0.0);
+    for (std::int64_t k0 = 0; k0 < k_end; k0 += kGramBlock) {
+        const std::int64_t k1 = std::min(k_end, k0 + kGramBlock);
+        for (std::int64_t q = 0; q < rows4; q += 4)
+            for_column_tiles(bp, [&](auto cc, std::int64_t q0) FASTNPLM_INLINE {
+                gram_rows_times<decltype(cc)::value>(kr, mp, q, k0, k1, v, bp, q0, y);
+            });
+    }
+}
+
 // Rows [r0, r1) of K^T diag(w) K V into acc (mp x bp). kr: kGramRows x mp scratch, y: kGramRows x bp.
 // mp is a multiple of 8 (so of 4); rows past r1 in the last chunk are zero with weight 0.
 FASTNPLM_HOT void rows_gram_mm(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
@@ -500,20 +522,7 @@ FASTNPLM_HOT void rows_gram_mm(MatrixView x, std::int64_t r0, std::int64_t r1, c
     const std::int64_t mp = c.mp;
     for (std::int64_t i0 = r0; i0 < r1; i0 += kGramRows) {
         const std::int64_t rows = std::min(kGramRows, r1 - i0);
-        const std::int64_t rows4 = (rows + 3) / 4 * 4;
-        std::int64_t r = 0;
-        for (; r + 1 < rows; r += 2)
-            kernel_row2(x.row(i0 + r), x.row(i0 + r + 1), c, gamma, kr + r * mp, kr + (r + 1) * mp);
-        if (r < rows) kernel_row(x.row(i0 + r), c, gamma, kr + r * mp);
-        std::fill(kr + rows * mp, kr + rows4 * mp, 0.0);
-        std::fill(y, y + rows4 * bp, 0.0);
-        for (std::int64_t k0 = 0; k0 < mp; k0 += kGramBlock) {
-            const std::int64_t k1 = std::min(mp, k0 + kGramBlock);
-            for (std::int64_t q = 0; q < rows4; q += 4)
-                for_column_tiles(bp, [&](auto cc, std::int64_t q0) FASTNPLM_INLINE {
-                    gram_rows_times<decltype(cc)::value>(kr, mp, q, k0, k1, v, bp, q0, y);
-                });
-        }
+        chunk_times(x, i0, rows, c, gamma, v, bp, mp, kr, y);
         for (std::int64_t q = 0; q < rows; ++q) {
             const double wi = w[i0 + q];
             double* __restrict yq = y + q * bp;
@@ -533,23 +542,9 @@ FASTNPLM_HOT void rows_gram_mm(MatrixView x, std::int64_t r0, std::int64_t r1, c
 FASTNPLM_HOT void rows_mm_expm1(MatrixView x, std::int64_t r0, std::int64_t r1, const Centers& c, double gamma,
                                 const double* v, std::int64_t b, std::int64_t bp, const double* w, double* acc,
                                 double* kr, double* y) {
-    const std::int64_t mp = c.mp;
     for (std::int64_t i0 = r0; i0 < r1; i0 += kGramRows) {
         const std::int64_t rows = std::min(kGramRows, r1 - i0);
-        const std::int64_t rows4 = (rows + 3) / 4 * 4;
-        std::int64_t r = 0;
-        for (; r + 1 < rows; r += 2)
-            kernel_row2(x.row(i0 + r), x.row(i0 + r + 1), c, gamma, kr + r * mp, kr + (r + 1) * mp);
-        if (r < rows) kernel_row(x.row(i0 + r), c, gamma, kr + r * mp);
-        std::fill(kr + rows * mp, kr + rows4 * mp, 0.0);
-        std::fill(y, y + rows4 * bp, 0.0);
-        for (std::int64_t k0 = 0; k0 < c.m; k0 += kGramBlock) {
-            const std::int64_t k1 = std::min(c.m, k0 + kGramBlock);
-            for (std::int64_t q = 0; q < rows4; q += 4)
-                for_column_tiles(bp, [&](auto cc, std::int64_t q0) FASTNPLM_INLINE {
-                    gram_rows_times<decltype(cc)::value>(kr, mp, q, k0, k1, v, bp, q0, y);
-                });
-        }
+        chunk_times(x, i0, rows, c, gamma, v, bp, c.m, kr, y);
         for (std::int64_t q = 0; q < rows; ++q) {
             const double wi = w[i0 + q];
             const double* __restrict yq = y + q * bp;

@@ -12,25 +12,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "checks.hpp"
 #include "dense.hpp"
 
 namespace fastnplm {
 namespace {
 
-void require(bool ok, const std::string& what) {
-    if (!ok) throw std::invalid_argument(what);
-}
-
-// Neumaier-compensated sum (as in nplm_t).
-struct Sum {
-    double s = 0.0, c = 0.0;
-    void add(double x) {
-        const double t = s + x;
-        c += std::fabs(s) >= std::fabs(x) ? (s - t) + x : (x - t) + s;
-        s = t;
-    }
-    double value() const { return s + c; }
-};
+using detail::require;
+using detail::Sum;
 
 // Columns of a lane matrix (m x ld, row-major) to and from separate m-vectors.
 void pack(const std::vector<std::vector<double>*>& cols, std::int64_t m, std::int64_t ld, std::vector<double>& out) {

@@ -41,9 +41,7 @@ log = logging.getLogger("fastnplm")
 
 WINDOW = (9.30, 9.60)  # GeV: the Υ(1S) peak (9.460 GeV) at the CMS dimuon resolution here
 # The toys share one pool, so their spread is the null's only if a toy is a small part of the
-# pool: with toys of half the pool (13000/4400/2000 was tried) the data's t sat 2-3 toy standard
-# deviations high on some splits, as the pool's own fluctuation is common to every toy. 1000 of
-# 10000 (10 %) leaves the null data within the toys (measured on four splits: within 1.5 sd).
+# pool (the pool's own fluctuation is common to every toy): a toy is 1000 of its 10000 events.
 DEFAULTS = dict(n_reference=8000, n_pool=10000, n_data=1000, n_signal=200, n_reserve=400, M=300, lam=1e-6,
                 width_factors=(0.5, 1.0), toys=200)
 
