@@ -58,6 +58,7 @@ class Calibration:
 
     @property
     def toys(self) -> int:
+        """The number of toys."""
         return self.t.shape[0]
 
     def _column(self, sigma_index):

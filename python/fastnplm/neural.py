@@ -119,6 +119,7 @@ class NeuralFitResult:
 
     @property
     def n_params(self) -> int:
+        """The number of network parameters (weights and biases)."""
         return int(self.params.shape[0])
 
     def predict(self, x, threads=None) -> np.ndarray:

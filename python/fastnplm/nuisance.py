@@ -52,6 +52,7 @@ class ShapeCoefficients:
 
     @property
     def order(self) -> int:
+        """1 (delta_1 only) or 2 (delta_1 and delta_2)."""
         return self.a.shape[0]
 
     def __call__(self, x, threads=None) -> np.ndarray:
@@ -61,10 +62,12 @@ class ShapeCoefficients:
         return (k @ self.a.T).T
 
     def save(self, path):
+        """Write the coefficients to an .npz file (:meth:`load` reads it back)."""
         np.savez(path, centers=self.centers, sigma=self.sigma, a=self.a, kind="fastnplm.ShapeCoefficients")
 
     @classmethod
     def load(cls, path):
+        """Read coefficients written by :meth:`save`; other files are refused."""
         with np.load(path, allow_pickle=False) as z:
             if "kind" not in z or str(z["kind"]) != "fastnplm.ShapeCoefficients":
                 raise ValueError(f"{path!r} is not a saved fastnplm.ShapeCoefficients")
@@ -243,9 +246,11 @@ class NuisanceFitResult:
 
     @property
     def t(self) -> float:
+        """t = tau - Delta."""
         return self.tau - self.delta
 
     def predict(self, x, threads=None):
+        """f at events x (the fitted f, without log r)."""
         return self.fit.predict(x, threads)
 
     def __repr__(self):

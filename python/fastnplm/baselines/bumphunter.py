@@ -157,6 +157,7 @@ class BumpHunter:
         return hist * (n_data / hist.sum())
 
     def prepare(self, reference, reference_weights=None):
+        """callable(data) -> t: the reference's histogram built once for every data set."""
         ref, w, edges, hist = self._setup(reference, reference_weights)
         frac = hist / (hist.sum() if w is None else 1.0)  # no weights: a shape, scaled to N_D below
 

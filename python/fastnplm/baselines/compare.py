@@ -53,6 +53,7 @@ class NPLM:
         self.sigmas = None if sigmas is None else tuple(_checks.positive_number(s, "sigmas entry") for s in sigmas)
 
     def widths(self, reference, seed=0):
+        """The widths the toys are fitted at: the given ones, or percentiles of reference distances."""
         if self.sigmas is not None:
             return self.sigmas
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x51]))
@@ -149,6 +150,7 @@ class Comparison:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        """A JSON-ready record: settings, and per method its null t, power, signal t and observation."""
         out: dict = {"toys": self.toys, "signal_toys": self.signal_toys, "seed": self.seed, "n_expected": self.n_expected,
                "z": list(self.z), "signals": list(self.signals), "methods": {}}
         for name, r in self.methods.items():

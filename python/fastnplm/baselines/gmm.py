@@ -163,10 +163,12 @@ class FixedBackgroundGMM:
         return self._fit_data(bg, _checks.as_events(data, "data", d=bg.mean.size))
 
     def prepare(self, reference, reference_weights=None):
+        """callable(data) -> t: the background mixture fitted once for every data set."""
         bg = self.fit_background(reference, reference_weights)
         return lambda data: self._fit_data(bg, _checks.as_events(data, "data", d=bg.mean.size)).t
 
     def statistic(self, reference, data, reference_weights=None) -> float:
+        """t = 2 [l(lambda_hat) - l(0)] of the data against the reference's mixture."""
         return self.fit(reference, data, reference_weights).t
 
     def _penalty(self, mu, bg):

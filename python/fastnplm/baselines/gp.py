@@ -289,6 +289,7 @@ class GPResonanceSearch:
         return gpr.kernel_
 
     def prepare(self, reference, reference_weights=None):
+        """callable(data) -> t: the reference spectrum binned once for every data set."""
         ref, w, edges, hist = self._spectrum(reference, reference_weights)
         state = {"edges": edges, "hist": hist, "w": w, "kb": None}
 
@@ -298,6 +299,7 @@ class GPResonanceSearch:
         return stat
 
     def statistic(self, reference, data, reference_weights=None) -> float:
+        """t = 2 delta log marginal likelihood of the signal kernel (0 for a deficit)."""
         return self.prepare(reference, reference_weights)(data)
 
     def fit(self, reference, data, reference_weights=None) -> GPFitResult:
