@@ -44,17 +44,7 @@ SharedReference::SharedReference(MatrixView reference, const double* weights, Ma
     require(centers.cols == reference.cols, "feature dimension mismatch: reference has " +
                                                 std::to_string(reference.cols) + " features, centers " +
                                                 std::to_string(centers.cols));
-    require(centers.rows > 0, "need at least one center");
-    require(centers.rows <= std::numeric_limits<int>::max(), "too many centers");
-    require(weights != nullptr, "reference weights are required");
-    for (std::int64_t i = 0; i < reference.rows; ++i)
-        if (!(std::isfinite(weights[i]) && weights[i] > 0))
-            require(false, "reference weights must be finite and positive (index " + std::to_string(i) + ")");
-    if (center_scale)
-        for (std::int64_t j = 0; j < centers.rows; ++j)
-            if (!(std::isfinite(center_scale[j]) && center_scale[j] > 0))
-                require(false, "center scales must be finite and positive (index " + std::to_string(j) + ")");
-    require(std::isfinite(o.sigma) && o.sigma > 0, "sigma must be finite and > 0");
+    detail::require_kernel_inputs(reference.rows, weights, centers.rows, center_scale, o.sigma);
     require(std::isfinite(o.lam) && o.lam > 0, "lam must be finite and > 0");
     require(std::isfinite(o.cg_tol) && o.cg_tol > 0, "cg_tol must be finite and > 0");
     require(o.max_iter >= 1, "max_iter must be >= 1");

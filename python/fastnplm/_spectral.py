@@ -222,8 +222,9 @@ def spectral_seconds(m, n_ref, n_data, d, toys):
 def shared_seconds(m, n_ref, n_data, d, toys, block=32):
     """Estimated single-thread seconds of one width on the shared path (``fastnplm._shared``):
     three M^3/3 factorisations, then per toy its own data passes and its share of the block's
-    reference pass (the kernel once per block, two flops-pairs per toy) and triangular sweeps."""
-    setup = 3 * m**3 / 3 * _GEMM_S * 2 + n_ref * m * _KERNEL_S(d)  # LAPACK on one thread: half the BLAS-3 rate
+    reference pass (the kernel once per block, four flops per reference-center pair per toy)
+    and triangular sweeps."""
+    setup = 3 * m**3 / 3 * _GEMM_S * 2 + n_ref * m * _KERNEL_S(d)  # factorisations: about half the BLAS-3 rate
     it = _CG_ITERATIONS
     per_toy = ((it + 2) * n_data * m * (_KERNEL_S(d) + 4 * _GEMM_S)
                + (it + 1) * n_ref * m * (_KERNEL_S(d) / block + 4 * _GEMM_S)
