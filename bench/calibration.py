@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 import fastnplm
-from fastnplm import _spectral
+from fastnplm.models import _spectral
 from fastnplm._bench import calibrate_run as _calibrate, naive_toys as _naive
 
 from _report import emit  # bench/_report.py
@@ -37,7 +37,7 @@ from _report import emit  # bench/_report.py
 def _setup_seconds(model, ref, n_expected):
     w = np.full(len(ref), n_expected / len(ref))
     start = time.perf_counter()
-    centers, center_w = model._centers(ref, ref[:1], w)
+    centers, center_w = model.select_centers(ref, ref[:1], w)
     sr = _spectral.SpectralReference(centers, center_w, model.sigma, model.lam, ref, w, model.cg_tol, model.max_iter)
     return time.perf_counter() - start, sr.r
 
@@ -85,8 +85,8 @@ LARGE = dict(d=5, n_r=100_000, n_pool=400_000, n_expected=20_000.0, sigma=1.0, l
 def _large_m(m, block, plain_toys):
     """One --large scenario (runs in its own process)."""
     import resource
-    from fastnplm._shared import SharedSolver
-    from fastnplm._toys import choose_path, toy_rng
+    from fastnplm.models._shared import SharedSolver
+    from fastnplm.calibration._toys import choose_path, toy_rng
     c = LARGE
     rng = np.random.default_rng(0)
     chol = np.linalg.cholesky(0.5 * np.ones((c["d"], c["d"])) + 0.5 * np.eye(c["d"]))
@@ -101,7 +101,7 @@ def _large_m(m, block, plain_toys):
     out = {"M": m, "config": c, "cost_model_path_300_toys": choose_path([model], len(ref), c["n_expected"], c["d"], 300,
                                                                          None, False)}
     start = time.perf_counter()
-    centers, center_w = model._centers(ref, ref[:1], w)
+    centers, center_w = model.select_centers(ref, ref[:1], w)
     solver = SharedSolver(centers, center_w, c["sigma"], c["lam"], ref, w, model.cg_tol, model.max_iter)
     setup = time.perf_counter() - start
     start = time.perf_counter()
@@ -180,7 +180,7 @@ def main():
                                        "time_ratio_9_over_1": nine["seconds"] / one["seconds"], "target_ratio_max": 9}
 
     ref, pool = rng.normal(size=(200_000, 5)), rng.normal(size=(500_000, 5))
-    sigma = fastnplm.sigma_heuristic(ref)
+    sigma = fastnplm.models.sigma_heuristic(ref)
     model = fastnplm.KernelNPLM(M=50, sigma=sigma, lam=1e-6, center_pool="reference")
     out["scenarios"]["dqm_M50"] = _scenario(model, ref, pool, 5000.0, max(4, int(16 * q)), max(32, int(1000 * q)), 100)
     one, _ = _calibrate(model, ref, pool, max(32, int(256 * q)), 5000.0, None)

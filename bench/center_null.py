@@ -35,7 +35,7 @@ import numpy as np
 from scipy import stats
 
 import fastnplm
-from fastnplm import _spectral
+from fastnplm.models import _spectral
 from fastnplm._bench import cpuinfo
 
 from _report import emit  # bench/_report.py
@@ -63,7 +63,7 @@ def fit_t(model, ref, datasets, n_exp):
     if model.center_pool == "pooled":
         return np.array([model.fit(ref, x, n_expected=n_exp).t for x in datasets])
     w = np.full(ref.shape[0], n_exp / ref.shape[0])
-    centers, center_w = model._centers(ref, ref[:1], w)  # data-independent: the data are not used
+    centers, center_w = model.select_centers(ref, ref[:1], w)  # data-independent: the data are not used
     sr = _spectral.SpectralReference(centers, center_w, model.sigma, model.lam, ref, w, model.cg_tol,
                                      model.max_iter, model.threads, model.spectral_tol)
     return np.array(sr.t_values([sr.solve(x) for x in datasets]))

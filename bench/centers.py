@@ -36,7 +36,7 @@ from scipy import stats
 
 import fastnplm
 from fastnplm._bench import cpuinfo
-from fastnplm._toys import Toys
+from fastnplm.calibration._toys import Toys
 
 from _report import emit  # bench/_report.py
 
@@ -64,7 +64,7 @@ def problem_5d(quick):
     cov = 0.5 ** np.abs(np.subtract.outer(np.arange(d), np.arange(d)))
     ref = rng.multivariate_normal(np.zeros(d), cov, size=100_000)
     pool = rng.multivariate_normal(np.zeros(d), cov, size=400_000)
-    s90 = fastnplm.sigma_heuristic(ref)
+    s90 = fastnplm.models.sigma_heuristic(ref)
     signals = {"cluster x1=2.5 s=0.3 (40 ev)": lambda g: g.normal([2.5, 0, 0, 0, 0], 0.3, size=(40, d)),
                "off-axes cluster x1=1.2 x2=-1.2 s=0.25 (40 ev)":
                    lambda g: g.normal([1.2, -1.2, 0, 0, 0], [0.25, 0.25, 1, 1, 1], size=(40, d))}

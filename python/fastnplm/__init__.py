@@ -25,50 +25,40 @@ def _preload_openblas() -> None:
 _preload_openblas()
 
 from ._core import version as __version__  # noqa: E402,F401
-from .calibration import Calibration, aggregate, calibrate, load_calibration, power  # noqa: E402
 from ._info import build_info, cuda_available, cuda_built  # noqa: E402
-from .model_io import SavedModel, load_model, save_model  # noqa: E402
-from .onnx_export import export_onnx  # noqa: E402
-from .kernel import ConvergenceWarning, KernelFitResult, KernelNPLM, sigma_heuristic  # noqa: E402
-from .nuisance import Nuisance, ShapeCoefficients, delta_statistic, learn_coefficients  # noqa: E402
-from .neural import NeuralFitResult, NeuralNPLM  # noqa: E402
-from .io import load  # noqa: E402
-from . import plot  # noqa: E402,F401  (matplotlib is imported only when a plot is drawn)
-from .report import report  # noqa: E402
+from . import models, calibration, io, preprocessing, ui, baselines  # noqa: E402
+from .models import KernelNPLM, NeuralNPLM, Nuisance  # noqa: E402
+from .calibration import Calibration, aggregate, calibrate, load_calibration, power  # noqa: E402
+from .io import load, load_model, save_model  # noqa: E402
 from .monitor import Monitor  # noqa: E402
-from .preprocessing import DivideByMean, Standardize, scaler_from_dict  # noqa: E402
-from . import baselines  # noqa: E402
+from .ui import report  # noqa: E402
 from .baselines import compare  # noqa: E402
 
+# The everyday names; the rest lives in the subpackages: fastnplm.models (estimators, results,
+# nuisances), fastnplm.calibration (toys, null distributions), fastnplm.io (files, saved models,
+# ONNX, datasets), fastnplm.preprocessing, fastnplm.ui (plots, report, CLI), fastnplm.baselines.
 __all__ = [
     "Calibration",
-    "ConvergenceWarning",
-    "DivideByMean",
-    "KernelFitResult",
     "KernelNPLM",
-    "Nuisance",
-    "ShapeCoefficients",
-    "NeuralFitResult",
+    "Monitor",
     "NeuralNPLM",
-    "SavedModel",
+    "Nuisance",
     "aggregate",
-    "build_info",
     "baselines",
+    "build_info",
     "calibrate",
+    "calibration",
     "compare",
     "cuda_available",
     "cuda_built",
-    "delta_statistic",
-    "export_onnx",
-    "learn_coefficients",
+    "io",
     "load",
     "load_calibration",
     "load_model",
-    "Monitor",
+    "models",
     "power",
+    "preprocessing",
     "report",
     "save_model",
-    "scaler_from_dict",
-    "sigma_heuristic",
-    "Standardize",
+    "ui",
 ]

@@ -108,7 +108,7 @@ def exp_data(d, n_r, n_d, seed=0):
 
 def kernel_fit(d, n_r, n_d, M, threads, repeats=3, warmup=True, seed=0, backend="cpu") -> dict:
     """Median time of one kernel fit (newton-step, the heuristic width) on the bump problem."""
-    from .kernel import KernelNPLM, sigma_heuristic
+    from .models.kernel import KernelNPLM, sigma_heuristic
     ref, dat = bump_data(d, n_r, n_d, np.random.default_rng(seed))
     sigma = sigma_heuristic(ref)
     model = KernelNPLM(M=M, sigma=sigma, lam=LAM, solver="newton-step", seed=0, threads=threads, backend=backend)
@@ -122,7 +122,7 @@ def kernel_fit(d, n_r, n_d, M, threads, repeats=3, warmup=True, seed=0, backend=
 
 def calibrate_run(model, ref, pool, toys, n_expected, fast=None, sigmas=None, seed=0):
     """One ``calibrate`` call timed: path taken, toys per second; returns (record, calibration)."""
-    from .calibration import calibrate
+    from .calibration._run import calibrate
     start = time.perf_counter()
     cal = calibrate(model, ref, pool, toys=toys, n_expected=n_expected, sigmas=sigmas, seed=seed, fast=fast,
                     progress=False)
@@ -133,7 +133,7 @@ def calibrate_run(model, ref, pool, toys, n_expected, fast=None, sigmas=None, se
 
 def naive_toys(model, ref, pool, toys, n_expected, seed=0):
     """The loop a user would write: one plain fit per toy, the same toy data as calibrate draws."""
-    from .calibration import toy_rng
+    from .calibration._run import toy_rng
     start = time.perf_counter()
     ts = []
     for k in range(toys):
@@ -147,7 +147,7 @@ def naive_toys(model, ref, pool, toys, n_expected, seed=0):
 
 def toys_scenario(n_r, n_pool, n_expected, M, sigma, toys, naive, threads, seed=0, backend="cpu") -> dict:
     """1D toys (reference Exp(1)): calibrate's path against the naive loop of fits."""
-    from .kernel import KernelNPLM
+    from .models.kernel import KernelNPLM
     rng = np.random.default_rng(seed)
     ref, pool = rng.exponential(size=(n_r, 1)), rng.exponential(size=(n_pool, 1))
     model = KernelNPLM(M=M, sigma=sigma, lam=LAM, center_pool="reference", threads=threads, backend=backend)
@@ -159,7 +159,7 @@ def toys_scenario(n_r, n_pool, n_expected, M, sigma, toys, naive, threads, seed=
 
 def neural_epochs(d, hidden, n_r, n_d, clip, epochs, threads, dtype="float64", repeats=3, backend="cpu") -> dict:
     """Best-of-``repeats`` ms per Adam epoch of a neural fit on Exp(1) data (after a warm-up)."""
-    from .neural import NeuralNPLM
+    from .models.neural import NeuralNPLM
     ref, dat = exp_data(d, n_r, n_d)
     m = NeuralNPLM(hidden=hidden, clip=clip, epochs=epochs, history_every=0, threads=threads, dtype=dtype,
                    backend=backend)
@@ -177,8 +177,8 @@ def neural_epochs(d, hidden, n_r, n_d, clip, epochs, threads, dtype="float64", r
 
 def evaluation(n_events, d, M, hidden, threads, repeats=3, seed=0) -> dict:
     """Events per second of f(x) for a fitted kernel model (M centers) and network."""
-    from .kernel import KernelNPLM
-    from .neural import NeuralNPLM
+    from .models.kernel import KernelNPLM
+    from .models.neural import NeuralNPLM
     rng = np.random.default_rng(seed)
     ref, dat = bump_data(d, 5 * M, M, rng)
     x = rng.standard_normal((n_events, d))

@@ -38,7 +38,7 @@ class Monitor:
     """
 
     def __init__(self, calibration, reference, sigma_index=None, threads=None):
-        from .kernel import KernelNPLM
+        from .models.kernel import KernelNPLM
 
         self.calibration = calibration
         self.sigma_index = 0 if sigma_index is None and len(calibration.sigmas) == 1 else sigma_index
@@ -56,24 +56,14 @@ class Monitor:
         m = self.model
         if m.hessian in ("spectral", "shared") and m.centers is None and m.shared_centers:
             # the reference's share of every batch's fit, once (the calibration's own solver)
-            self.centers, scale = m._centers(self.reference, self.reference[:1], self.w)
-            if m.hessian == "spectral":
-                from ._spectral import SpectralReference
-                self.shared = SpectralReference(self.centers, scale, m.sigma, m.lam, self.reference, self.w,
-                                                m.cg_tol, m.max_iter, m.threads, m.spectral_tol)
-            else:
-                from ._shared import SharedSolver
-                self.shared = SharedSolver(self.centers, scale, m.sigma, m.lam, self.reference, self.w, m.cg_tol,
-                                           m.max_iter, m.threads)
+            self.shared = m.reference_solver(self.reference, self.w)
 
     def fit(self, batch):
         """The fit of one batch: a KernelFitResult equal to ``calibration.model().fit(reference, batch)``."""
-        start = time.perf_counter()
         dat = _checks.as_events(batch, "batch", d=self.reference.shape[1])
         if self.shared is None:
             return self.model.fit(self.reference, dat, n_expected=self.n_expected)
-        return self.model._result(self.shared.fit_result(dat), self.centers, self.model.sigma,
-                                  self.reference.shape[0], dat.shape[0], self.w, start)
+        return self.model.fit_with(self.shared, dat)
 
     def test(self, batch) -> dict:
         """t of the batch, its toy p-value and Z, convergence, and the seconds the test took.

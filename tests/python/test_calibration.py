@@ -289,7 +289,7 @@ def test_fast_path_refuses_models_it_does_not_compute(samples):
 
 
 def test_cost_model_choices():
-    from fastnplm._toys import choose_path as _choose_path
+    from fastnplm.calibration._toys import choose_path as _choose_path
     big = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6, center_pool="reference")
     pooled = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6, center_pool="pooled")
     default = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6)

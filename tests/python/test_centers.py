@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 
 import fastnplm
-from fastnplm.kernel import DEFAULT_CENTER_POOL, coverage_center_indices, reference_center_indices
+from fastnplm.models.kernel import DEFAULT_CENTER_POOL, coverage_center_indices, reference_center_indices
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_default_model_calibrates_on_the_shared_path(exp_reference):
 
 
 def test_every_command_has_the_same_center_default():
-    from fastnplm.cli import build_parser
+    from fastnplm.ui.cli import build_parser
     p = build_parser()
     args = {"calibrate": ["--reference", "R", "--pool", "P", "--n-expected", "1"],
             "report": ["--reference", "R", "--data", "D"], "fit": ["--reference", "R", "--data", "D"], "demo": []}

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 import fastnplm
-from fastnplm.cli import main
+from fastnplm.ui.cli import main
 
 
 def test_fit_json_matches_python_api(tmp_path, capsys):
@@ -37,7 +37,7 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys):
 
 
 def test_demo_console_script_runs_the_whole_test(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "fastnplm.cli", "demo", "--M", "100", "--toys", "40", "--json"],
+    proc = subprocess.run([sys.executable, "-m", "fastnplm.ui.cli", "demo", "--M", "100", "--toys", "40", "--json"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)

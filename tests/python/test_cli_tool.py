@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastnplm
-from fastnplm.cli import main
+from fastnplm.ui.cli import main
 
 
 def _problem(tmp_path, seed=0):
@@ -67,7 +67,7 @@ def test_global_options_before_or_after_the_command(tmp_path, capsys):
     assert capsys.readouterr().out == ""
     assert main(["fit", *common, "--standardize", "--json", "-q"]) == 0   # JSON stays under --quiet
     out = json.loads(capsys.readouterr().out)
-    pre = fastnplm.Standardize().fit(ref)
+    pre = fastnplm.preprocessing.Standardize().fit(ref)
     assert out["preprocessing"]["kind"] == "standardize"
     assert out["t"] == pytest.approx(fastnplm.KernelNPLM(M=30, sigma=1.0).fit(pre.transform(ref), pre.transform(dat)).t,
                                      rel=1e-12)
@@ -97,7 +97,7 @@ def test_exit_codes(tmp_path, capsys, monkeypatch):
 
     def broken(*a, **k):
         raise RuntimeError("the solver broke")
-    monkeypatch.setattr(fastnplm.cli.KernelNPLM, "fit", broken)
+    monkeypatch.setattr(fastnplm.ui.cli.KernelNPLM, "fit", broken)
     assert main(["fit", *common, "--data", str(tmp_path / "D.npy")]) == 1
     assert "RuntimeError: the solver broke" in capsys.readouterr().err
 
@@ -157,7 +157,7 @@ def test_fit_with_nuisances_is_the_librarys(tmp_path, capsys):
     np.save(tmp_path / "D.npy", dat)
     samples = {nu: np.random.default_rng(k).exponential(size=(6000, 1)) * np.exp(nu)
                for k, nu in enumerate((0.0, -0.2, 0.2))}
-    coef = fastnplm.learn_coefficients(samples, order=1, M=30, threads=1)
+    coef = fastnplm.models.learn_coefficients(samples, order=1, M=30, threads=1)
     coef.save(tmp_path / "scale.npz")
     args = ["fit", "--reference", str(tmp_path / "R.npy"), "--data", str(tmp_path / "D.npy"), "--M", "40",
             "--sigma", "0.5", "--lam", "1e-5", "--n-expected", "500", "--threads", "1", "--json",

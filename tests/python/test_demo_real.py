@@ -6,8 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from fastnplm import datasets, demo
-from fastnplm.cli import main
+from fastnplm.io import datasets
+from fastnplm.ui import demo
+from fastnplm.ui.cli import main
 
 
 def test_bundled_files_match_their_recorded_sha256():

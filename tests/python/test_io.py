@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastnplm
-from fastnplm import DivideByMean, Standardize, scaler_from_dict
+from fastnplm.preprocessing import DivideByMean, Standardize, scaler_from_dict
 
 NAMES = ["pt1", "pt2", "eta1"]
 
@@ -52,7 +52,7 @@ def test_npy_npz_csv_roundtrip(tmp_path, events):
 
 
 def test_bundled_cms_csv_non_numeric_column_is_named():
-    from fastnplm.datasets import cms_dimuon_path
+    from fastnplm.io.datasets import cms_dimuon_path
     path = cms_dimuon_path("doublemu")
     with pytest.raises(TypeError, match="'Type1', 'Type2'.*not numeric"):
         fastnplm.load(path)

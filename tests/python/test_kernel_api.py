@@ -74,22 +74,22 @@ def test_seed_reproduces_centers_and_result():
 def test_sigma_heuristic_matches_pdist():
     rng = np.random.default_rng(6)
     x = rng.normal(size=(700, 3))
-    assert fastnplm.sigma_heuristic(x, quantile=0.9) == pytest.approx(np.quantile(pdist(x), 0.9), rel=1e-12)
-    assert fastnplm.sigma_heuristic(x, quantile=0.5) == pytest.approx(np.quantile(pdist(x), 0.5), rel=1e-12)
+    assert fastnplm.models.sigma_heuristic(x, quantile=0.9) == pytest.approx(np.quantile(pdist(x), 0.9), rel=1e-12)
+    assert fastnplm.models.sigma_heuristic(x, quantile=0.5) == pytest.approx(np.quantile(pdist(x), 0.5), rel=1e-12)
     # subsampling: the same max_points events drawn with the seed
     sub = x[np.sort(np.random.default_rng(1).choice(700, 200, replace=False))]
-    assert fastnplm.sigma_heuristic(x, max_points=200, seed=1) == pytest.approx(np.quantile(pdist(sub), 0.9), rel=1e-12)
+    assert fastnplm.models.sigma_heuristic(x, max_points=200, seed=1) == pytest.approx(np.quantile(pdist(sub), 0.9), rel=1e-12)
 
 
 def test_sigma_none_uses_heuristic():
     ref, dat = _problem(7)
     r = fastnplm.KernelNPLM(M=30, seed=3).fit(ref, dat)
-    assert r.sigma == fastnplm.sigma_heuristic(ref, seed=3)
+    assert r.sigma == fastnplm.models.sigma_heuristic(ref, seed=3)
 
 
 def test_non_convergence_is_reported():
     ref, dat = _problem(8)
-    with pytest.warns(fastnplm.ConvergenceWarning, match="did not converge"):
+    with pytest.warns(fastnplm.models.ConvergenceWarning, match="did not converge"):
         r = fastnplm.KernelNPLM(M=80, sigma=1.0, lam=1e-8, cg_tol=1e-14, max_iter=2).fit(ref, dat)
     assert r.converged is False and r.cg_iterations == [2]
 
@@ -195,7 +195,7 @@ def test_spectral_tol_trades_kept_directions_for_accuracy():
     # 1D, many centers per width: K_MM has few eigenvalues above the jitter. Dropping the
     # directions without reference energy moves the exact step's t by little; keeping all
     # (spectral_tol=0) is the core's step to roundoff x conditioning.
-    from fastnplm._spectral import SpectralReference
+    from fastnplm.models._spectral import SpectralReference
     rng = np.random.default_rng(5)
     ref, dat = rng.exponential(size=(20000, 1)), rng.exponential(size=(200, 1))
     kw = dict(M=200, sigma=0.3, lam=1e-6, center_pool="reference", cg_tol=1e-12, max_iter=20000)
@@ -204,7 +204,7 @@ def test_spectral_tol_trades_kept_directions_for_accuracy():
     for tol in (1e-6, 1e-8, 0.0):
         m = fastnplm.KernelNPLM(hessian="spectral", spectral_tol=tol, **kw)
         dev.append(abs(m.fit(ref, dat, n_expected=200).t / exact - 1))
-        c = m._centers(ref, dat, np.full(20000, 0.01))
+        c = m.select_centers(ref, dat, np.full(20000, 0.01))
         kept.append(SpectralReference(c[0], c[1], 0.3, 1e-6, ref, np.full(20000, 0.01), 1e-12, 100,
                                       spectral_tol=tol).r)
     assert kept[0] < kept[1] < kept[2] == 200

@@ -41,7 +41,7 @@ def test_round_trip_keeps_every_number_and_f(fits, kind, tmp_path):
 def test_fitted_scalers_are_stored_as_the_preprocessing(fits, tmp_path):
     rng = np.random.default_rng(2)
     ref = rng.normal(3.0, 2.0, size=(500, 2))
-    for scaler in (fastnplm.Standardize(), fastnplm.DivideByMean()):
+    for scaler in (fastnplm.preprocessing.Standardize(), fastnplm.preprocessing.DivideByMean()):
         with pytest.raises(ValueError, match="not fitted"):
             fastnplm.save_model(fits["kernel"], tmp_path / "m", preprocessing=scaler)
         scaler.fit(ref)

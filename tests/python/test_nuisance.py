@@ -5,7 +5,7 @@ import pytest
 from scipy import optimize
 
 import fastnplm
-from fastnplm import Nuisance, learn_coefficients
+from fastnplm.models import Nuisance, learn_coefficients
 
 S = 0.15  # nuisance width of the 1D toy of the "imperfect machine" paper
 
@@ -37,12 +37,12 @@ def test_learnt_log_ratio_matches_the_exact_one(coefficients):
 
 def test_coefficients_save_and_load(coefficients, tmp_path):
     coefficients.save(tmp_path / "c.npz")
-    back = fastnplm.ShapeCoefficients.load(tmp_path / "c.npz")
+    back = fastnplm.models.ShapeCoefficients.load(tmp_path / "c.npz")
     x = np.linspace(0, 4, 9)
     np.testing.assert_array_equal(back(x), coefficients(x))
     np.savez(tmp_path / "other.npz", a=np.ones(3))
     with pytest.raises(ValueError, match="not a saved"):
-        fastnplm.ShapeCoefficients.load(tmp_path / "other.npz")
+        fastnplm.models.ShapeCoefficients.load(tmp_path / "other.npz")
 
 
 def test_delta_of_a_normalisation_nuisance_is_its_closed_form():
@@ -50,7 +50,7 @@ def test_delta_of_a_normalisation_nuisance_is_its_closed_form():
     rng = np.random.default_rng(1)
     ref, data = rng.exponential(size=(5000, 1)), rng.exponential(size=(230, 1))
     for aux in (0.0, 0.05):
-        d, nu = fastnplm.delta_statistic(ref, data, [Nuisance("n", 0.1)], n_expected=200.0, auxiliary={"n": aux})
+        d, nu = fastnplm.models.delta_statistic(ref, data, [Nuisance("n", 0.1)], n_expected=200.0, auxiliary={"n": aux})
         obj = lambda v, a=aux: 200.0 * np.expm1(v) - 230 * v + ((v - a) ** 2 - a**2) / (2 * 0.01)  # noqa: E731
         best = optimize.minimize_scalar(obj, bounds=(-1, 1), method="bounded", options={"xatol": 1e-12})
         assert nu["n"] == pytest.approx(best.x, abs=1e-8) and d == pytest.approx(-2 * best.fun, rel=1e-9)
@@ -87,9 +87,9 @@ def test_a_free_normalisation_absorbs_a_yield_excess():
     (lambda c: Nuisance("a", 0.1, central=float("nan")), "finite"),
     (lambda c: learn_coefficients({0.1: np.ones((10, 1)), 0.2: np.ones((10, 1))}), "nu = 0"),
     (lambda c: learn_coefficients({0.0: np.ones((10, 1)), 0.2: np.ones((10, 2))}, order=1), "features"),
-    (lambda c: fastnplm.delta_statistic(np.ones((10, 1)), np.ones((5, 1)), [Nuisance("a", 0.1)],
+    (lambda c: fastnplm.models.delta_statistic(np.ones((10, 1)), np.ones((5, 1)), [Nuisance("a", 0.1)],
                                         auxiliary={"a": float("inf")}), "finite"),
-    (lambda c: fastnplm.delta_statistic(np.ones((10, 1)), np.ones((5, 1)), [Nuisance("a", 0.1)],
+    (lambda c: fastnplm.models.delta_statistic(np.ones((10, 1)), np.ones((5, 1)), [Nuisance("a", 0.1)],
                                         auxiliary={"b": 0.0}), "unknown nuisances"),
 ])
 def test_bad_nuisance_input(coefficients, make, match):
@@ -148,7 +148,7 @@ def test_nuisance_toys_are_fits_with_their_own_auxiliary_values(tmp_path):
         fastnplm.calibrate(model, ref, pool, toys=2, n_expected=200.0, nuisances=nus, nu_true={"x": 1.0})
     with pytest.raises(ValueError, match="callable"):
         fastnplm.calibrate(model, ref, pool, toys=2, n_expected=200.0, nu_true={"s": 0.1},
-                           nuisances=[Nuisance("s", 0.1, "shape", fastnplm.ShapeCoefficients(ref[:3], 1.0, np.zeros(3)))])
+                           nuisances=[Nuisance("s", 0.1, "shape", fastnplm.models.ShapeCoefficients(ref[:3], 1.0, np.zeros(3)))])
 
 
 def test_neural_tau_with_a_tight_constraint_is_the_plain_loss():

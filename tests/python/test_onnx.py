@@ -22,7 +22,7 @@ def test_onnx_matches_the_core(kind, tmp_path):
     else:
         fit = fastnplm.NeuralNPLM(hidden=(5, 4), epochs=200, seed=0).fit(pre(ref), pre(dat))
     path = tmp_path / "f.onnx"
-    fastnplm.export_onnx(fit, path, preprocessing=(shift, scale))
+    fastnplm.io.export_onnx(fit, path, preprocessing=(shift, scale))
     x = rng.normal(size=(200, 3)) * 2 + 1
     f_onnx, f_core = _run(path, x), fit.predict(pre(x))
     assert f_onnx.shape == (200,) and f_onnx.dtype == np.float64
@@ -35,5 +35,5 @@ def test_onnx_matches_the_core(kind, tmp_path):
         np.testing.assert_allclose(f_onnx, f_core, rtol=1e-12, atol=1e-13)
     # the same from a saved model file, which carries its own preprocessing
     fastnplm.save_model(fit, tmp_path / "f.fnplm", preprocessing=(shift, scale))
-    fastnplm.export_onnx(fastnplm.load_model(tmp_path / "f.fnplm"), tmp_path / "g.onnx")
+    fastnplm.io.export_onnx(fastnplm.load_model(tmp_path / "f.fnplm"), tmp_path / "g.onnx")
     np.testing.assert_array_equal(_run(tmp_path / "g.onnx", x), f_onnx)

@@ -1,4 +1,4 @@
-"""fastnplm.plot: the drawn content is recomputed independently with numpy/scipy."""
+"""fastnplm.ui.plot: the drawn content is recomputed independently with numpy/scipy."""
 import numpy as np
 import pytest
 from scipy import stats
@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import StepPatch  # noqa: E402
 
 import fastnplm  # noqa: E402
-from fastnplm import plot  # noqa: E402
-from fastnplm.nuisance import NuisanceFitResult  # noqa: E402
+from fastnplm.ui import plot  # noqa: E402
+from fastnplm.models.nuisance import NuisanceFitResult  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""hessian="shared" (fastnplm._shared, cpp/src/kernel_shared.cpp): the newton-step estimator for
+"""hessian="shared" (fastnplm.models._shared, cpp/src/kernel_shared.cpp): the newton-step estimator for
 many datasets against one reference, checked against the dense oracle, the core's streamed fit,
 and itself across batches and thread counts; and the calibration's shared path."""
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 import fastnplm
 from fastnplm import _core
-from fastnplm._shared import SharedSolver
+from fastnplm.models._shared import SharedSolver
 
 import oracle
 

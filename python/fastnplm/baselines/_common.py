@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _checks
-from .._stats import ToyNull, clopper_pearson  # noqa: F401  (clopper_pearson: re-exported by fastnplm.baselines)
-from .._toys import Toys
+from ..calibration.null import ToyNull, clopper_pearson  # noqa: F401  (clopper_pearson: re-exported by fastnplm.baselines)
+from ..calibration._toys import Toys
 
 log = logging.getLogger("fastnplm")
 

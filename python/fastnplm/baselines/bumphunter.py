@@ -186,7 +186,7 @@ class BumpHunter:
                            n_expected=None) -> NullDistribution:
         """Null distribution of t from background-only pseudo-experiments as in Choudalakis
         (2011): each bin's count Poisson(b_i), toy k from toy_rng(seed, k) only."""
-        from ..calibration import toy_rng
+        from ..calibration._run import toy_rng
         toys = _checks.positive_int(toys, "toys")
         ref, w, edges, hist = self._setup(reference, reference_weights)
         if w is None:

@@ -9,10 +9,10 @@ import numpy as np
 from scipy import stats
 
 from .. import _checks
-from .._toys import Toys
-from ..calibration import calibrate
-from ..kernel import KernelNPLM
-from .._stats import power_of_p_values
+from ..calibration._toys import Toys
+from ..calibration._run import calibrate
+from ..models.kernel import KernelNPLM
+from ..calibration.null import power_of_p_values
 from ._common import NullDistribution, check_method, draw_toy, prepared, signal_rng
 from .bumphunter import BumpHunter
 from .classical import AndersonDarling, BinnedChi2, KolmogorovSmirnov
@@ -178,7 +178,7 @@ def _nplm_results(method, ref, pool, n_exp, toys, seed, signal_sets, observed):
     path; widths combined by min-p on the same toys."""
     sigmas = method.widths(ref, seed)
     cal = calibrate(method.model, ref, pool, toys=toys, n_expected=n_exp, sigmas=sigmas, seed=seed, progress=False)
-    models, path = cal._models, cal.settings["path"]
+    models, path = [cal.model(j) for j in range(len(cal.sigmas))], cal.settings["path"]
     job = Toys(models, ref, None, pool, n_exp, seed, ref.shape[1], path)
 
     def t_of(datasets):

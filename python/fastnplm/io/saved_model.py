@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _checks, _core
+from .. import _checks, _core
 
 MAGIC = b"FNPLMMOD"
 FORMAT_VERSION = 1
@@ -75,7 +75,7 @@ def _preprocessing_arrays(preprocessing, d):
             raise ValueError(f"{type(preprocessing).__name__} is not fitted: call .fit(reference) first")
         shift, scale = preprocessing.offset_, preprocessing.scale_
     else:
-        raise TypeError("preprocessing must be a fitted fastnplm.Standardize/DivideByMean or a (shift, scale) pair "
+        raise TypeError("preprocessing must be a fitted fastnplm.preprocessing.Standardize/DivideByMean or a (shift, scale) pair "
                         f"(x is mapped to (x - shift) / scale), got {type(preprocessing).__name__}")
     shift = np.broadcast_to(np.asarray(shift, dtype=np.float64), (d,)).copy()
     scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (d,)).copy()

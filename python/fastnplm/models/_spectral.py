@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
-from ._info import resolve_backend
+from .. import _core
+from .._info import resolve_backend
 from ._kernel_defs import PC_EPSILON
 
 RANKING_EVENTS = 10000     # reference events that rank the directions (every k-th event)
@@ -220,7 +220,7 @@ def spectral_seconds(m, n_ref, n_data, d, toys):
 
 
 def shared_seconds(m, n_ref, n_data, d, toys, block=32):
-    """Estimated single-thread seconds of one width on the shared path (``fastnplm._shared``):
+    """Estimated single-thread seconds of one width on the shared path (``fastnplm.models._shared``):
     three M^3/3 factorisations, then per toy its own data passes and its share of the block's
     reference pass (the kernel once per block, four flops per reference-center pair per toy)
     and triangular sweeps."""

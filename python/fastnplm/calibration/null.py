@@ -25,6 +25,7 @@ class ToyNull:
 
     @property
     def toys(self) -> int:
+        """The number of toys B."""
         return int(self.t.size)
 
     def p_value(self, t_obs: float, cl: float = 0.6827, extrapolate: bool = False) -> dict:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _checks, _core
-from ._info import BACKENDS, resolve_backend
+from .. import _checks, _core
+from .._info import BACKENDS, resolve_backend
 from ._kernel_defs import PC_EPSILON, sigma_heuristic  # noqa: F401 (public here)
 from ._shared import SharedSolver
 from ._spectral import SpectralReference
@@ -184,12 +184,12 @@ class KernelNPLM:
         the iterations cost O(M^2); it is also the more accurate of the two when K_MM is
         ill-conditioned. "auto" (default): dense for M <= 200, streamed above.
         "spectral": the same step in the eigenbasis of K_MM, keeping the directions that
-        carry reference Hessian energy of at least ``spectral_tol`` n lam (``fastnplm._spectral``):
+        carry reference Hessian energy of at least ``spectral_tol`` n lam (``fastnplm.models._spectral``):
         O(M^3 + N M r) for r kept directions, far faster on smooth, low-dimensional problems.
         Single-penalty "newton-step" only, lam > 0.
         "shared": the streamed step with the preconditioner built for the expected size
         N_R + N(R) instead of N_R + N_D, so that one factorisation serves every toy
-        (``fastnplm._shared``): the path of large M, where :func:`fastnplm.calibrate` solves
+        (``fastnplm.models._shared``): the path of large M, where :func:`fastnplm.calibrate` solves
         blocks of toys together and reads the reference once per CG iteration for all of
         them. It agrees with "stream" to ~1e-5 in t at the default cg_tol and to the roundoff
         with a tight one. Single-penalty "newton-step" only, lam > 0, CPU only.
@@ -289,8 +289,8 @@ class KernelNPLM:
             N(R) when no weights are given: every weight is N(R)/N_R (default N(R) = N_D).
         nuisances : sequence of fastnplm.Nuisance or None
             Systematic uncertainties of the reference: returns a
-            :class:`fastnplm.nuisance.NuisanceFitResult` with tau, Delta and t = tau - Delta
-            (f and nu fitted jointly, see ``fastnplm.nuisance.fit_kernel_with_nuisances``).
+            :class:`fastnplm.models.nuisance.NuisanceFitResult` with tau, Delta and t = tau - Delta
+            (f and nu fitted jointly, see ``fastnplm.models.nuisance.fit_kernel_with_nuisances``).
         auxiliary : dict {name: float} or None
             Central values of the auxiliary measurements (default: each nuisance's ``central``).
         """
@@ -303,7 +303,7 @@ class KernelNPLM:
         dat = _checks.as_events(data, "data", d=ref.shape[1])
         n_r, n_d = ref.shape[0], dat.shape[0]
         w = _checks.reference_weights(reference_weights, n_expected, n_r, n_d)
-        centers, center_scale = self._centers(ref, dat, w)
+        centers, center_scale = self.select_centers(ref, dat, w)
         sigma = self.sigma if self.sigma is not None else sigma_heuristic(ref, seed=self.seed)
         if nuisances is not None:
             if not self.lam > 0:
@@ -314,22 +314,22 @@ class KernelNPLM:
         if self.hessian == "spectral":
             sr = SpectralReference(centers, center_scale, sigma, self.lam, ref, w, self.cg_tol, self.max_iter,
                                    self.threads, self.spectral_tol, backend=backend)
-            res = self._result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
+            res = self._fit_result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
             res.backend = backend
             return res
         if self.hessian == "shared":
             sr = SharedSolver(centers, center_scale, sigma, self.lam, ref, w, self.cg_tol, self.max_iter, self.threads)
-            res = self._result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
+            res = self._fit_result(sr.fit_result(dat), centers, sigma, n_r, n_d, w, start)
             res.backend = "cpu"
             return res
         out = _core.fit_kernel(ref, w, dat, centers, center_scale, sigma, list(self.penalties), self.solver,
                                self.cg_tol, self.max_iter, self.grad_tol, self.max_newton, PC_EPSILON,
                                self.threads, HESSIAN_MODES[self.hessian], backend)
-        res = self._result(out, centers, sigma, n_r, n_d, w, start)
+        res = self._fit_result(out, centers, sigma, n_r, n_d, w, start)
         res.backend = backend
         return res
 
-    def _result(self, out, centers, sigma, n_r, n_d, w, start):
+    def _fit_result(self, out, centers, sigma, n_r, n_d, w, start):
         res = KernelFitResult(
             t=out["t"], alpha=out["alpha"], centers=centers, sigma=sigma, lam=self.lam, solver=self.solver,
             penalties=self.penalties, converged=out["converged"], cg_iterations=out["cg_iterations"],
@@ -348,8 +348,65 @@ class KernelNPLM:
         log.debug("kernel fit: %r", res)
         return res
 
-    def _centers(self, ref, dat, w):
-        """Centers and their preconditioner class weights (1 for data, w_e for reference)."""
+    def reference_solver(self, reference, weights, path=None):
+        """The reference's share of this model's fits, computed once for many datasets.
+
+        For centers that do not depend on the data (:attr:`shared_centers`): the centers are
+        drawn from the reference and the factorisations and reference passes of the spectral or
+        the shared path are made here; :meth:`fit_with` then fits each dataset against it.
+
+        Parameters
+        ----------
+        reference : (N_R, d) float64 array
+            Reference events.
+        weights : (N_R,) array
+            Reference weights (summing to N(R)).
+        path : {"spectral", "shared"} or None
+            The solver; default the model's ``hessian`` (which must then be one of the two).
+
+        Returns
+        -------
+        SpectralReference or SharedSolver
+        """
+        path = self.hessian if path is None else path
+        if path not in ("spectral", "shared"):
+            raise ValueError(f"a reference solver is 'spectral' or 'shared', got {path!r}")
+        if not self.shared_centers:
+            raise ValueError("center_pool='pooled' draws centers from the data: no solver can be shared")
+        centers, center_w = self.select_centers(reference, reference[:1], weights)  # the data are not used
+        if path == "shared":
+            return SharedSolver(centers, center_w, self.sigma, self.lam, reference, weights, self.cg_tol,
+                                self.max_iter, self.threads)
+        return SpectralReference(centers, center_w, self.sigma, self.lam, reference, weights, self.cg_tol,
+                                 self.max_iter, self.threads, self.spectral_tol, backend=resolve_backend(self.backend))
+
+    def fit_with(self, solver, data) -> KernelFitResult:
+        """Fit ``data`` against a :meth:`reference_solver`: the same result as :meth:`fit` with
+        the solver's reference, weights and path."""
+        start = time.perf_counter()
+        dat = _checks.as_events(data, "data", d=solver.ref.shape[1])
+        res = self._fit_result(solver.fit_result(dat), solver.centers, solver.sigma, solver.ref.shape[0],
+                               dat.shape[0], solver.w, start)
+        res.backend = getattr(solver, "backend", "cpu")
+        return res
+
+    def select_centers(self, reference, data, weights):
+        """The M centers of a fit and their preconditioner class weights.
+
+        Parameters
+        ----------
+        reference, data : (N_R, d), (N_D, d) float64 arrays
+        weights : (N_R,) reference weights
+
+        Returns
+        -------
+        centers : (M, d) array
+            Given, or drawn by ``center_pool`` with the model's seed.
+        center_weights : (M,) array or None
+            1 for a center from the data, w_e for one from the reference (None for given centers:
+            the core then uses the pooled mean weight).
+        """
+        ref, dat, w = reference, data, weights
         n_r, n_d = ref.shape[0], dat.shape[0]
         if self.centers is not None:
             if self.centers.shape[1] != ref.shape[1]:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _checks, _core
-from ._info import BACKENDS, resolve_backend
+from .. import _checks, _core
+from .._info import BACKENDS, resolve_backend
 
 log = logging.getLogger("fastnplm")
 
@@ -202,7 +202,7 @@ class NeuralNPLM:
             raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
         self.backend = backend
 
-    def _backend(self) -> str:
+    def resolved_backend(self) -> str:
         """The backend a fit runs on now: 'cpu' or 'cuda' (auto: CUDA when available)."""
         return resolve_backend(self.backend)
 
@@ -242,7 +242,7 @@ class NeuralNPLM:
             Epochs between checkpoints (default: the multiple of ``history_every`` nearest
             above 10000); a multiple of ``history_every``.
         """
-        if nuisances is not None:  # tau, Delta and t (fastnplm.nuisance.fit_neural_with_nuisances)
+        if nuisances is not None:  # tau, Delta and t (fastnplm.models.nuisance.fit_neural_with_nuisances)
             from .nuisance import fit_neural_with_nuisances
             ref = _checks.as_events(reference, "reference")
             dat = _checks.as_events(data, "data", d=ref.shape[1])
@@ -293,7 +293,7 @@ class NeuralNPLM:
             raise ValueError(f"seeds has {len(seeds)} entries for {len(dats)} data sets")
         seeds = [_seed_arg(s, f"seeds[{k}]") for k, s in enumerate(seeds)]
         n_r, d = ref.shape
-        backend = self._backend()  # raises before any work when "cuda" has no device
+        backend = self.resolved_backend()  # raises before any work when "cuda" has no device
         # data sets sharing the same reference weights go through the core together
         groups: dict = {}
         if reference_weights is None and n_expected is None:
@@ -309,7 +309,7 @@ class NeuralNPLM:
             w = weights[key]
             init = np.stack([self.init_params(d, seeds[k]) for k in idx])
             if self.optimizer == "adam":
-                outs = self._adam(ref, w, [dats[k] for k in idx], init, _checkpoint)
+                outs = self.train_adam(ref, w, [dats[k] for k in idx], init, checkpoint=_checkpoint)
             else:
                 outs = self._lbfgsb(ref, w, [dats[k] for k in idx], init)
             for k, out in zip(idx, outs):
@@ -327,23 +327,48 @@ class NeuralNPLM:
                 log.warning("neural fit did not converge: %r %s", r, r.message)
         return results
 
-    def _adam(self, ref, w, dats, init, checkpoint=None):
+    def train_adam(self, reference, weights, datasets, init, epochs=None, checkpoint=None) -> list:
+        """Train one network per dataset with the model's Adam settings, from given parameters.
+
+        The training step of :meth:`fit_batch`, for fits that change the reference weights
+        between rounds (the nuisance fits): no input checks, no result objects.
+
+        Parameters
+        ----------
+        reference : (N_R, d) float64 array
+        weights : (N_R,) reference weights, shared by every network
+        datasets : list of (N_D, d) float64 arrays
+        init : (len(datasets), n_params) array
+            Initial parameters.
+        epochs : int or None
+            Adam updates (default the model's ``epochs``).
+        checkpoint : internal checkpoint object or None
+            Save Adam's state every few epochs and resume from it.
+
+        Returns
+        -------
+        list of dict
+            Per network: loss, params, history, converged, epochs_done, message.
+        """
+        ref, w, dats = reference, weights, datasets
+        epochs = self.epochs if epochs is None else int(epochs)
         if checkpoint is not None:
-            out = self._adam_checkpointed(ref, w, dats, init, checkpoint)
+            out = self._adam_checkpointed(ref, w, dats, init, checkpoint, epochs)
         else:
             out = _core.mlp_train(ref, w, dats, list(self.hidden), init, self.clip, self.lr, self.beta1, self.beta2,
-                                  self.eps, self.epochs, self.history_every, self.threads, self.dtype, self._backend())
+                                  self.eps, epochs, self.history_every, self.threads, self.dtype,
+                                  self.resolved_backend())
         return [dict(loss=float(out["loss"][i]), params=out["params"][i].copy(), history=out["history"][i].copy(),
                      converged=bool(out["finite"][i]), epochs_done=int(out["epochs_done"][i]),
                      message="" if out["finite"][i] else "the loss or gradient became NaN/inf")
                 for i in range(len(dats))]
 
-    def _adam_checkpointed(self, ref, w, dats, init, ck):
+    def _adam_checkpointed(self, ref, w, dats, init, ck, epochs):
         """The Adam training in chunks of ck.every epochs, the state saved after each; the same
         updates as one call (the core continues Adam's bias corrections and moments)."""
-        backend = self._backend()
+        backend = self.resolved_backend()
         settings = dict(hidden=list(self.hidden), clip=self.clip, lr=self.lr, beta1=self.beta1, beta2=self.beta2,
-                        eps=self.eps, epochs=self.epochs, history_every=self.history_every, dtype=self.dtype,
+                        eps=self.eps, epochs=epochs, history_every=self.history_every, dtype=self.dtype,
                         backend=backend, every=ck.every)
         key = _fingerprint(settings, ref, w, *dats, init)
         state = ck.load(key)
@@ -351,8 +376,8 @@ class NeuralNPLM:
             state = dict(params=init.copy(), m=None, v=None, steps=0, history=None, finite=np.ones(len(dats), bool),
                          loss=np.full(len(dats), np.nan))
         h = self.history_every
-        while state["steps"] < self.epochs and state["finite"].all():
-            n = min(ck.every, self.epochs - state["steps"])
+        while state["steps"] < epochs and state["finite"].all():
+            n = min(ck.every, epochs - state["steps"])
             out = _core.mlp_train(ref, w, dats, list(self.hidden), state["params"], self.clip, self.lr, self.beta1,
                                   self.beta2, self.eps, n, h, self.threads, self.dtype, backend, state["steps"],
                                   state["m"], state["v"])
@@ -371,7 +396,7 @@ class NeuralNPLM:
         from scipy.optimize import minimize
 
         hidden = list(self.hidden)
-        backend = self._backend()
+        backend = self.resolved_backend()
         outs = []
         for x, p0 in zip(dats, init):
             history = []

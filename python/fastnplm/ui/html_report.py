@@ -1,7 +1,7 @@
 """One self-contained HTML report (plots embedded as PNG) and a JSON record of a test.
 
 ``report(...)`` fits the data at each width with the calibration's own model, computes p and
-Z per width and aggregated, draws the pictures of :mod:`fastnplm.plot`, and writes
+Z per width and aggregated, draws the pictures of :mod:`fastnplm.ui.plot`, and writes
 
 - ``<name>.html``: opens offline (no external scripts, styles or images);
 - ``<name>.json``: inputs with their fingerprints (sha256 of the float64 arrays and of the
@@ -23,9 +23,9 @@ import time
 import numpy as np
 import scipy
 
-from . import _checks
-from ._info import build_info
-from .calibration import VERDICT_Z
+from .. import _checks
+from .._info import build_info
+from ..calibration._run import VERDICT_Z
 
 log = logging.getLogger("fastnplm")
 
@@ -38,7 +38,7 @@ def fingerprint(x) -> dict:
 
 def file_fingerprint(path) -> dict:
     """Path, size and sha256 of a file's bytes."""
-    from .datasets import sha256_file
+    from ..io.datasets import sha256_file
     return {"path": os.fspath(path), "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
 
 
@@ -54,13 +54,15 @@ def versions() -> dict:
     return out
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """``obj`` with numpy scalars and arrays as Python numbers and lists, and non-finite floats
+    as strings, so that ``json.dumps`` writes it as valid JSON."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, (np.floating, float)):
         v = float(obj)
         return v if np.isfinite(v) else str(v)
@@ -101,8 +103,8 @@ def analyse(reference, data, model=None, calibration=None, pool=None, toys=200, 
         ``calibration``, ``fits`` (one per width),
         ``aggregate`` (or None for one width).
     """
-    from .calibration import calibrate
-    from .kernel import KernelNPLM
+    from ..calibration._run import calibrate
+    from ..models.kernel import KernelNPLM
 
     ref = _checks.as_events(reference, "reference")
     dat = _checks.as_events(data, "data", d=ref.shape[1])
@@ -140,9 +142,9 @@ def figures(reference, data, result, names=None, quantile=None) -> list:
 
     ``reference`` and ``data`` are drawn in the reconstruction, event for event as fitted
     (they may be in the original units of preprocessed inputs); ``quantile`` as in
-    :func:`fastnplm.plot.reconstruction`.
+    :func:`fastnplm.ui.plot.reconstruction`.
     """
-    from ._optional import require
+    from .._optional import require
     require("matplotlib", "the report's plots")
     from matplotlib.figure import Figure
 
@@ -250,7 +252,7 @@ def report(reference, data, model=None, *, calibration=None, pool=None, toys=200
     dict
         The JSON record (also written), with ``"html"`` and ``"json"`` paths.
     """
-    from .io import load
+    from ..io.files import load
 
     start = time.perf_counter()
     files = dict(input_files or {})
@@ -273,7 +275,7 @@ def report(reference, data, model=None, *, calibration=None, pool=None, toys=200
     section = section_html(title, res["summary"], figs)
     record["timings"]["plots_seconds"] = time.perf_counter() - t0
     record["timings"]["total_seconds"] = time.perf_counter() - start
-    record = _jsonable(record)
+    record = jsonable(record)
     write_html(html_path, title, [section], record)
     with open(json_path, "w") as fh:
         json.dump(record, fh, indent=1)

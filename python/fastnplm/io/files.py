@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ._optional import require
+from .._optional import require
 
 log = logging.getLogger("fastnplm")
 

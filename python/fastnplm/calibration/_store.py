@@ -11,8 +11,8 @@ import os
 
 import numpy as np
 
-from ._info import resolve_backend
-from .neural import NeuralNPLM
+from .._info import resolve_backend
+from ..models.neural import NeuralNPLM
 
 log = logging.getLogger("fastnplm")
 
@@ -27,7 +27,7 @@ NEURAL_KEYS = ("hidden", "clip", "epochs", "lr", "seed", "optimizer", "beta1", "
 def model_spec(model, path) -> dict:
     if isinstance(model, NeuralNPLM):
         spec = {"kind": "neural", **{k: getattr(model, k) for k in NEURAL_KEYS}}
-        if model._backend() == "cuda":
+        if model.resolved_backend() == "cuda":
             spec["backend"] = "cuda"  # toys fitted on the device: resume and refit there too
         return spec
     spec = {k: getattr(model, k) for k in MODEL_KEYS}

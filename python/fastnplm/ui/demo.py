@@ -8,7 +8,7 @@ then t, p with its interval, Z, a one-line verdict and the report with the recon
 The real-data demo (:func:`run`):
 
 Sample: 20000 Υ → μμ candidates (8 < M < 12 GeV) of the CMS 2011A open data (CC0, bundled
-in ``fastnplm/data``). Features: pt1, pt2, η1, η2 and Δφ of the two muons; the invariant
+in ``fastnplm/io/data``). Features: pt1, pt2, η1, η2 and Δφ of the two muons; the invariant
 mass is *not* a feature, it only defines the injected signal.
 
 1. **Null**: the events (minus a reserve, below) are shuffled and split into a reference,
@@ -32,10 +32,10 @@ import time
 
 import numpy as np
 
-from .calibration import aggregate, calibrate, verdict
-from .datasets import CMS_FEATURES, cms_dimuon, cms_dimuon_path
-from .kernel import DEFAULT_CENTER_POOL, KernelNPLM, sigma_heuristic
-from .preprocessing import Standardize
+from ..calibration._run import aggregate, calibrate, verdict
+from ..io.datasets import CMS_FEATURES, cms_dimuon, cms_dimuon_path
+from ..models.kernel import DEFAULT_CENTER_POOL, KernelNPLM, sigma_heuristic
+from ..preprocessing import Standardize
 
 log = logging.getLogger("fastnplm")
 
@@ -57,7 +57,7 @@ def run_exp(seed=0, M=EXP_DEFAULTS["M"], sigma=EXP_DEFAULTS["sigma"], lam=EXP_DE
     Parameters
     ----------
     seed : int
-        Seeds the problem (``fastnplm.datasets.exp_bump``), the pool, the centers and the toys.
+        Seeds the problem (``fastnplm.io.datasets.exp_bump``), the pool, the centers and the toys.
     M, sigma, lam, center_pool, solver : the kernel model (``sigma=None``: the heuristic)
     toys : int
         Toys of the calibration (Poisson(2000) events each from a disjoint Exp(1) pool).
@@ -74,8 +74,8 @@ def run_exp(seed=0, M=EXP_DEFAULTS["M"], sigma=EXP_DEFAULTS["sigma"], lam=EXP_DE
         ``verdict`` (see :func:`fastnplm.calibration.verdict`), ``t``, ``p``, ``p_interval``, ``z``,
         the fit's diagnostics, ``settings`` and ``timings``.
     """
-    from .datasets import exp_bump
-    from .report import analyse, report
+    from ..io.datasets import exp_bump
+    from .html_report import analyse, report
 
     start = time.perf_counter()
     n_signal = int(n_signal)
@@ -192,7 +192,7 @@ def run(seed=0, toys=DEFAULTS["toys"], n_signal=DEFAULTS["n_signal"], M=DEFAULTS
 
 
 def _sha(path):
-    from .datasets import sha256_file
+    from ..io.datasets import sha256_file
     return sha256_file(path)
 
 
@@ -221,7 +221,7 @@ def _write_report(path, raw, cases, cal, fits, out):
     import json
     import os
 
-    from .report import _jsonable, figures, fingerprint, section_html, versions, write_html
+    from .html_report import jsonable, figures, fingerprint, section_html, versions, write_html
 
     sections = []
     for name in cases:
@@ -237,7 +237,7 @@ def _write_report(path, raw, cases, cal, fits, out):
         names = ["pt1 [GeV]", "pt2 [GeV]", "eta1", "eta2", "delta phi"]
         sections.append(section_html(title, summary, figures(raw["reference"], raw[name], result, names=names,
                                                              quantile=0.002)))
-    record = _jsonable({**out, "inputs": {"reference": fingerprint(raw["reference"]),
+    record = jsonable({**out, "inputs": {"reference": fingerprint(raw["reference"]),
                                                **{k: fingerprint(v) for k, v in cases.items()}},
                             "versions": versions()})
     write_html(path, "fastnplm real-data demo: CMS open-data dimuons", sections, record)

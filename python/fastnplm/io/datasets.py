@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
-# name -> (file in fastnplm/data, sha256); provenance and licence (CC0) in data/README.md
+# name -> (file in fastnplm/io/data, sha256); provenance and licence (CC0) in data/README.md
 CMS_FILES = {
     "ymumu": ("cms2011A_Ymumu_record545.csv.gz", "ffa69cec3f239337464d6395aba923d288b0277d7e22fd31da11da73c3399013"),
     "zmumu": ("cms2011A_Zmumu_record545.csv.gz", "a33c7952586ef64a6aa5a2954bf48e53ef4ae486699630a9d427fb2347162726"),
@@ -39,7 +39,7 @@ def sha256_file(path, chunk=1 << 20) -> str:
 
 
 def cms_dimuon_path(name="ymumu", verify=False) -> str:
-    """Path of a bundled CMS open-data file (CC0; provenance in ``fastnplm/data/README.md``).
+    """Path of a bundled CMS open-data file (CC0; provenance in ``fastnplm/io/data/README.md``).
 
     Parameters
     ----------
@@ -81,7 +81,7 @@ def cms_dimuon(name="ymumu"):
     mass : ndarray (n,)
         Dimuon invariant mass (GeV), not a feature: it defines signal windows.
     """
-    from .io import load
+    from .files import load
 
     cols = ["pt1", "pt2", "eta1", "eta2", "phi1", "phi2"]
     x = load(cms_dimuon_path(name), columns=cols)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _checks, _core
+from .. import _checks, _core
 from ._kernel_defs import sigma_heuristic
 from ._spectral import SpectralReference
 
@@ -63,14 +63,14 @@ class ShapeCoefficients:
 
     def save(self, path):
         """Write the coefficients to an .npz file (:meth:`load` reads it back)."""
-        np.savez(path, centers=self.centers, sigma=self.sigma, a=self.a, kind="fastnplm.ShapeCoefficients")
+        np.savez(path, centers=self.centers, sigma=self.sigma, a=self.a, kind="fastnplm.models.ShapeCoefficients")
 
     @classmethod
     def load(cls, path):
         """Read coefficients written by :meth:`save`; other files are refused."""
         with np.load(path, allow_pickle=False) as z:
-            if "kind" not in z or str(z["kind"]) != "fastnplm.ShapeCoefficients":
-                raise ValueError(f"{path!r} is not a saved fastnplm.ShapeCoefficients")
+            if "kind" not in z or str(z["kind"]) != "fastnplm.models.ShapeCoefficients":
+                raise ValueError(f"{path!r} is not a saved fastnplm.models.ShapeCoefficients")
             return cls(z["centers"], float(z["sigma"]), z["a"])
 
 
@@ -97,7 +97,7 @@ class Nuisance:
             raise ValueError(f"unknown nuisance kind {self.kind!r}: expected one of {KINDS}")
         if self.kind == "shape":
             if not isinstance(self.coefficients, ShapeCoefficients):
-                raise ValueError(f"shape nuisance {self.name!r} needs coefficients (fastnplm.learn_coefficients)")
+                raise ValueError(f"shape nuisance {self.name!r} needs coefficients (fastnplm.models.learn_coefficients)")
             if self.coefficients.order > 2:
                 raise ValueError("shape coefficients beyond order 2 are not supported")
         elif self.coefficients is not None:
@@ -442,7 +442,7 @@ def fit_neural_with_nuisances(model, ref, dat, w, nuisances, auxiliary, rounds=2
     nus, sig, aux = _nuisance_list(nuisances, auxiliary)
     lr_ref, lr_dat = _LogRatio(nus, ref), _LogRatio(nus, dat)
     hidden, threads, dtype = list(model.hidden), model.threads, getattr(model, "dtype", "float64")
-    backend = model._backend()
+    backend = model.resolved_backend()
     params, nu, p = model.init_params(ref.shape[1]), np.zeros(len(nus)), len(nus)
     n_par = params.shape[0]
 
@@ -467,11 +467,8 @@ def fit_neural_with_nuisances(model, ref, dat, w, nuisances, auxiliary, rounds=2
     else:
         rounds, epochs, done, ok = max(1, min(int(rounds), model.epochs)), model.epochs, 0, True
         for k in range(rounds):
-            model.epochs = epochs // rounds + (1 if k < epochs % rounds else 0)
-            try:
-                out = model._adam(ref, w * np.exp(lr_ref.value(nu)), [dat], params[None, :])[0]
-            finally:
-                model.epochs = epochs
+            n_k = epochs // rounds + (1 if k < epochs % rounds else 0)
+            out = model.train_adam(ref, w * np.exp(lr_ref.value(nu)), [dat], params[None, :], epochs=n_k)[0]
             params, done, ok = out["params"], done + out["epochs_done"], ok and out["converged"]
             f_ref = _core.mlp_predict(ref, hidden, params, threads)
             _, nu = _delta(lr_ref, lr_dat, w * np.exp(f_ref), sig, aux, tol)

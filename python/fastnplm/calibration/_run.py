@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special, stats
 
-from . import _checks
-from ._info import BACKENDS, resolve_backend
-from ._stats import ToyNull, clopper_pearson
+from .. import _checks
+from .._info import BACKENDS, resolve_backend
+from .null import ToyNull, clopper_pearson
 from ._store import NEURAL_KEYS, STORE_VERSION, fingerprint, nuisance_spec, open_store, read_store, store_header  # noqa: F401
 from ._toys import Toys, choose_path, run_blocks, toy_rng  # noqa: F401  (toy_rng: public here)
-from .kernel import KernelNPLM, sigma_heuristic
-from .neural import NeuralNPLM
-from .nuisance import Nuisance
+from ..models.kernel import KernelNPLM, sigma_heuristic
+from ..models.neural import NeuralNPLM
+from ..models.nuisance import Nuisance
 
 log = logging.getLogger("fastnplm")
 
@@ -69,7 +69,7 @@ class Calibration:
         return self.t[:, sigma_index]
 
     def null(self, sigma_index=None) -> ToyNull:
-        """The toys of one width as a :class:`fastnplm._stats.ToyNull` (p-values, Z, chi2 fit, power)."""
+        """The toys of one width as a :class:`fastnplm.calibration.null.ToyNull` (p-values, Z, chi2 fit, power)."""
         return ToyNull(self._column(sigma_index))
 
     def p_value(self, t_obs: float, sigma_index=None, cl: float = 0.6827):
@@ -297,8 +297,8 @@ def load_calibration(path) -> Calibration:
 def _calibration(recs, header, models=None) -> Calibration:
     cal = Calibration(t=np.array([r["t"] for r in recs], dtype=float), sigmas=tuple(header["sigmas"]),
                       n_events=np.array([r["n"] for r in recs]),
-                      converged=np.array([r["converged"] for r in recs]), seed=header["seed"], settings=header)
-    cal._models = models
+                      converged=np.array([r["converged"] for r in recs]), seed=header["seed"], settings=header,
+                      _models=models)
     if recs and "tau" in recs[0]:
         cal.details = {"tau": np.array([r.get("tau", r["t"]) for r in recs], dtype=float),
                        "delta": np.array([r.get("delta", [0.0] * len(r["t"])) for r in recs], dtype=float),
@@ -358,9 +358,9 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
     fast : bool or None
         The shared-reference paths, which apply to a single-penalty "newton-step" model with
         lam > 0 and data-independent centers (any ``center_pool`` but "pooled", or given
-        centers) on a reference sample: "spectral" (``fastnplm._spectral``; the reference's part
+        centers) on a reference sample: "spectral" (``fastnplm.models._spectral``; the reference's part
         of the Newton step once per width in the eigenbasis of K_MM, each toy O(N_D M r + N_R r))
-        for small and smooth problems, and "shared" (``fastnplm._shared``; the factorisations
+        for small and smooth problems, and "shared" (``fastnplm.models._shared``; the factorisations
         once per width, blocks of ``batch`` toys solved together with one reference pass per CG
         iteration for all of them) for large M. None: a cost model chooses among them and one
         plain ``fit`` per toy; True: the cheaper shared path; False: plain fits. The toys are
@@ -394,7 +394,7 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
             raise ValueError("toys with nuisances run on backend='cpu'")
         resolve_backend(model.backend)  # "cuda" without a device: RuntimeError before any toy
     else:
-        model._backend()
+        model.resolved_backend()
     if isinstance(model, NeuralNPLM) and sigmas is not None:
         raise ValueError("sigmas is for kernel models; a NeuralNPLM has no width")
     if nuisances is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _checks
+from .. import _checks
 
 PC_EPSILON = 1e-13  # Falkon's float64 jitter: T = chol(K_MM + eps * M * I)
 

@@ -14,8 +14,8 @@ import logging
 import sys
 
 
-from .calibration import AGGREGATIONS, aggregate, calibrate, load_calibration, nuisance_spec, verdict
-from .kernel import CENTER_POOLS, DEFAULT_CENTER_POOL, KernelNPLM
+from ..calibration._run import AGGREGATIONS, aggregate, calibrate, load_calibration, nuisance_spec, verdict
+from ..models.kernel import CENTER_POOLS, DEFAULT_CENTER_POOL, KernelNPLM
 
 log = logging.getLogger("fastnplm")
 
@@ -109,7 +109,7 @@ class InputError(SystemExit):
 
 
 def _load(path, what, columns=None, tree=None):
-    from .io import load
+    from ..io.files import load
     try:
         return load(path, columns=columns, tree=tree)
     except (OSError, ValueError, TypeError) as err:
@@ -155,7 +155,7 @@ def _add_model_args(p):
 def _add_nuisance_args(p, auxiliary=True):
     p.add_argument("--nuisance", action="append", default=[], metavar="NAME:SIGMA[:COEF.npz]",
                    help="a systematic uncertainty of width SIGMA (repeatable): a normalisation, or a shape "
-                        "nuisance with coefficients saved by fastnplm.learn_coefficients(...).save(COEF.npz)")
+                        "nuisance with coefficients saved by fastnplm.models.learn_coefficients(...).save(COEF.npz)")
     if auxiliary:
         p.add_argument("--auxiliary", action="append", default=[], metavar="NAME=VALUE",
                        help="measured central value of a nuisance (repeatable; default 0)")
@@ -174,7 +174,7 @@ def _add_input_args(p, pool=False):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="fastnplm", formatter_class=fmt, epilog=MAIN_EPILOG,
                                      description="New Physics Learning Machine: a signal-agnostic goodness-of-fit test "
@@ -254,7 +254,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.cite:
-        from ._cite import BIBTEX
+        from .._cite import BIBTEX
         print(BIBTEX, end="")
         return EXIT_OK
     if args.command is None:
@@ -315,7 +315,7 @@ def _inputs(args, keys):
               if getattr(args, k, None) is not None}
     pre = None
     if getattr(args, "standardize", False) or getattr(args, "divide_by_mean", False):
-        from .preprocessing import DivideByMean, Standardize
+        from ..preprocessing import DivideByMean, Standardize
         pre = (Standardize() if args.standardize else DivideByMean()).fit(arrays["reference"])
         arrays = {k: pre.transform(v) for k, v in arrays.items()}
     return arrays, pre
@@ -323,7 +323,7 @@ def _inputs(args, keys):
 
 def _nuisances(args):
     """--nuisance NAME:SIGMA[:COEF.npz] and --auxiliary NAME=VALUE as fastnplm.Nuisance objects and a dict."""
-    from .nuisance import Nuisance, ShapeCoefficients
+    from ..models.nuisance import Nuisance, ShapeCoefficients
     out = []
     for text in args.nuisance:
         parts = text.split(":", 2)
@@ -527,7 +527,7 @@ def _test_text(out):
 
 
 def _report_cmd(args) -> int:
-    from .report import report
+    from .html_report import report
     if (args.pool is None) == (args.calibration is None):
         raise InputError("report needs exactly one of --pool (toys are run) and --calibration (a store)")
     arrays, pre = _inputs(args, ["reference", "data", "pool"])
@@ -553,8 +553,8 @@ def _report_cmd(args) -> int:
 
 
 def _bench(args) -> int:
-    from . import _bench as bench
-    from ._info import cuda_available, cuda_built
+    from .. import _bench as bench
+    from .._info import cuda_available, cuda_built
     if args.device == "cuda" and not cuda_available():
         why = "was built without the CUDA backend" if not cuda_built() else "finds no usable CUDA device"
         raise InputError(f"--device cuda: this fastnplm {why} (fastnplm.cuda_available() is False); "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from ._kernel_defs import PC_EPSILON
 
 

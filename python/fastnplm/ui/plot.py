@@ -4,7 +4,7 @@ reconstruction of the data by the reweighted reference, neural loss histories, n
 matplotlib is imported when a function is called (``pip install 'fastnplm[plot]'``); nothing
 here sets a global style. Every function draws into the ``ax=`` (or ``axes=``) it is given,
 creating a figure only when none is given, and returns it. For the HEP look use
-``with fastnplm.plot.hep_style(): ...`` (needs ``mplhep``).
+``with fastnplm.ui.plot.hep_style(): ...`` (needs ``mplhep``).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from ._optional import require
+from .._optional import require
 
 
 def _plt():
@@ -101,7 +101,7 @@ def null_distribution(cal, t_obs=None, sigma_index=None, bins=30, chi2=True, ax=
 def _chi2_dof(t, calib, sigma_index):
     if calib is not None:
         return calib.chi2_fit(sigma_index)["dof"]
-    from .calibration import Calibration  # the same maximum-likelihood fit on bare toys
+    from ..calibration._run import Calibration  # the same maximum-likelihood fit on bare toys
     return Calibration(t=t[:, None], sigmas=(0.0,), n_events=np.zeros(t.size), converged=np.ones((t.size, 1), bool),
                        seed=0).chi2_fit(0)["dof"]
 
@@ -123,7 +123,7 @@ def aggregated(result, ax=None, toys=None):
     matplotlib Axes
         Bars: per-width Z (C0) then the aggregated tests' Z (C1), in that order.
     """
-    from .calibration import AGGREGATIONS
+    from ..calibration._run import AGGREGATIONS
 
     if not isinstance(result, dict) or "per_width" not in result:
         raise TypeError("result must be the dict returned by fastnplm.aggregate")
@@ -200,7 +200,7 @@ def reconstruction(reference, data, fit, features=None, names=None, bins=30, ref
     -------
     numpy.ndarray of matplotlib Axes, shape (2, len(features))
     """
-    from . import _checks
+    from .. import _checks
 
     ref = _checks.as_events(reference, "reference")
     dat = _checks.as_events(data, "data", d=ref.shape[1])
@@ -256,7 +256,7 @@ def loss_history(result, ax=None):
 
     Parameters
     ----------
-    result : fastnplm.NeuralFitResult
+    result : fastnplm.models.NeuralFitResult
         With ``history_every > 0`` (Adam: L after ``i * history_every`` updates) or from
         L-BFGS-B (after each iteration).
     ax : matplotlib Axes or None

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .model_io import as_saved_model
+from .saved_model import as_saved_model
 
 OPSET = 17
 

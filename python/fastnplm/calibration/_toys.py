@@ -10,12 +10,12 @@ import warnings
 
 import numpy as np
 
-from . import _checks, _spectral
-from ._info import resolve_backend
-from ._shared import SharedSolver
-from .kernel import HESSIAN_MODES, ConvergenceWarning, KernelNPLM
-from .neural import NeuralNPLM
-from .nuisance import fit_kernel_with_nuisances, fit_neural_with_nuisances
+from .. import _checks
+from ..models import _spectral
+from .._info import resolve_backend
+from ..models.kernel import HESSIAN_MODES, ConvergenceWarning, KernelNPLM
+from ..models.neural import NeuralNPLM
+from ..models.nuisance import fit_kernel_with_nuisances, fit_neural_with_nuisances
 
 log = logging.getLogger("fastnplm")
 
@@ -76,14 +76,7 @@ class Toys:
             if j not in self._shared:
                 m, ref = self.models[j], self.reference
                 w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
-                centers, center_w = m._centers(ref, ref[:1], w)  # data-independent centers: data unused
-                if self.path == "shared":
-                    self._shared[j] = SharedSolver(centers, center_w, m.sigma, m.lam, ref, w, m.cg_tol, m.max_iter,
-                                                   m.threads)
-                else:
-                    self._shared[j] = _spectral.SpectralReference(centers, center_w, m.sigma, m.lam, ref, w,
-                                                                  m.cg_tol, m.max_iter, m.threads, m.spectral_tol,
-                                                                  backend=resolve_backend(m.backend))
+                self._shared[j] = m.reference_solver(ref, w, self.path)
             return self._shared[j]
 
     def groups(self, ks):
@@ -108,7 +101,7 @@ class Toys:
                     if isinstance(m, NeuralNPLM):
                         r = fit_neural_with_nuisances(m, ref, data, w, self.nuisances, aux)
                     else:
-                        centers, center_w = m._centers(ref, data, w)
+                        centers, center_w = m.select_centers(ref, data, w)
                         shared = self.shared(j) if self.path == "spectral" else None
                         r = fit_kernel_with_nuisances(m, ref, data, w, centers, center_w, m.sigma, self.nuisances,
                                                       aux, shared=shared)
