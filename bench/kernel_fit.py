@@ -70,7 +70,7 @@ def openblas_version(path_part):
 
 def scenario(cfg, threads, seed):
     ref, dat = bump_data(cfg["d"], cfg["n_r"], cfg["n_d"], np.random.default_rng(seed))
-    sigma = fastnplm.sigma_heuristic(ref)
+    sigma = fastnplm.models.sigma_heuristic(ref)
     n_r, n_d, M = len(ref), len(dat), cfg["M"]
     model = fastnplm.KernelNPLM(M=M, sigma=sigma, lam=LAM, solver="newton-step", seed=0, threads=threads)
     if cfg["warmup"]:
@@ -116,7 +116,7 @@ def fused_pass(cfg, threads_list, seed):
     rng = np.random.default_rng(seed)
     n, d = cfg["n"], cfg["d"]
     x, w = rng.standard_normal((n, d)), np.ones(n)
-    sigma = fastnplm.sigma_heuristic(x)
+    sigma = fastnplm.models.sigma_heuristic(x)
     cpu = cpuinfo()
     avx512 = "avx512f" in cpu["simd"]
     flops_per_eval = 3 * d + 25 + 4
@@ -158,7 +158,7 @@ def cholesky(Ms, threads, seed):
                                           "scipy.linalg uses its own bundled OpenBLAS build (versions above)")}
     for M in Ms:
         p = rng.standard_normal((M, 5))
-        s = fastnplm.sigma_heuristic(p)
+        s = fastnplm.models.sigma_heuristic(p)
         A = np.exp(-scipy.spatial.distance.cdist(p, p, "sqeuclidean") / (2 * s * s)) + 1e-6 * np.eye(M)
         with limit(threads):
             t_sp, runs, U = timed(lambda: scipy.linalg.cholesky(A, lower=False, check_finite=False), 5)

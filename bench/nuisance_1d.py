@@ -42,7 +42,7 @@ def main():
 
     start = time.perf_counter()
     samples = {nu: scaled_exp(nu, 300_000, rng) for nu in (0.0, -2 * s, -s, s, 2 * s)}
-    coef = fastnplm.learn_coefficients(samples, order=2, M=60, sigma=1.5, seed=0)
+    coef = fastnplm.models.learn_coefficients(samples, order=2, M=60, sigma=1.5, seed=0)
     out["learn_coefficients"] = {"seconds": time.perf_counter() - start, **coef.info}
     x = np.linspace(0.1, 4.0, 40)[:, None]
     d = coef(x)
