@@ -70,7 +70,8 @@ FASTNPLM_INLINE inline void kernel_row(const double* __restrict x, const Centers
         }
     }
 #pragma omp simd
-    for (std::int64_t j = 0; j < mp; ++j) row[j] = detail::vexp_nonpos(-gamma * row[j]);
+    for (std::int64_t j = 0; j < mp; ++j)
+        row[j] = detail::vexp<detail::ExpClamp::low, detail::ExpPoly::horner>(-gamma * row[j]);
 }
 
 // Two rows at once: each center coordinate is loaded once for both, and the two
@@ -98,8 +99,8 @@ FASTNPLM_INLINE inline void kernel_row2(const double* __restrict x0, const doubl
     }
 #pragma omp simd
     for (std::int64_t j = 0; j < mp; ++j) {
-        row0[j] = detail::vexp_nonpos(-gamma * row0[j]);
-        row1[j] = detail::vexp_nonpos(-gamma * row1[j]);
+        row0[j] = detail::vexp<detail::ExpClamp::low, detail::ExpPoly::horner>(-gamma * row0[j]);
+        row1[j] = detail::vexp<detail::ExpClamp::low, detail::ExpPoly::horner>(-gamma * row1[j]);
     }
 }
 

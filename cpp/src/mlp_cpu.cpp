@@ -207,7 +207,7 @@ FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p
             for (std::int64_t e = 0; e < kBlock; ++e) {
                 T x;
                 if constexpr (std::is_same_v<T, float>)
-                    x = detail::vexpf<true>(-std::fabs(z[e]));
+                    x = detail::vexp<detail::ExpClamp::low>(-std::fabs(z[e]));
                 else
                     x = detail::vexp(-std::fabs(z[e]));
                 exj[e] = x;
@@ -241,7 +241,7 @@ FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p
 // beyond is made inf here -- a float32 fit that overflows stops as non-finite, as in double.
 FASTNPLM_INLINE inline double exp_f(double f) { return detail::vexp(f); }
 FASTNPLM_INLINE inline float exp_f(float f) {
-    return f > 88.0f ? std::numeric_limits<float>::infinity() : detail::vexpf<true>(f);
+    return f > 88.0f ? std::numeric_limits<float>::infinity() : detail::vexp<detail::ExpClamp::low>(f);
 }
 
 // Gradient sums of the general pass: gacc[p * kGradLanes + lane] (double). With SIMD, a
@@ -375,7 +375,7 @@ FASTNPLM_INLINE inline void run_blocks_1h(const Layout& L, const T* __restrict p
                 V z = b1[j] + W1[j * d] * detail::load<V>(x);
                 for (std::int64_t k = 1; k < d; ++k) z += W1[j * d + k] * detail::load<V>(x + k * kBlock);
                 detail::store(S + j * C + i * N, z);
-                detail::store(E + j * C + i * N, detail::vexp_simd<true>(detail::neg_abs(z)));
+                detail::store(E + j * C + i * N, detail::vexp<detail::ExpClamp::low>(detail::neg_abs(z)));
             }
         }
         // (2) sigmoid_j = 1/u_j (z >= 0) or e_j/u_j, u_j = 1 + e_j; sigmoid'_j = e_j/u_j^2; f; q
@@ -405,9 +405,9 @@ FASTNPLM_INLINE inline void run_blocks_1h(const Layout& L, const T* __restrict p
                 V ef;
                 if constexpr (std::is_same_v<T, float>)  // beyond 88: inf (the exp's upper clamp is not needed)
                     ef = f > 88.0f ? detail::splat<V>(std::numeric_limits<float>::infinity())
-                                   : detail::vexp_simd<true>(f);
+                                   : detail::vexp<detail::ExpClamp::low>(f);
                 else
-                    ef = detail::vexp_simd(f);
+                    ef = detail::vexp(f);
                 q = wv * ef;
                 if (kLoss) detail::acc_add<T>(gl, detail::load_wide<T>(w + slot) * (Wd::of(ef) - 1.0));
             } else {
@@ -808,7 +808,7 @@ FASTNPLM_INLINE inline float exp_floor_sweep(const float* x, std::int64_t nv) {
     for (std::int64_t i = 0; i < nv; ++i) {
         const V xv = detail::load<V>(x + 8 * i);
         for (int j = 0; j < G; ++j)
-            acc[j] += detail::vexp_simd<true>(detail::neg_abs(xv * (0.5f + 0.1f * j) + (0.05f * j - 0.3f)));
+            acc[j] += detail::vexp<detail::ExpClamp::low>(detail::neg_abs(xv * (0.5f + 0.1f * j) + (0.05f * j - 0.3f)));
     }
     V a = acc[0];
     for (int j = 1; j < G; ++j) a += acc[j];

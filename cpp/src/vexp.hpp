@@ -1,24 +1,140 @@
 #pragma once
-// A branch-free exp(x) for x <= 0 that compilers vectorise (no libm call in the loop).
+// exp(x) without a libm call and without branches, so that loops over it vectorise, for every
+// width the CPU backends use: double and float (scalar code the compiler vectorises) and, with
+// GCC vector extensions, f64x4 and f32x8 (SIMD vectors kept in registers, simd.hpp).
 //
-// exp(x) = 2^k * exp(r), k = round(x / ln 2), r = x - k ln 2 in [-ln2/2, ln2/2]
-// (Cody-Waite split of ln 2 so k * ln2_hi is exact for |k| < 2^11); exp(r) by its
-// Taylor polynomial of degree 12, whose truncation error r^13/13! < 1.7e-16 relative;
-// 2^k built directly in the exponent bits. Inputs are clamped at -708, so anything below
-// returns exp(-708) = 3.3e-308 instead of a subnormal or 0 (an absolute error below
-// 3.3e-308; it keeps the loop free of branches, which would stop vectorisation).
-// tests/cpp compares it with std::exp over [-708, 0].
+// One range reduction: exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 in
+// [-ln2/2, ln2/2] (Cody-Waite split of ln 2 so that k * ln2_hi is exact), exp(r) by a
+// polynomial, 2^k built directly in the exponent bits. x is clamped first, so that 2^k is a
+// normal number and the loop has no branch:
+//   double: x in [-708, 709]; exp(r) by its degree-12 Taylor polynomial (truncation
+//           r^13/13! < 1.7e-16 relative); below -708 it returns exp(-708) = 3.3e-308 (an
+//           absolute error below that), above 709 exp(709) = 8.2e307.
+//   float:  x in [-87, 88]; Cephes' expf polynomial (degree 5 on [-ln2/2, ln2/2], relative
+//           error ~1 ulp = 6e-8); callers that need overflow beyond 88 put inf in themselves.
+// The clamps keep a NaN argument NaN (max/min with the argument first), so a NaN loss is
+// reported, not clamped into a finite one. tests/cpp compares every variant with std::exp.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "hot.hpp"
+#include "simd.hpp"
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"  // vectors only cross always-inline boundaries
+#endif
 
 namespace fastnplm::detail {
 
-// exp(r) for |r| <= ln2/2 by its degree-12 Taylor polynomial (truncation < 1.7e-16 relative)
-// in Estrin's scheme (dependency depth 5 instead of 13 FMAs); T is double or a GCC vector of
-// doubles (simd.hpp), so the scalar and SIMD exps share it.
+/// Which ends of the range exp clamps its argument to.
+enum class ExpClamp {
+    both,  ///< [lo, hi]: any x
+    low,   ///< lo only: the caller guarantees x <= hi (x <= 0 for a sigmoid's exp(-|z|)) or replaces results above
+};
+
+/// How the double polynomial is evaluated (float has one form).
+enum class ExpPoly {
+    estrin,  ///< Estrin's scheme: dependency depth 5 instead of 13, for exp chains bound by latency (the MLP pass)
+    horner,  ///< Horner's scheme, scalar double: the Gaussian kernel's exp (kernel_ops_cpu.cpp) rounds as this does
+};
+
+/// The constants of the reduction for double and float.
+template <class S>
+struct ExpConsts;
+
+template <>
+struct ExpConsts<double> {
+    static constexpr double log2e = 1.4426950408889634074;
+    static constexpr double ln2_hi = 6.93147180369123816490e-01;
+    static constexpr double ln2_lo = 1.90821492927058770002e-10;
+    static constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52: x + shifter rounds x to an integer
+    static constexpr double lo = -708.0, hi = 709.0;       // k in [-1022, 1023]
+    static constexpr int bias = 1023, mantissa_bits = 52;
+};
+
+template <>
+struct ExpConsts<float> {
+    static constexpr float log2e = 1.44269504088896341f;
+    static constexpr float ln2_hi = 0.693359375f;
+    static constexpr float ln2_lo = -2.12194440e-4f;
+    static constexpr float shifter = 12582912.0f;    // 1.5 * 2^23
+    static constexpr float lo = -87.0f, hi = 88.0f;  // k in [-126, 127]
+    static constexpr int bias = 127, mantissa_bits = 23;
+};
+
+/// A width of exp's argument: its scalar type S, the integer type U of its bits, and how the
+/// exponent bias reaches 2^k. Scalars add the bias to k's bits after the rounding; vectors fold
+/// it into the rounding shifter (the low bits of x log2e + shifter are then k + bias, and 2^k is
+/// one shift). The two shifters round an x log2e that is exactly half an integer to different k
+/// (either exp is as accurate); each width keeps its form so that its results are reproducible
+/// bit for bit from one release to the next.
+template <class T>
+struct ExpWidth;
+
+template <>
+struct ExpWidth<double> {
+    using S = double;
+    using U = std::uint64_t;
+    static constexpr bool kFoldBias = false;
+    FASTNPLM_INLINE static double splat(double s) { return s; }
+    FASTNPLM_INLINE static U bits(double x) {
+        U u;
+        std::memcpy(&u, &x, sizeof u);
+        return u;
+    }
+    FASTNPLM_INLINE static double real(U u) {
+        double x;
+        std::memcpy(&x, &u, sizeof x);
+        return x;
+    }
+};
+
+template <>
+struct ExpWidth<float> {
+    using S = float;
+    using U = std::uint32_t;
+    static constexpr bool kFoldBias = false;
+    FASTNPLM_INLINE static float splat(float s) { return s; }
+    FASTNPLM_INLINE static U bits(float x) {
+        U u;
+        std::memcpy(&u, &x, sizeof u);
+        return u;
+    }
+    FASTNPLM_INLINE static float real(U u) {
+        float x;
+        std::memcpy(&x, &u, sizeof x);
+        return x;
+    }
+};
+
+#ifdef FASTNPLM_HAVE_SIMD
+template <>
+struct ExpWidth<f64x4> {
+    using S = double;
+    using U = i64x4;
+    static constexpr bool kFoldBias = true;
+    FASTNPLM_INLINE static f64x4 splat(double s) { return detail::splat<f64x4>(s); }
+    FASTNPLM_INLINE static U bits(f64x4 x) { return (U)x; }
+    FASTNPLM_INLINE static f64x4 real(U u) { return (f64x4)u; }
+};
+
+template <>
+struct ExpWidth<f32x8> {
+    using S = float;
+    using U = i32x8;
+    static constexpr bool kFoldBias = true;
+    FASTNPLM_INLINE static f32x8 splat(float s) { return detail::splat<f32x8>(s); }
+    FASTNPLM_INLINE static U bits(f32x8 x) { return (U)x; }
+    FASTNPLM_INLINE static f32x8 real(U u) { return (f32x8)u; }
+};
+
+#endif
+
+/// exp(r) for |r| <= ln2/2 by its degree-12 Taylor polynomial in Estrin's scheme; T is double
+/// or f64x4.
 template <class T>
 FASTNPLM_INLINE inline T exp_taylor12(T r) {
     const T r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
@@ -36,17 +152,8 @@ FASTNPLM_INLINE inline T exp_taylor12(T r) {
     return p07 + r8 * p812;
 }
 
-FASTNPLM_INLINE inline double vexp_nonpos(double x) {
-    constexpr double log2e = 1.4426950408889634074;
-    constexpr double ln2_hi = 6.93147180369123816490e-01;
-    constexpr double ln2_lo = 1.90821492927058770002e-10;
-    constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52: rounds to integer
-    x = std::max(x, -708.0);
-    double kd = x * log2e + shifter;
-    std::uint64_t kbits;
-    std::memcpy(&kbits, &kd, sizeof kbits);  // low bits hold round(x / ln 2)
-    kd -= shifter;
-    const double r = (x - kd * ln2_hi) - kd * ln2_lo;
+/// The same polynomial in Horner's scheme (scalar double).
+FASTNPLM_INLINE inline double exp_taylor12_horner(double r) {
     double p = 1.0 / 479001600.0;  // 1/12!
     p = p * r + 1.0 / 39916800.0;
     p = p * r + 1.0 / 3628800.0;
@@ -60,42 +167,56 @@ FASTNPLM_INLINE inline double vexp_nonpos(double x) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    const std::uint64_t ebits = (kbits + 1023u) << 52;  // 2^k; upper bits of kbits shift out
-    double scale;
-    std::memcpy(&scale, &ebits, sizeof scale);
-    return p * scale;
+    return p;
 }
 
-// exp(x) for any x, clamped to [-708, 709] (exp(709) = 8.2e307 for anything above): the same
-// reduction and degree-12 Taylor polynomial as vexp_nonpos, evaluated in Estrin's scheme
-// (dependency depth 5 instead of 13 FMAs). The MLP pass is bound by the latency of its exp
-// chains, where this runs ~1.4x faster; tests/cpp compares it with std::exp over the range.
-FASTNPLM_INLINE inline double vexp(double x) {
-    constexpr double log2e = 1.4426950408889634074;
-    constexpr double ln2_hi = 6.93147180369123816490e-01;
-    constexpr double ln2_lo = 1.90821492927058770002e-10;
-    constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52: rounds to integer
-    x = std::min(std::max(x, -708.0), 709.0);
-    double kd = x * log2e + shifter;
-    std::uint64_t kbits;
-    std::memcpy(&kbits, &kd, sizeof kbits);
-    kd -= shifter;
-    const double r = (x - kd * ln2_hi) - kd * ln2_lo;
-    const double p = exp_taylor12(r);
-    const std::uint64_t ebits = (kbits + 1023u) << 52;  // 2^k, k in [-1022, 1023]
-    double scale;
-    std::memcpy(&scale, &ebits, sizeof scale);
-    return p * scale;
+/// exp(r) for |r| <= ln2/2 by Cephes' expf polynomial in Estrin's form; T is float or f32x8.
+template <class T>
+FASTNPLM_INLINE inline T expf_cephes(T r) {
+    const T r2 = r * r;
+    const T p45 = 1.3981999507e-3f + r * 1.9875691500e-4f;
+    const T p23 = 4.1665795894e-2f + r * 8.3334519073e-3f;
+    const T p01 = 5.0000001201e-1f + r * 1.6666665459e-1f;
+    const T p = p01 + r2 * (p23 + r2 * p45);
+    return (1.0f + r) + r2 * p;
 }
 
-}  // namespace fastnplm::detail
+/// exp(x) of a double, float, f64x4 or f32x8, clamped as kClamp says (see the top of the file).
+template <ExpClamp kClamp = ExpClamp::both, ExpPoly kPoly = ExpPoly::estrin, class T>
+FASTNPLM_INLINE inline T vexp(T x) {
+    using W = ExpWidth<T>;
+    using S = typename W::S;
+    using C = ExpConsts<S>;
+    constexpr S shifter = W::kFoldBias ? C::shifter + C::bias : C::shifter;
+    const T lo = W::splat(C::lo);
+    x = x < lo ? lo : x;
+    if constexpr (kClamp == ExpClamp::both) {
+        const T hi = W::splat(C::hi);
+        x = hi < x ? hi : x;
+    }
+    T kd = x * C::log2e + shifter;
+    const typename W::U kbits = W::bits(kd);  // low bits: k (+ bias where folded)
+    kd -= shifter;                            // k
+    const T r = (x - kd * C::ln2_hi) - kd * C::ln2_lo;
+    T p;
+    if constexpr (std::is_same_v<S, float>) {
+        p = expf_cephes(r);
+    } else if constexpr (kPoly == ExpPoly::horner) {
+        static_assert(std::is_same_v<T, double>, "the Horner form is scalar double");
+        p = exp_taylor12_horner(r);
+    } else {
+        p = exp_taylor12(r);
+    }
+    // 2^k: (k + bias) in the exponent field; the upper bits of kbits shift out
+    typename W::U ebits = kbits;
+    if constexpr (!W::kFoldBias) ebits = ebits + static_cast<typename W::U>(C::bias);
+    return p * W::real(ebits << C::mantissa_bits);
+}
 
-namespace fastnplm::detail {
-
-// expm1(x) = e^x - 1 without the cancellation of vexp(x) - 1 near 0, branch-free: its Taylor
-// series to x^14/14! for |x| < 1/4 (truncation < 0.25^14/15! < 3e-21 relative), vexp(x) - 1
-// elsewhere (relative error <= e^x/(e^x - 1) ulp, at most ~5e-16 for |x| >= 1/4). tests/cpp
-// compares it with std::expm1.
+/// expm1(x) = e^x - 1 without the cancellation of vexp(x) - 1 near 0, branch-free: its Taylor
+/// series to x^14/14! for |x| < 1/4 (truncation < 0.25^14/15! < 3e-21 relative), vexp(x) - 1
+/// elsewhere (relative error <= e^x/(e^x - 1) ulp, at most ~5e-16 for |x| >= 1/4). tests/cpp
+/// compares it with std::expm1.
 FASTNPLM_INLINE inline double vexpm1(double x) {
     const double y = std::min(std::max(x, -0.25), 0.25);
     double p = 1.0 / 87178291200.0;  // 1/14!
@@ -119,38 +240,6 @@ FASTNPLM_INLINE inline double vexpm1(double x) {
 
 }  // namespace fastnplm::detail
 
-namespace fastnplm::detail {
-
-// expf(x) for float, x clamped to [-87, 88]: the reduction and Cephes polynomial of the
-// SIMD vexp_simd(f32x8) in simd.hpp, written for loops that the compiler vectorises
-// (the float32 mode of the MLP pass). Relative error ~1 ulp of float (tests/cpp).
-// kNonPos, as in vexp_simd: no upper clamp, x <= 88 is the caller's (x <= 0 for a sigmoid's
-// exp(-|z|), or results above 88 replaced).
-template <bool kNonPos = false>
-inline float vexpf(float x) {
-    constexpr float log2e = 1.44269504088896341f;
-    constexpr float c1 = 0.693359375f;
-    constexpr float c2 = -2.12194440e-4f;
-    constexpr float shifter = 12582912.0f;  // 1.5 * 2^23: rounds to integer
-    x = std::max(x, -87.0f);
-    if (!kNonPos) x = std::min(x, 88.0f);
-    float kd = x * log2e + shifter;
-    std::uint32_t kbits;
-    std::memcpy(&kbits, &kd, sizeof kbits);
-    kd -= shifter;
-    const float r = (x - kd * c1) - kd * c2;
-    const float r2 = r * r;
-    const float p45 = 1.3981999507e-3f + r * 1.9875691500e-4f;
-    const float p23 = 4.1665795894e-2f + r * 8.3334519073e-3f;
-    const float p01 = 5.0000001201e-1f + r * 1.6666665459e-1f;
-    const float p = p01 + r2 * (p23 + r2 * p45);
-    const float y = (1.0f + r) + r2 * p;
-    const std::uint32_t ebits = (kbits + 127u) << 23;  // 2^k, k in [-126, 127]
-    float scale;
-    std::memcpy(&scale, &ebits, sizeof scale);
-    return y * scale;
-}
-
-inline float vexp(float x) { return vexpf<false>(x); }
-
-}  // namespace fastnplm::detail
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
