@@ -1,6 +1,6 @@
 #pragma once
 // The one switch between a real CUDA build (nvcc) and the CPU emulation of the tests
-// (tests/cuda_emu/cuda_emu.hpp, FASTNPLM_CUDA_EMU defined). Everything else in cuda/ is
+// (emu/cuda_emu.hpp, FASTNPLM_CUDA_EMU defined). Everything else in cuda/ is
 // written once and compiles both ways.
 #include <cmath>
 #include <cstdint>
@@ -10,7 +10,7 @@
 #include "backend.hpp"  // FASTNPLM_CUDA_NS
 
 #if defined(FASTNPLM_CUDA_EMU)
-#include "cuda_emu.hpp"
+#include "emu/cuda_emu.hpp"
 #elif defined(__CUDACC__)
 #include <cuda_runtime.h>
 #define FASTNPLM_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>

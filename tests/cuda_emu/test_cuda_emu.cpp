@@ -1,5 +1,5 @@
 // The CUDA kernels of cuda/*.cu, compiled as C++20 against the emulation layer
-// (cuda_emu.hpp) and run on CPU threads, checked against independent truth: the CPU backend
+// (cuda/emu/cuda_emu.hpp) and run on CPU threads, checked against independent truth: the CPU backend
 // (make_cpu_ops) for the Gaussian-kernel products and LAPACK (dense.hpp) for the dense work.
 //
 // Tolerance of the products: |cuda - cpu| <= kRtol * S, S the same product with |v|, |w|

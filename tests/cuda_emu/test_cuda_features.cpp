@@ -8,7 +8,7 @@
 #include "check.hpp"
 #include "samples.hpp"
 #include "backend.hpp"
-#include "cuda_emu.hpp"  // emu::transfers
+#include "emu/cuda_emu.hpp"  // emu::transfers
 #include "features_cuda.hpp"
 #include "fastnplm/kernel_ops.hpp"
 
