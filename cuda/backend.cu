@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "backends.hpp"
 #include "device.cuh"
 #include "fastnplm/cuda.hpp"
 #include "features_cuda.hpp"
@@ -399,7 +400,7 @@ void trmv_upper(const double* u, int n, bool trans, double* x) {
 }  // namespace fastnplm::FASTNPLM_CUDA_NS
 
 #if !defined(FASTNPLM_CUDA_EMU)
-// The public entry points (fastnplm/cuda.hpp) of a CUDA build.
+// The public entry points (fastnplm/cuda.hpp) of a CUDA build, and its KernelOps for make_ops.
 namespace fastnplm {
 
 bool cuda_built() { return true; }
@@ -412,13 +413,7 @@ std::string cuda_architectures() {
 #endif
 }
 std::vector<std::string> cuda_kernel_names() { return cuda::kernel_names(); }
-std::unique_ptr<KernelOps> make_cuda_ops(int device) {
-    if (!cuda::device_available())
-        throw std::runtime_error(
-            "CUDA backend: fastnplm was built with CUDA but no CUDA device is available "
-            "(no driver or no GPU); use backend='cpu'");
-    return cuda::make_ops(device);
-}
+std::unique_ptr<KernelOps> detail::make_cuda_kernel_ops(int device) { return cuda::make_ops(device); }
 
 }  // namespace fastnplm
 #endif

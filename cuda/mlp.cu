@@ -1,7 +1,7 @@
 // Neural NPLM on the device: loss + gradient of B small networks (sigmoid hidden layers, linear
 // output) over the reference and each network's data, then the Adam + clip update, all in
-// kernels. This file implements the epoch primitive (detail::MlpEpochs, cpp/src/mlp_pass.hpp);
-// the training loop is cpp/src/mlp.cpp's detail::train_adam, the same as the CPU's. An epoch
+// kernels. This file implements the MLP primitives (MlpOps, fastnplm/mlp.hpp: the pass and the
+// epoch, MlpEpochs); the training loop is cpp/src/mlp.cpp's mlp_train_adam, the same as the CPU's. An epoch
 // makes no copy: parameters, moments, flags and the loss history stay on the device until
 // training ends.
 //
@@ -28,11 +28,10 @@
 #include <string>
 #include <vector>
 
+#include "backends.hpp"
 #include "device.cuh"
 #include "fastnplm/mlp.hpp"
 #include "mlp_cuda.hpp"
-#include "fastnplm/cuda.hpp"
-#include "mlp_pass.hpp"  // detail::MlpEpochs, detail::train_adam
 
 namespace fastnplm::FASTNPLM_CUDA_NS {
 namespace {
@@ -255,7 +254,7 @@ __global__ void sum_partials_kernel(int width, int n_nets, const double* ref, in
 // Block b: network b, lg[b * (P + 1) ..] its gradient and (at P) loss. Active networks with a
 // finite loss and gradient take the update; others are flagged and stop.
 __global__ void adam_kernel(int P, const double* lg, double* params, double* m, double* v, int* active, int* finite,
-                            long long* epochs_done, double* history, long long n_history, detail::AdamStep a) {
+                            long long* epochs_done, double* history, long long n_history, MlpAdamStep a) {
     __shared__ int bad[kThreads];
     const int b = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
     if (!active[b]) return;  // uniform across the block
@@ -381,8 +380,8 @@ private:
 };
 
 template <class E>
-void loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-               const std::vector<MatrixView>& data, const double* params, double* loss, double* grad) {
+void pass_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                    const std::vector<MatrixView>& data, const double* params, double* loss, double* grad) {
     DevicePass<E> pass(shape, reference, reference_weights, data);
     const int P = pass.P(), B = pass.B();
     DeviceArray<double> dp;
@@ -403,7 +402,7 @@ void loss_grad(const MlpShape& shape, MatrixView reference, const double* refere
 // no copy. all_stopped() (a B-flag copy and so a synchronisation) is asked by the loop every
 // kStopCheck epochs; a stopped network's pass blocks return at once.
 template <class E>
-class DeviceEpochs final : public detail::MlpEpochs {
+class DeviceEpochs final : public MlpEpochs {
 public:
     static constexpr std::int64_t kStopCheck = 64;
 
@@ -425,7 +424,7 @@ public:
         done_.upload(zeros.data(), zeros.size());
     }
 
-    void epoch(const detail::AdamStep& a) override {
+    void epoch(const MlpAdamStep& a) override {
         pass_.run(params_.data(), true, active_.data());
         FASTNPLM_LAUNCH(adam_kernel, B_, kThreads, 0, nullptr)(P_, pass_.lg(), params_.data(), m_.data(), v_.data(),
                                                                active_.data(), finite_.data(), done_.data(),
@@ -485,14 +484,26 @@ private:
     DeviceArray<long long> done_;
 };
 
-std::unique_ptr<detail::MlpEpochs> make_device_epochs(const MlpShape& shape, MatrixView reference,
-                                                      const double* reference_weights,
-                                                      const std::vector<MatrixView>& data, double* params,
-                                                      std::int64_t n_history, const MlpTrainOptions& o) {
-    if (o.precision == MlpPrecision::float32)
-        return std::make_unique<DeviceEpochs<float>>(shape, reference, reference_weights, data, params, n_history);
-    return std::make_unique<DeviceEpochs<double>>(shape, reference, reference_weights, data, params, n_history);
-}
+// The CUDA MlpOps: loss_grad for the pass alone, DeviceEpochs for training.
+class CudaMlpOps final : public MlpOps {
+public:
+    void loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
+                   MlpPrecision precision) const override {
+        if (precision == MlpPrecision::float32)
+            pass_loss_grad<float>(shape, reference, reference_weights, data, params, loss, grad);
+        else
+            pass_loss_grad<double>(shape, reference, reference_weights, data, params, loss, grad);
+    }
+
+    std::unique_ptr<MlpEpochs> epochs(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                                      const std::vector<MatrixView>& data, double* params, std::int64_t n_history,
+                                      MlpPrecision precision) const override {
+        if (precision == MlpPrecision::float32)
+            return std::make_unique<DeviceEpochs<float>>(shape, reference, reference_weights, data, params, n_history);
+        return std::make_unique<DeviceEpochs<double>>(shape, reference, reference_weights, data, params, n_history);
+    }
+};
 
 }  // namespace
 
@@ -502,42 +513,15 @@ const std::vector<std::string>& mlp_kernel_names() {
     return names;
 }
 
-void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
-                   MlpPrecision precision) {
-    if (precision == MlpPrecision::float32)
-        loss_grad<float>(shape, reference, reference_weights, data, params, loss, grad);
-    else
-        loss_grad<double>(shape, reference, reference_weights, data, params, loss, grad);
-}
-
-MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o,
-                              MlpAdamState* state) {
-    return detail::train_adam(&make_device_epochs, shape, reference, reference_weights, data, params, o, state);
-}
+std::unique_ptr<MlpOps> make_mlp_ops() { return std::make_unique<CudaMlpOps>(); }
 
 }  // namespace fastnplm::FASTNPLM_CUDA_NS
 
 #if !defined(FASTNPLM_CUDA_EMU)
-// The public entry points (fastnplm/cuda.hpp) of a CUDA build.
+// The MlpOps of a CUDA build, for make_mlp_ops.
 namespace fastnplm {
 
-void cuda_mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                        const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
-                        MlpPrecision precision) {
-    if (!cuda_device_available())
-        throw std::runtime_error("CUDA backend: no CUDA device is available; use backend='cpu'");
-    cuda::mlp_loss_grad(shape, reference, reference_weights, data, params, loss, grad, precision);
-}
-
-MlpTrainResult cuda_mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                                   const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options,
-                                   MlpAdamState* state) {
-    if (!cuda_device_available())
-        throw std::runtime_error("CUDA backend: no CUDA device is available; use backend='cpu'");
-    return cuda::mlp_train_adam(shape, reference, reference_weights, data, params, options, state);
-}
+std::unique_ptr<MlpOps> detail::make_cuda_mlp_ops() { return cuda::make_mlp_ops(); }
 
 }  // namespace fastnplm
 #endif

@@ -1,7 +1,9 @@
-// The CUDA entry points of a build without CUDA (the real ones are in cuda/backend.cu).
+// The CUDA entry points of a build without CUDA (the real ones are in cuda/backend.cu and
+// cuda/mlp.cu); device.cpp refuses Device::cuda before it would reach them.
 #ifndef FASTNPLM_WITH_CUDA
 #include <stdexcept>
 
+#include "backends.hpp"
 #include "fastnplm/cuda.hpp"
 
 namespace fastnplm {
@@ -17,15 +19,8 @@ namespace {
 }
 }  // namespace
 
-std::unique_ptr<KernelOps> make_cuda_ops(int) { not_built(); }
-void cuda_mlp_loss_grad(const MlpShape&, MatrixView, const double*, const std::vector<MatrixView>&, const double*,
-                        double*, double*, MlpPrecision) {
-    not_built();
-}
-MlpTrainResult cuda_mlp_train_adam(const MlpShape&, MatrixView, const double*, const std::vector<MatrixView>&, double*,
-                                   const MlpTrainOptions&, MlpAdamState*) {
-    not_built();
-}
+std::unique_ptr<KernelOps> detail::make_cuda_kernel_ops(int) { not_built(); }
+std::unique_ptr<MlpOps> detail::make_cuda_mlp_ops() { not_built(); }
 CudaDeviceFacts cuda_device_facts(int) { not_built(); }
 struct CudaEventTimer::Impl {};
 CudaEventTimer::CudaEventTimer() { not_built(); }

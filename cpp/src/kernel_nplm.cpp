@@ -410,7 +410,7 @@ KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_we
 
 KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_weights, MatrixView data,
                                 MatrixView centers, const double* center_scale, const KernelFitOptions& options) {
-    const auto ops = make_cpu_ops(options.threads);
+    const auto ops = make_ops(Device::cpu, options.threads);
     return fit_kernel_nplm(reference, reference_weights, data, centers, center_scale, options, *ops);
 }
 

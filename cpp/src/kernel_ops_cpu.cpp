@@ -22,6 +22,7 @@
 #include <omp.h>
 #endif
 
+#include "backends.hpp"
 #include "dense.hpp"
 #include "fastnplm/kernel_ops.hpp"
 #include "hot.hpp"
@@ -903,6 +904,6 @@ int resolve_threads(int threads) {
 #endif
 }
 
-std::unique_ptr<KernelOps> make_cpu_ops(int threads) { return std::make_unique<CpuKernelOps>(threads); }
+std::unique_ptr<KernelOps> detail::make_cpu_kernel_ops(int threads) { return std::make_unique<CpuKernelOps>(threads); }
 
 }  // namespace fastnplm

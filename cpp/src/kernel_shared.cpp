@@ -50,7 +50,7 @@ SharedReference::SharedReference(MatrixView reference, const double* weights, Ma
     require(o.max_iter >= 1, "max_iter must be >= 1");
     require(std::isfinite(o.pc_epsilon) && o.pc_epsilon >= 0, "pc_epsilon must be finite and >= 0");
 
-    ops_ = make_cpu_ops(o.threads);
+    ops_ = make_ops(Device::cpu, o.threads);
     m_ = static_cast<int>(centers.rows);
     gamma_ = 1.0 / (2.0 * o.sigma * o.sigma);
     w_.assign(weights, weights + reference.rows);

@@ -1,8 +1,8 @@
 // Neural NPLM training loop: initialisation, full-batch Adam with weight clipping, for B
-// networks at once. The loop (detail::train_adam) is written once; the epoch -- the pass over
-// the events, the Adam update, the clip and the non-finite stop -- is the backend primitive
-// (detail::MlpEpochs: make_cpu_epochs in mlp_cpu.cpp, cuda/mlp.cu on the device). What runs
-// here is O(1) per epoch plus O(B * n_params) once.
+// networks at once. The loop (mlp_train_adam) is written once against MlpOps; the epoch -- the
+// pass over the events, the Adam update, the clip and the non-finite stop -- is the backend
+// primitive (MlpEpochs: mlp_cpu.cpp on the CPU, cuda/mlp.cu on the device). What runs here is
+// O(1) per epoch plus O(B * n_params) once.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -58,11 +58,10 @@ std::vector<double> mlp_init(const MlpShape& shape, std::uint64_t seed, double c
     return p;
 }
 
-namespace detail {
-
-MlpTrainResult train_adam(MlpEpochsFactory make, const MlpShape& shape, MatrixView reference,
-                          const double* reference_weights, const std::vector<MatrixView>& data, double* params,
-                          const MlpTrainOptions& o, MlpAdamState* state) {
+MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                              const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o,
+                              MlpAdamState* state, const MlpOps& ops) {
+    using detail::all_finite;
     check_train_options(o);
     const std::int64_t P = shape.n_params(), B = static_cast<std::int64_t>(data.size());
     if (B < 1) throw std::invalid_argument("mlp_train_adam: no networks (data list is empty)");
@@ -84,13 +83,14 @@ MlpTrainResult train_adam(MlpEpochsFactory make, const MlpShape& shape, MatrixVi
     MlpTrainResult res;
     const std::int64_t h = o.history_every;
     res.n_history = h > 0 ? o.epochs / h + 1 : 0;
-    const std::unique_ptr<MlpEpochs> net = make(shape, reference, reference_weights, data, params, res.n_history, o);
+    const std::unique_ptr<MlpEpochs> net =
+        ops.epochs(shape, reference, reference_weights, data, params, res.n_history, o.precision);
     if (resume) net->set_moments(state->m.data(), state->v.data());
     const std::int64_t check_every = net->stop_check_every();
 
     // torch.optim.Adam (single-tensor path): m <- lerp(m, g, 1 - beta1),
     // v <- beta2 v + (1 - beta2) g^2, p <- p - lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps); then the clip.
-    AdamStep a;
+    MlpAdamStep a;
     a.c1 = 1.0 - o.beta1;
     a.c2 = 1.0 - o.beta2;
     a.beta2 = o.beta2;
@@ -133,12 +133,11 @@ MlpTrainResult train_adam(MlpEpochsFactory make, const MlpShape& shape, MatrixVi
     return res;
 }
 
-}  // namespace detail
-
 MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
                               const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& o,
                               MlpAdamState* state) {
-    return detail::train_adam(&detail::make_cpu_epochs, shape, reference, reference_weights, data, params, o, state);
+    return mlp_train_adam(shape, reference, reference_weights, data, params, o, state,
+                          *make_mlp_ops(Device::cpu, o.threads));
 }
 
 }  // namespace fastnplm

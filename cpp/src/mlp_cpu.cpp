@@ -44,6 +44,7 @@
 #include "fastnplm/kernel_ops.hpp"  // resolve_threads
 #include "fastnplm/mlp.hpp"
 #include "hot.hpp"
+#include "backends.hpp"
 #include "mlp_pass.hpp"
 #include "simd.hpp"
 #include "vexp.hpp"
@@ -704,8 +705,8 @@ namespace {
 class CpuEpochs final : public MlpEpochs {
 public:
     CpuEpochs(const MlpShape& shape, MatrixView reference, const double* w, const std::vector<MatrixView>& data,
-              double* params, std::int64_t n_history, const MlpTrainOptions& o)
-        : pass_(shape, reference, w, data, o.threads, o.precision),
+              double* params, std::int64_t n_history, int threads, MlpPrecision precision)
+        : pass_(shape, reference, w, data, threads, precision),
           B_(pass_.n_networks()),
           P_(pass_.n_params()),
           nh_(n_history),
@@ -721,7 +722,7 @@ public:
         for (std::int64_t b = 0; b < B_; ++b) active_[b] = b;
     }
 
-    void epoch(const AdamStep& a) override {
+    void epoch(const MlpAdamStep& a) override {
         if (active_.empty()) return;
         // the loss only where it is recorded: a non-finite loss has a non-finite gradient (the
         // reference's e^f overflows both; f is finite for finite parameters and events)
@@ -787,13 +788,34 @@ private:
     std::vector<std::int64_t> done_, active_;
 };
 
+// The CPU MlpOps: MlpPass for the pass, CpuEpochs for training.
+class CpuMlpOps final : public MlpOps {
+public:
+    explicit CpuMlpOps(int threads) : threads_(threads) {}
+
+    void loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
+                   MlpPrecision precision) const override {
+        const MlpPass pass(shape, reference, reference_weights, data, threads_, precision);
+        std::vector<std::int64_t> all(data.size());
+        for (std::size_t b = 0; b < all.size(); ++b) all[b] = static_cast<std::int64_t>(b);
+        pass.run(params, all.data(), static_cast<std::int64_t>(all.size()), loss, grad);
+    }
+
+    std::unique_ptr<MlpEpochs> epochs(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                                      const std::vector<MatrixView>& data, double* params, std::int64_t n_history,
+                                      MlpPrecision precision) const override {
+        return std::make_unique<CpuEpochs>(shape, reference, reference_weights, data, params, n_history, threads_,
+                                           precision);
+    }
+
+private:
+    int threads_;
+};
+
 }  // namespace
 
-std::unique_ptr<MlpEpochs> make_cpu_epochs(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                                           const std::vector<MatrixView>& data, double* params, std::int64_t n_history,
-                                           const MlpTrainOptions& options) {
-    return std::make_unique<CpuEpochs>(shape, reference, reference_weights, data, params, n_history, options);
-}
+std::unique_ptr<MlpOps> make_cpu_mlp_ops(int threads) { return std::make_unique<CpuMlpOps>(threads); }
 
 }  // namespace detail
 
@@ -882,10 +904,8 @@ double mlp_exp_floor_ms(std::int64_t n_events, int exps_per_event, int threads, 
 void mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
                    const std::vector<MatrixView>& data, const double* params, double* loss, double* grad, int threads,
                    MlpPrecision precision) {
-    const detail::MlpPass pass(shape, reference, reference_weights, data, threads, precision);
-    std::vector<std::int64_t> all(data.size());
-    for (std::size_t b = 0; b < all.size(); ++b) all[b] = static_cast<std::int64_t>(b);
-    pass.run(params, all.data(), static_cast<std::int64_t>(all.size()), loss, grad);
+    detail::make_cpu_mlp_ops(threads)->loss_grad(shape, reference, reference_weights, data, params, loss, grad,
+                                                 precision);
 }
 
 void mlp_predict(const MlpShape& shape, const double* params, MatrixView x, double* out, int threads) {

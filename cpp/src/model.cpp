@@ -245,7 +245,7 @@ void Model::evaluate(MatrixView x, double* out, int threads) const {
     }
     if (kind_ == ModelKind::kernel) {
         const MatrixView c(centers_.data(), static_cast<std::int64_t>(alpha_.size()), d_);
-        make_cpu_ops(threads)->kernel_mv(xv, c, 0.5 / (sigma_ * sigma_), alpha_.data(), out);
+        make_ops(Device::cpu, threads)->kernel_mv(xv, c, 0.5 / (sigma_ * sigma_), alpha_.data(), out);
     } else {
         mlp_predict(shape_, params_.data(), xv, out, threads);
     }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fastnplm/cuda.hpp"
+#include "fastnplm/device.hpp"
 #include "fastnplm/kernel_nplm.hpp"
 #include "fastnplm/kernel_ops.hpp"
 #include "fastnplm/kernel_shared.hpp"
@@ -52,14 +53,10 @@ Solver parse_solver(const std::string& s) {
     throw std::invalid_argument("unknown solver '" + s + "': expected 'newton-step' or 'newton'");
 }
 
-// The backend of a fit: "cpu", "cuda" (throws when no device), or "auto" (cuda when built and a
-// device is present). A fresh CUDA backend per fit: its device cache assumes the fit's
-// inputs stay unchanged, which holds for the duration of one call.
+// The backend named "cpu", "cuda" or "auto" (fastnplm/device.hpp). A fresh one per call: the CUDA
+// backend's device cache assumes the call's inputs stay unchanged, which holds for one call.
 std::unique_ptr<KernelOps> make_backend(const std::string& backend, int threads) {
-    if (backend == "cpu") return make_cpu_ops(threads);
-    if (backend == "cuda") return make_cuda_ops(0);
-    if (backend == "auto") return cuda_device_available() ? make_cuda_ops(0) : make_cpu_ops(threads);
-    throw std::invalid_argument("unknown backend '" + backend + "': expected 'auto', 'cpu' or 'cuda'");
+    return make_ops(parse_device(backend), threads);
 }
 
 py::dict fit_kernel(const Array& reference, const Array& weights, const Array& data, const Array& centers,
@@ -116,7 +113,7 @@ py::array_t<double> run_primitive(const Array& x, const Array& c, double sigma, 
     double* o = out.mutable_data();
     {
         py::gil_scoped_release release;  // safe: inputs are owned by the caller's frame
-        call(*make_cpu_ops(threads), xv, cv, g, o);
+        call(*make_ops(Device::cpu, threads), xv, cv, g, o);
     }
     return out;
 }
@@ -295,7 +292,7 @@ py::array_t<double> kernel_gram_mm(const Array& x, const Array& c, double sigma,
     const double* vp = v.data();
     {
         py::gil_scoped_release release;  // safe: inputs are owned by the caller's frame
-        make_cpu_ops(threads)->kernel_gram_mm(xv, cv, 1.0 / (2.0 * sigma * sigma), vp, b, wp, o);
+        make_ops(Device::cpu, threads)->kernel_gram_mm(xv, cv, 1.0 / (2.0 * sigma * sigma), vp, b, wp, o);
     }
     return out;
 }

@@ -5,12 +5,13 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "fastnplm/cuda.hpp"
+#include "fastnplm/device.hpp"
 #include "fastnplm/mlp.hpp"
 
 namespace py = pybind11;
@@ -31,20 +32,6 @@ MlpPrecision precision_of(const std::string& dtype) {
     if (dtype == "float64") return MlpPrecision::float64;
     if (dtype == "float32") return MlpPrecision::float32;
     throw std::invalid_argument("dtype must be 'float64' or 'float32', got '" + dtype + "'");
-}
-
-// Whether a pass runs on the CUDA backend: "cuda" (throws without a device), "auto" (CUDA when
-// built and a device is present), "cpu". Both precisions run on either backend.
-bool on_cuda(const std::string& backend) {
-    if (backend == "cpu") return false;
-    if (backend == "auto") return cuda_device_available();
-    if (backend != "cuda")
-        throw std::invalid_argument("unknown backend '" + backend + "': expected 'auto', 'cpu' or 'cuda'");
-    if (!cuda_device_available())
-        throw std::runtime_error(
-            "backend='cuda' requested but no CUDA device is available (or fastnplm was built "
-            "without CUDA); use backend='cpu' or 'auto'");
-    return true;
 }
 
 MlpShape shape_of(std::int64_t d, const std::vector<std::int64_t>& hidden) {
@@ -91,7 +78,7 @@ py::tuple loss_grad(const Array& reference, const Array& weights, const std::vec
                     const std::vector<std::int64_t>& hidden, const Array& params, bool with_grad, int threads,
                     const std::string& dtype, const std::string& backend) {
     const MlpPrecision prec = precision_of(dtype);
-    const bool cuda = on_cuda(backend);
+    const std::unique_ptr<MlpOps> ops = make_mlp_ops(parse_device(backend), threads);
     const Batch b = batch(reference, weights, data, hidden, params);
     const py::ssize_t B = static_cast<py::ssize_t>(data.size());
     py::array_t<double> loss(B), grad(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(b.P)});
@@ -99,10 +86,7 @@ py::tuple loss_grad(const Array& reference, const Array& weights, const std::vec
     double* gp = with_grad ? grad.mutable_data() : nullptr;
     {
         py::gil_scoped_release release;  // safe: the arrays are owned by this frame's callers, read-only here
-        if (cuda)
-            cuda_mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, prec);
-        else
-            mlp_loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, threads, prec);
+        ops->loss_grad(b.shape, b.ref, b.w, b.data, params.data(), lp, gp, prec);
     }
     return py::make_tuple(loss, with_grad ? py::object(grad) : py::object(py::none()));
 }
@@ -134,7 +118,7 @@ py::dict train(const Array& reference, const Array& weights, const std::vector<A
     o.history_every = history_every;
     o.threads = threads;
     o.precision = precision_of(dtype);
-    const bool cuda = on_cuda(backend);
+    const std::unique_ptr<MlpOps> ops = make_mlp_ops(parse_device(backend), threads);
     const py::ssize_t B = static_cast<py::ssize_t>(data.size());
     py::array_t<double> out(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(b.P)});
     std::copy(params.data(), params.data() + B * b.P, out.mutable_data());
@@ -142,8 +126,7 @@ py::dict train(const Array& reference, const Array& weights, const std::vector<A
     MlpTrainResult r;
     {
         py::gil_scoped_release release;  // safe: inputs owned by the caller's frame; out is ours
-        r = cuda ? cuda_mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o, &state)
-                 : mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o, &state);
+        r = mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o, &state, *ops);
     }
     py::array_t<double> loss(B), hist(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(r.n_history)});
     std::copy(r.loss.begin(), r.loss.end(), loss.mutable_data());

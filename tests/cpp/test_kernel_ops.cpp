@@ -2,13 +2,16 @@
 #include <cmath>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "check.hpp"
 #include "dense.hpp"
 #include "samples.hpp"
 #include "fastnplm/cuda.hpp"
+#include "fastnplm/device.hpp"
 #include "fastnplm/kernel_ops.hpp"
+#include "fastnplm/mlp.hpp"
 #include "vexp.hpp"
 
 using fastnplm::MatrixView;
@@ -62,7 +65,7 @@ TEST(primitives_match_naive_loops) {
     std::vector<double> K(n * m);
     for (int i = 0; i < n; ++i)
         for (int j = 0; j < m; ++j) K[i * m + j] = naive_k(&x[i * d], &c[j * d], d, gamma);
-    auto ops = fastnplm::make_cpu_ops(2);
+    auto ops = fastnplm::make_ops(fastnplm::Device::cpu, 2);
     const MatrixView xv(x.data(), n, d), cv(c.data(), m, d);
 
     std::vector<double> blk(n * (m + 3));
@@ -117,16 +120,16 @@ TEST(reductions_are_identical_for_any_thread_count) {
     auto x = normal(n * d, 5), c = normal(m * d, 6), v = normal(m, 7), w = normal(n, 8);
     const MatrixView xv(x.data(), n, d), cv(c.data(), m, d);
     std::vector<double> ref(m), out(m);
-    fastnplm::make_cpu_ops(1)->kernel_fused(xv, cv, 0.5, v.data(), w.data(), ref.data());
+    fastnplm::make_ops(fastnplm::Device::cpu, 1)->kernel_fused(xv, cv, 0.5, v.data(), w.data(), ref.data());
     for (int threads : {2, 3, 7}) {
-        fastnplm::make_cpu_ops(threads)->kernel_fused(xv, cv, 0.5, v.data(), w.data(), out.data());
+        fastnplm::make_ops(fastnplm::Device::cpu, threads)->kernel_fused(xv, cv, 0.5, v.data(), w.data(), out.data());
         for (int j = 0; j < m; ++j) CHECK(out[j] == ref[j]);  // bitwise
     }
 }
 
 TEST(mismatched_dimensions_throw) {
     std::vector<double> x(10), c(9), out(10);
-    auto ops = fastnplm::make_cpu_ops(1);
+    auto ops = fastnplm::make_ops(fastnplm::Device::cpu, 1);
     CHECK_THROWS(ops->kernel_mv(MatrixView(x.data(), 5, 2), MatrixView(c.data(), 3, 3), 1.0, c.data(), out.data()),
                  std::invalid_argument);
 }
@@ -142,8 +145,10 @@ TEST(feature_gram_matches_naive_and_is_thread_invariant) {
         for (int i = 0; i <= j; ++i) t[i + j * m] = i == j ? 1.5 + 0.1 * r[i + j * m] : 0.3 * r[i + j * m];
     const MatrixView xv(x.data(), n, d), cv(c.data(), m, d);
     std::vector<double> W(m * m), g(m), W3(m * m), g3(m);
-    fastnplm::make_cpu_ops(2)->feature_gram(xv, cv, 0.6, t.data(), w.data(), u.data(), W.data(), g.data());
-    fastnplm::make_cpu_ops(3)->feature_gram(xv, cv, 0.6, t.data(), w.data(), u.data(), W3.data(), g3.data());
+    fastnplm::make_ops(fastnplm::Device::cpu, 2)
+        ->feature_gram(xv, cv, 0.6, t.data(), w.data(), u.data(), W.data(), g.data());
+    fastnplm::make_ops(fastnplm::Device::cpu, 3)
+        ->feature_gram(xv, cv, 0.6, t.data(), w.data(), u.data(), W3.data(), g3.data());
     // naive: b_i solves b_i T = k_i (forward substitution over columns of T)
     std::vector<double> B(n * m);
     for (int i = 0; i < n; ++i)
@@ -169,7 +174,7 @@ TEST(feature_gram_matches_naive_and_is_thread_invariant) {
 // The CPU backend's Buffer methods: host arrays, the solver's loops in index order (dot
 // sequential, so bit-equal to the naive sum), the dense ones LAPACK/dense.hpp; sizes checked.
 TEST(cpu_buffer_ops_are_the_plain_loops) {
-    const auto ops = fastnplm::make_cpu_ops(2);
+    const auto ops = fastnplm::make_ops(fastnplm::Device::cpu, 2);
     const int n = 9;
     const auto x = normal(n, 40), y = normal(n, 41), s = samples::uniform(n, 42, 0.5, 2.0);
     auto put = [&](const std::vector<double>& v) {
@@ -232,9 +237,10 @@ TEST(cpu_buffer_ops_are_the_plain_loops) {
 }
 
 TEST(cuda_entry_points_link_and_refuse_without_a_device) {
-    // every public entry point of fastnplm/cuda.hpp, as a C++ user calls it: with CUDA built they
-    // are the backend's, without they are stubs with the same signatures; without a device
-    // (this machine) each says so with std::runtime_error instead of crashing
+    // every public CUDA entry point, as a C++ user calls it (fastnplm/cuda.hpp, the factories with
+    // Device::cuda): with CUDA built they are the backend's, without they are stubs with the same
+    // signatures; without a device (this machine) each says so with std::runtime_error instead of
+    // crashing
     if (fastnplm::cuda_device_available()) return;  // the device is exercised by the GPU tests
     CHECK(fastnplm::cuda_built() == !fastnplm::cuda_architectures().empty());
     CHECK(fastnplm::cuda_built() == !fastnplm::cuda_kernel_names().empty());
@@ -247,9 +253,41 @@ TEST(cuda_entry_points_link_and_refuse_without_a_device) {
     fastnplm::MlpTrainOptions o;
     o.epochs = 1;
     fastnplm::MlpAdamState state;
-    CHECK_THROWS(fastnplm::make_cuda_ops(0), std::runtime_error);
-    CHECK_THROWS(fastnplm::cuda_mlp_loss_grad(s, xv, w.data(), {xv}, p.data(), &loss, nullptr), std::runtime_error);
-    CHECK_THROWS(fastnplm::cuda_mlp_train_adam(s, xv, w.data(), {xv}, p.data(), o, &state), std::runtime_error);
+    CHECK_THROWS(fastnplm::make_ops(fastnplm::Device::cuda), std::runtime_error);
+    CHECK_THROWS(fastnplm::make_mlp_ops(fastnplm::Device::cuda)
+                     ->loss_grad(s, xv, w.data(), {xv}, p.data(), &loss, nullptr, fastnplm::MlpPrecision::float64),
+                 std::runtime_error);
+    CHECK_THROWS(fastnplm::mlp_train_adam(s, xv, w.data(), {xv}, p.data(), o, &state,
+                                          *fastnplm::make_mlp_ops(fastnplm::Device::cuda)),
+                 std::runtime_error);
     CHECK_THROWS(fastnplm::cuda_device_facts(0), std::runtime_error);
     CHECK_THROWS(fastnplm::CudaEventTimer(), std::runtime_error);
+}
+
+TEST(device_names_parse_resolve_and_reach_both_factories) {
+    using fastnplm::Device;
+    for (Device d : {Device::cpu, Device::cuda, Device::automatic})
+        CHECK(fastnplm::parse_device(fastnplm::device_name(d)) == d);
+    CHECK(std::string(fastnplm::device_name(Device::automatic)) == "auto");
+    try {
+        fastnplm::parse_device("gpu");
+        CHECK(false);
+    } catch (const std::invalid_argument& e) {
+        // the message names the bad value and the allowed ones
+        const std::string m = e.what();
+        CHECK(m.find("'gpu'") != std::string::npos && m.find("'cpu', 'cuda' or 'auto'") != std::string::npos);
+    }
+    CHECK(fastnplm::resolve_device(Device::cpu) == Device::cpu);
+    const Device automatic = fastnplm::resolve_device(Device::automatic);
+    CHECK(automatic == (fastnplm::cuda_device_available() ? Device::cuda : Device::cpu));
+    if (automatic == Device::cpu) {
+        // auto falls back to the CPU backend: the same results, bit for bit
+        const auto x = normal(3 * 50, 1), c = normal(3 * 7, 2), v = normal(7, 3);
+        const MatrixView xv(x.data(), 50, 3), cv(c.data(), 7, 3);
+        std::vector<double> a(50), b(50);
+        fastnplm::make_ops(Device::automatic, 2)->kernel_mv(xv, cv, 0.4, v.data(), a.data());
+        fastnplm::make_ops(Device::cpu, 2)->kernel_mv(xv, cv, 0.4, v.data(), b.data());
+        CHECK(a == b);
+        CHECK(fastnplm::make_mlp_ops(Device::automatic, 2) != nullptr);
+    }
 }

@@ -1,6 +1,6 @@
 // The CUDA kernels of cuda/*.cu, compiled as C++20 against the emulation layer
 // (cuda/emu/cuda_emu.hpp) and run on CPU threads, checked against independent truth: the CPU backend
-// (make_cpu_ops) for the Gaussian-kernel products and LAPACK (dense.hpp) for the dense work.
+// (make_ops(Device::cpu)) for the Gaussian-kernel products and LAPACK (dense.hpp) for the dense work.
 //
 // Tolerance of the products: |cuda - cpu| <= kRtol * S, S the same product with |v|, |w|
 // (the sum of the magnitudes of the terms). Both sides evaluate each kernel value to within
@@ -85,7 +85,7 @@ Problem problem(Shape s, unsigned seed) {
 }
 
 const fastnplm::KernelOps& cpu() {
-    static const auto ops = fastnplm::make_cpu_ops(1);
+    static const auto ops = fastnplm::make_ops(fastnplm::Device::cpu, 1);
     return *ops;
 }
 

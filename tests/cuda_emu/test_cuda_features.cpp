@@ -34,7 +34,7 @@ void check_all_close(const std::vector<double>& a, const std::vector<double>& b,
 }  // namespace
 
 TEST(cuda_feature_project_matches_the_cpu) {
-    const auto cpu = fastnplm::make_cpu_ops(1);
+    const auto cpu = fastnplm::make_ops(fastnplm::Device::cpu, 1);
     for (auto [n, m, d, r] :
          {std::array<std::int64_t, 4>{1, 1, 1, 1}, {7, 33, 2, 5}, {130, 65, 3, 17}, {257, 20, 1, 33}}) {
         const auto x = normal(n * d, 1), c = normal(m * d, 2), g = normal(m * r, 3), w = normal(n, 4), u = normal(n, 5);
@@ -57,7 +57,7 @@ TEST(cuda_feature_project_matches_the_cpu) {
 }
 
 TEST(cuda_features_gram_and_expm1_match_the_cpu) {
-    const auto cpu = fastnplm::make_cpu_ops(1);
+    const auto cpu = fastnplm::make_ops(fastnplm::Device::cpu, 1);
     for (auto [n, r, b] : {std::array<std::int64_t, 3>{1, 1, 1}, {9, 5, 3}, {131, 17, 130}, {300, 40, 7}}) {
         const auto f = normal(n * r, 6, 0.1), v = normal(r * b, 7, 0.5), w = normal(n, 8);
         std::vector<double> gc(r * r), ge(r * r), ec(b), ee(b);
@@ -73,7 +73,7 @@ TEST(cuda_features_gram_and_expm1_match_the_cpu) {
 
 TEST(cuda_ops_feature_primitives_match_the_cpu) {
     // through CudaOps (host pointers, device cache), as the spectral path calls them
-    const auto cpu = fastnplm::make_cpu_ops(1);
+    const auto cpu = fastnplm::make_ops(fastnplm::Device::cpu, 1);
     const auto gpu = ce::make_ops(0);
     const std::int64_t n = 131, m = 40, d = 2, r = 9, b = 5;
     const auto x = normal(n * d, 11), c = normal(m * d, 12), g = normal(m * r, 13), w = normal(n, 14),
@@ -105,7 +105,7 @@ TEST(cuda_ops_feature_primitives_match_the_cpu) {
 TEST(resident_features_expm1_sum_copies_only_the_batch) {
     // the calibration's batched toys on features kept in device memory: the same sums as the CPU's
     // host-pointer primitive, and per batch only V goes in and the b sums come out
-    const auto cpu = fastnplm::make_cpu_ops(1);
+    const auto cpu = fastnplm::make_ops(fastnplm::Device::cpu, 1);
     const auto gpu = ce::make_ops(0);
     const std::int64_t n = 300, r = 17, b = 9;
     const auto f = normal(n * r, 21, 0.1), w = normal(n, 22);

@@ -20,6 +20,25 @@ namespace {
 
 using samples::normal;
 
+// The emulated CUDA MlpOps, the one make_mlp_ops(Device::cuda) gives in a CUDA build.
+const fastnplm::MlpOps& emu_mlp() {
+    static const auto ops = fastnplm::cuda_emu::make_mlp_ops();
+    return *ops;
+}
+
+void emu_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                   const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
+                   fastnplm::MlpPrecision precision = fastnplm::MlpPrecision::float64) {
+    emu_mlp().loss_grad(shape, reference, reference_weights, data, params, loss, grad, precision);
+}
+
+fastnplm::MlpTrainResult emu_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
+                                        const std::vector<MatrixView>& data, double* params,
+                                        const fastnplm::MlpTrainOptions& options,
+                                        fastnplm::MlpAdamState* state = nullptr) {
+    return fastnplm::mlp_train_adam(shape, reference, reference_weights, data, params, options, state, emu_mlp());
+}
+
 struct Problem {
     MlpShape shape;
     std::vector<double> ref, w;
@@ -165,14 +184,14 @@ TEST(cuda_mlp_loss_and_gradient_match_the_cpu) {
         const auto p = pr.params(5);
         std::vector<double> lc(B), gc(B * P), le(B), ge(B * P);
         fastnplm::mlp_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), lc.data(), gc.data(), 1);
-        fastnplm::cuda_emu::mlp_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), le.data(), ge.data());
+        emu_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), le.data(), ge.data());
         // same terms summed in another order: roundoff of sums of ~1000 terms of size <= ~30
         for (std::int64_t b = 0; b < B; ++b) {
             CHECK_CLOSE(le[b], lc[b], 1e-12, 1e-11);
             for (std::int64_t j = 0; j < P; ++j) CHECK_CLOSE(ge[b * P + j], gc[b * P + j], 1e-11, 1e-11);
         }
         std::vector<double> lo(B);
-        fastnplm::cuda_emu::mlp_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), lo.data(), nullptr);
+        emu_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), lo.data(), nullptr);
         for (std::int64_t b = 0; b < B; ++b) CHECK(lo[b] == le[b]);
     }
 }
@@ -187,11 +206,11 @@ TEST(cuda_mlp_training_resumes_from_the_adam_state) {
     auto pw = pr.params(5), ps = pw;
     fastnplm::MlpAdamState sw, ss;
     o.epochs = 12;
-    const auto rw = fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pw.data(), o, &sw);
+    const auto rw = emu_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pw.data(), o, &sw);
     o.epochs = 5;
-    fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, ps.data(), o, &ss);
+    emu_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, ps.data(), o, &ss);
     o.epochs = 7;
-    const auto rs = fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, ps.data(), o, &ss);
+    const auto rs = emu_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, ps.data(), o, &ss);
     CHECK(ss.steps == 12 && sw.steps == 12 && rs.loss == rw.loss);
     for (std::size_t i = 0; i < pw.size(); ++i) CHECK(ps[i] == pw[i] && ss.m[i] == sw.m[i] && ss.v[i] == sw.v[i]);
 }
@@ -207,7 +226,7 @@ TEST(cuda_mlp_training_matches_the_cpu_step_for_step) {
     o.threads = 1;
     auto pc = pr.params(9), pe = pc;
     const auto rc = fastnplm::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pc.data(), o);
-    const auto re = fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pe.data(), o);
+    const auto re = emu_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pe.data(), o);
     CHECK(re.n_history == rc.n_history && re.epochs_done == rc.epochs_done && re.finite == rc.finite);
     for (std::size_t i = 0; i < pc.size(); ++i) CHECK_CLOSE(pe[i], pc[i], 1e-10, 1e-12);
     for (std::size_t b = 0; b < 2; ++b) CHECK_CLOSE(re.loss[b], rc.loss[b], 1e-11, 1e-11);
@@ -232,7 +251,7 @@ TEST(cuda_mlp_stops_a_network_whose_loss_overflows) {
     o.history_every = 1;
     auto pc = p, pe = p;
     const auto rc = fastnplm::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pc.data(), o);
-    const auto re = fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pe.data(), o);
+    const auto re = emu_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pe.data(), o);
     CHECK(rc.finite[0] == 1 && rc.finite[1] == 0 && re.finite == rc.finite && re.epochs_done == rc.epochs_done);
     for (std::int64_t j = 0; j < P; ++j) CHECK(pe[P + j] == p[P + j]);  // never updated
     CHECK(std::isnan(re.loss[1]) && std::isfinite(re.loss[0]));
@@ -243,12 +262,11 @@ TEST(cuda_mlp_stops_a_network_whose_loss_overflows) {
     auto qc = q0, qe = q0;
     o.epochs = 100;
     const auto sc = fastnplm::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, qc.data(), o);
-    const auto se = fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, qe.data(), o);
+    const auto se = emu_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, qe.data(), o);
     CHECK(sc.finite == std::vector<std::uint8_t>(2, 0) && se.finite == sc.finite && se.epochs_done == sc.epochs_done);
     CHECK(qe == q0 && qc == q0);  // never updated
     for (std::size_t i = 0; i < se.history.size(); ++i) CHECK(std::isnan(se.history[i]) && std::isnan(sc.history[i]));
-    CHECK_THROWS(fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), {}, pe.data(), o),
-                 std::invalid_argument);
+    CHECK_THROWS(emu_train_adam(pr.shape, pr.refv(), pr.w.data(), {}, pe.data(), o), std::invalid_argument);
 }
 
 TEST(cuda_mlp_float32_loss_and_gradient_match_the_cpu_float32_pass) {
@@ -265,8 +283,7 @@ TEST(cuda_mlp_float32_loss_and_gradient_match_the_cpu_float32_pass) {
         std::vector<double> lc(B), gc(B * P), le(B), ge(B * P), l64(B), g64(B * P);
         fastnplm::mlp_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), lc.data(), gc.data(), 1, f32);
         fastnplm::mlp_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), l64.data(), g64.data(), 1);
-        fastnplm::cuda_emu::mlp_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), le.data(), ge.data(),
-                                          f32);
+        emu_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), le.data(), ge.data(), f32);
         const double K = 2.0 * float32_rounding_count(pr.shape) * u;
         for (std::int64_t b = 0; b < B; ++b) {
             const auto S = float32_error_scales(pr, p.data() + b * P, static_cast<std::size_t>(b));
@@ -281,8 +298,7 @@ TEST(cuda_mlp_float32_loss_and_gradient_match_the_cpu_float32_pass) {
             }
         }
         std::vector<double> lo(B);
-        fastnplm::cuda_emu::mlp_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), lo.data(), nullptr,
-                                          f32);
+        emu_loss_grad(pr.shape, pr.refv(), pr.w.data(), pr.views, p.data(), lo.data(), nullptr, f32);
         for (std::int64_t b = 0; b < B; ++b) CHECK(lo[b] == le[b]);
     }
     // both float32 passes differ from float64 (the mode is not double in disguise)
@@ -310,7 +326,7 @@ TEST(cuda_mlp_float32_training_matches_the_cpu_float32_trainer) {
     o.precision = fastnplm::MlpPrecision::float32;
     auto pc = pr.params(9), pe = pc;
     const auto rc = fastnplm::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pc.data(), o);
-    const auto re = fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pe.data(), o);
+    const auto re = emu_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pe.data(), o);
     CHECK(re.n_history == rc.n_history && re.epochs_done == rc.epochs_done && re.finite == rc.finite);
     CHECK(rc.finite == std::vector<std::uint8_t>(2, 1));
     double dp = 0.0, dl = 0.0;
@@ -342,13 +358,13 @@ TEST(cuda_mlp_float32_stops_where_the_cpu_float32_trainer_stops) {
     o.precision = fastnplm::MlpPrecision::float32;
     auto pc = p, pe = p;
     const auto rc = fastnplm::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pc.data(), o);
-    const auto re = fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pe.data(), o);
+    const auto re = emu_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pe.data(), o);
     CHECK(rc.finite[0] == 1 && rc.finite[1] == 0 && rc.epochs_done[1] == 0);
     CHECK(re.finite == rc.finite && re.epochs_done == rc.epochs_done);
     for (std::int64_t j = 0; j < P; ++j) CHECK(pe[P + j] == p[P + j]);  // never updated
     CHECK(std::isnan(re.loss[1]) && std::isfinite(re.loss[0]));
     o.precision = fastnplm::MlpPrecision::float64;
     auto pd = p;
-    const auto rd = fastnplm::cuda_emu::mlp_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pd.data(), o);
+    const auto rd = emu_train_adam(pr.shape, pr.refv(), pr.w.data(), pr.views, pd.data(), o);
     CHECK(rd.finite[1] == 1 && rd.epochs_done[1] == 5);
 }

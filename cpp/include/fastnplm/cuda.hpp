@@ -1,12 +1,10 @@
 #pragma once
 // The CUDA backend, seen from the host: no CUDA headers here, so any C++ user can include
-// it whether or not the library was built with CUDA. See cuda/README.md.
+// it whether or not the library was built with CUDA. Its primitives come from the factories
+// make_ops and make_mlp_ops with Device::cuda (fastnplm/device.hpp). See cuda/README.md.
 #include <memory>
 #include <string>
 #include <vector>
-
-#include "fastnplm/kernel_ops.hpp"
-#include "fastnplm/mlp.hpp"
 
 namespace fastnplm {
 
@@ -22,24 +20,6 @@ std::string cuda_architectures();
 
 /// Names of the compiled-in CUDA kernels (empty when not built).
 std::vector<std::string> cuda_kernel_names();
-
-/// The CUDA backend on `device`. The host-pointer interface of KernelOps; events and centers
-/// are copied to the device once and cached, keyed by (pointer, shape, stride): the object
-/// assumes that an array it has seen is not modified (or freed and reused) while it lives,
-/// so use one object per fit. Not safe to call from several host threads at once.
-/// Throws std::runtime_error when the library was built without CUDA or no device is usable.
-std::unique_ptr<KernelOps> make_cuda_ops(int device = 0);
-
-/// As mlp_loss_grad with the pass on the CUDA device (float64 or float32, as on the CPU).
-void cuda_mlp_loss_grad(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                        const std::vector<MatrixView>& data, const double* params, double* loss, double* grad,
-                        MlpPrecision precision = MlpPrecision::float64);
-
-/// As mlp_train_adam with every epoch (pass, Adam, clip) on the CUDA device, in
-/// options.precision (float64 or float32, as on the CPU); options.threads ignored.
-MlpTrainResult cuda_mlp_train_adam(const MlpShape& shape, MatrixView reference, const double* reference_weights,
-                                   const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options,
-                                   MlpAdamState* state = nullptr);
 
 /// What bench/gpu.py puts achieved rates against.
 struct CudaDeviceFacts {

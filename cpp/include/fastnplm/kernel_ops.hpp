@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "fastnplm/device.hpp"
 #include "fastnplm/view.hpp"
 
 namespace fastnplm {
@@ -135,8 +136,13 @@ protected:
     static void require_sizes(bool ok, const char* what);
 };
 
-/// The multithreaded, vectorised CPU backend; threads <= 0 means all available cores.
-std::unique_ptr<KernelOps> make_cpu_ops(int threads = 0);
+/// The backend of `device` (resolve_device: throws std::runtime_error for cuda without one).
+/// cpu: multithreaded and vectorised, on `threads` threads (<= 0: all cores). cuda: device 0, the
+/// host-pointer interface with events and centers copied to the device once and cached, keyed by
+/// (pointer, shape, stride): the object assumes that an array it has seen is not modified (or
+/// freed and reused) while it lives, so use one object per fit; not safe to call from several
+/// host threads at once; `threads` unused.
+std::unique_ptr<KernelOps> make_ops(Device device, int threads = 0);
 
 /// Number of threads the CPU backend uses when asked for `threads` (<= 0: all cores).
 int resolve_threads(int threads);
