@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['CudaEventTimer', 'ResidentFeatures', 'SharedReference', 'blas_name', 'cuda_architectures', 'cuda_built', 'cuda_device_available', 'cuda_device_facts', 'cuda_kernel_names', 'default_threads', 'feature_gram', 'feature_project', 'features_expm1_sum', 'features_gram', 'fit_kernel', 'kernel_fused', 'kernel_gram_mm', 'kernel_matrix', 'kernel_mm_expm1_sum', 'kernel_mv', 'kernel_tmv', 'mlp_exp_floor_ms', 'mlp_init', 'mlp_loss_grad', 'mlp_n_params', 'mlp_predict', 'mlp_train', 'version']
+__all__: list[str] = ['CudaEventTimer', 'ResidentFeatures', 'SharedReference', 'blas_name', 'cuda_architectures', 'cuda_built', 'cuda_device_available', 'cuda_device_facts', 'cuda_kernel_names', 'default_threads', 'feature_gram', 'feature_project', 'features_expm1_sum', 'features_gram', 'fit_kernel', 'kernel_fused', 'kernel_gram_mm', 'kernel_matrix', 'kernel_mm_expm1_sum', 'kernel_mv', 'kernel_tmv', 'mlp_exp_floor_ms', 'mlp_init', 'mlp_loss_grad', 'mlp_loss_grad_hess', 'mlp_n_params', 'mlp_predict', 'mlp_train', 'version']
 class ResidentFeatures:
     """
     Feature rows F (n, r) and weights w kept in a backend's memory (device memory on CUDA) for repeated sum_i w_i expm1((F @ V)[i]).
@@ -129,6 +129,10 @@ def mlp_init(d: typing.SupportsInt | typing.SupportsIndex, hidden: collections.a
 def mlp_loss_grad(reference: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], data: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], hidden: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], params: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], with_grad: bool = True, threads: typing.SupportsInt | typing.SupportsIndex = 0, dtype: str = 'float64', backend: str = 'cpu') -> tuple:
     """
     NPLM loss (B,) and gradient (B, P) of B networks params (B, P), data a list of B arrays.
+    """
+def mlp_loss_grad_hess(reference: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], data: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], hidden: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], params: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 0, with_grad: bool = True, with_hess: bool = True) -> tuple:
+    """
+    NPLM loss, gradient (P,) and exact Hessian (P, P) of one network params (P,); grad/hess None when not asked for. Independent of threads bit for bit.
     """
 def mlp_n_params(d: typing.SupportsInt | typing.SupportsIndex, hidden: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> int:
     """

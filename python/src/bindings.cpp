@@ -17,6 +17,7 @@
 #include "fastnplm/kernel_ops.hpp"
 #include "fastnplm/kernel_shared.hpp"
 #include "bindings_neural.hpp"
+#include "bindings_hessian.hpp"
 
 namespace py = pybind11;
 using namespace fastnplm;
@@ -430,4 +431,5 @@ PYBIND11_MODULE(_core, m) {
         .def("stop", &CudaEventTimer::stop, "Milliseconds since start() (waits for the device).");
     m.attr("version") = FASTNPLM_VERSION;
     bind_neural(m);
+    bind_hessian(m);
 }
