@@ -21,12 +21,6 @@ namespace {
 
 std::unique_ptr<KernelOps> detail::make_cuda_kernel_ops(int) { not_built(); }
 std::unique_ptr<MlpOps> detail::make_cuda_mlp_ops() { not_built(); }
-CudaDeviceFacts cuda_device_facts(int) { not_built(); }
-struct CudaEventTimer::Impl {};
-CudaEventTimer::CudaEventTimer() { not_built(); }
-CudaEventTimer::~CudaEventTimer() = default;
-void CudaEventTimer::start() { not_built(); }
-double CudaEventTimer::stop() { not_built(); }
 
 }  // namespace fastnplm
 #endif

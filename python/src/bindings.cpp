@@ -16,6 +16,7 @@
 #include "fastnplm/kernel_nplm.hpp"
 #include "fastnplm/kernel_ops.hpp"
 #include "fastnplm/kernel_shared.hpp"
+#include "bindings_bench.hpp"
 #include "bindings_neural.hpp"
 #include "bindings_hessian.hpp"
 
@@ -408,28 +409,8 @@ PYBIND11_MODULE(_core, m) {
           "Whether a CUDA device can be used (probed on the first call, not at import).");
     m.def("cuda_architectures", &cuda_architectures, "CUDA architectures of the kernels ('' when not built).");
     m.def("cuda_kernel_names", &cuda_kernel_names, "Names of the compiled-in CUDA kernels.");
-    m.def(
-        "cuda_device_facts",
-        [](int device) {
-            const CudaDeviceFacts f = cuda_device_facts(device);
-            py::dict d;
-            d["name"] = f.name;
-            d["compute_capability"] = std::to_string(f.cc_major) + "." + std::to_string(f.cc_minor);
-            d["multiprocessors"] = f.multiprocessors;
-            d["clock_khz"] = f.clock_khz;
-            d["memory_clock_khz"] = f.memory_clock_khz;
-            d["bus_width_bits"] = f.bus_width_bits;
-            d["global_memory_bytes"] = f.global_memory_bytes;
-            d["peak_fp64_flops"] = f.peak_fp64_flops;
-            d["peak_bandwidth"] = f.peak_bandwidth;
-            return d;
-        },
-        py::arg("device") = 0, "Facts and peak rates of a CUDA device (RuntimeError without one).");
-    py::class_<CudaEventTimer>(m, "CudaEventTimer", "Device time by CUDA events on the default stream.")
-        .def(py::init<>())
-        .def("start", &CudaEventTimer::start)
-        .def("stop", &CudaEventTimer::stop, "Milliseconds since start() (waits for the device).");
     m.attr("version") = FASTNPLM_VERSION;
     bind_neural(m);
+    bind_bench(m);
     bind_hessian(m);
 }

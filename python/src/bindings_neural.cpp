@@ -185,14 +185,6 @@ void bind_neural(py::module_& m) {
           py::arg("backend") = "cpu", py::arg("steps") = 0, py::arg("m") = py::none(), py::arg("v") = py::none(),
           "Adam + clipping for B networks at once, continuing from Adam's state (steps, m, v) when given; returns "
           "a dict (params, loss, history, finite, epochs_done, m, v, steps).");
-    m.def(
-        "mlp_exp_floor_ms",
-        [](std::int64_t n_events, int exps_per_event, int threads, int repeats) {
-            py::gil_scoped_release nogil;
-            return mlp_exp_floor_ms(n_events, exps_per_event, threads, repeats);
-        },
-        py::arg("n_events"), py::arg("exps_per_event"), py::arg("threads") = 0, py::arg("repeats") = 20,
-        "Benchmark floor: ms (best of repeats) of exps_per_event float32 sigmoid exps per event alone.");
     m.def("mlp_predict", &predict, py::arg("x"), py::arg("hidden"), py::arg("params"), py::arg("threads") = 0,
           "f(x) of one network.");
 }

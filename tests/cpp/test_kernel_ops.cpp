@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "bench.hpp"
 #include "check.hpp"
 #include "dense.hpp"
 #include "samples.hpp"
@@ -260,8 +261,8 @@ TEST(cuda_entry_points_link_and_refuse_without_a_device) {
     CHECK_THROWS(fastnplm::mlp_train_adam(s, xv, w.data(), {xv}, p.data(), o, &state,
                                           *fastnplm::make_mlp_ops(fastnplm::Device::cuda)),
                  std::runtime_error);
-    CHECK_THROWS(fastnplm::cuda_device_facts(0), std::runtime_error);
-    CHECK_THROWS(fastnplm::CudaEventTimer(), std::runtime_error);
+    CHECK_THROWS(fastnplm::bench::cuda_device_facts(0), std::runtime_error);
+    CHECK_THROWS(fastnplm::bench::CudaEventTimer(), std::runtime_error);
 }
 
 TEST(device_names_parse_resolve_and_reach_both_factories) {

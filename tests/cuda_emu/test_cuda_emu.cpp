@@ -22,6 +22,7 @@
 #include "dense.hpp"
 #include "fastnplm/kernel_nplm.hpp"
 #include "fastnplm/kernel_ops.hpp"
+#include "host_wrappers.hpp"
 
 namespace emu_cuda = fastnplm::cuda_emu;
 using fastnplm::MatrixView;

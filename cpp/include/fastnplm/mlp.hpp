@@ -162,10 +162,4 @@ MlpTrainResult mlp_train_adam(const MlpShape& shape, MatrixView reference, const
                               const std::vector<MatrixView>& data, double* params, const MlpTrainOptions& options,
                               MlpAdamState* state = nullptr);
 
-/// Benchmark floor (bench/neural_fit.py): milliseconds, best of `repeats`, that `exps_per_event`
-/// float32 sigmoid exponentials exp(-|a x + b|) per event alone take over n_events events with
-/// `threads` threads -- the exp and the vectorisation of the float32 pass, none of its other
-/// work. An epoch of a network with that many exps per event cannot be faster on this machine.
-double mlp_exp_floor_ms(std::int64_t n_events, int exps_per_event, int threads = 0, int repeats = 20);
-
 }  // namespace fastnplm

@@ -1,14 +1,23 @@
-// Device facts and event timing for bench/gpu.py (fastnplm/cuda.hpp); runtime calls only.
+// CUDA device facts and event timing for bench/gpu.py (bench.hpp): CUDA runtime calls only, no
+// kernels, so g++ compiles this against cuda_runtime.h; without CUDA every entry point throws.
 #include <stdexcept>
 #include <string>
 
-#include "device.cuh"
-#include "fastnplm/cuda.hpp"
+#include "bench.hpp"
 
-namespace fastnplm {
+#ifdef FASTNPLM_WITH_CUDA
+#include <cuda_runtime.h>
+
+namespace fastnplm::bench {
+namespace {
+
+void check(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
+}
+
+}  // namespace
 
 CudaDeviceFacts cuda_device_facts(int device) {
-    using cuda::check;
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || device < 0 || device >= count)
         throw std::runtime_error("CUDA: no device " + std::to_string(device));
@@ -39,8 +48,8 @@ struct CudaEventTimer::Impl {
 };
 
 CudaEventTimer::CudaEventTimer() : impl_(std::make_unique<Impl>()) {
-    cuda::check(cudaEventCreate(&impl_->a), "cudaEventCreate");
-    cuda::check(cudaEventCreate(&impl_->b), "cudaEventCreate");
+    check(cudaEventCreate(&impl_->a), "cudaEventCreate");
+    check(cudaEventCreate(&impl_->b), "cudaEventCreate");
 }
 
 CudaEventTimer::~CudaEventTimer() {
@@ -48,14 +57,37 @@ CudaEventTimer::~CudaEventTimer() {
     if (impl_->b) cudaEventDestroy(impl_->b);
 }
 
-void CudaEventTimer::start() { cuda::check(cudaEventRecord(impl_->a, nullptr), "cudaEventRecord"); }
+void CudaEventTimer::start() { check(cudaEventRecord(impl_->a, nullptr), "cudaEventRecord"); }
 
 double CudaEventTimer::stop() {
-    cuda::check(cudaEventRecord(impl_->b, nullptr), "cudaEventRecord");
-    cuda::check(cudaEventSynchronize(impl_->b), "cudaEventSynchronize");
+    check(cudaEventRecord(impl_->b, nullptr), "cudaEventRecord");
+    check(cudaEventSynchronize(impl_->b), "cudaEventSynchronize");
     float ms = 0.0f;
-    cuda::check(cudaEventElapsedTime(&ms, impl_->a, impl_->b), "cudaEventElapsedTime");
+    check(cudaEventElapsedTime(&ms, impl_->a, impl_->b), "cudaEventElapsedTime");
     return ms;
 }
 
-}  // namespace fastnplm
+}  // namespace fastnplm::bench
+
+#else
+
+namespace fastnplm::bench {
+namespace {
+
+[[noreturn]] void not_built() {
+    throw std::runtime_error(
+        "fastnplm was built without the CUDA backend (rebuild with nvcc and FASTNPLM_CUDA=AUTO or ON)");
+}
+
+}  // namespace
+
+CudaDeviceFacts cuda_device_facts(int) { not_built(); }
+struct CudaEventTimer::Impl {};
+CudaEventTimer::CudaEventTimer() { not_built(); }
+CudaEventTimer::~CudaEventTimer() = default;
+void CudaEventTimer::start() { not_built(); }
+double CudaEventTimer::stop() { not_built(); }
+
+}  // namespace fastnplm::bench
+
+#endif
