@@ -28,7 +28,8 @@ from ._core import version as __version__  # noqa: E402,F401
 from ._info import build_info, cuda_available, cuda_built  # noqa: E402
 from . import models, calibration, io, preprocessing, ui, baselines  # noqa: E402
 from .models import KernelNPLM, NeuralNPLM, Nuisance  # noqa: E402
-from .calibration import Calibration, aggregate, calibrate, load_calibration, power  # noqa: E402
+from .calibration import (  # noqa: E402
+    Calibration, aggregate, calibrate, load_calibration, permutation_test, power, tune_clip)
 from .io import load, load_model, save_model  # noqa: E402
 from .monitor import Monitor  # noqa: E402
 from .ui import report  # noqa: E402
@@ -56,9 +57,11 @@ __all__ = [
     "load_calibration",
     "load_model",
     "models",
+    "permutation_test",
     "power",
     "preprocessing",
     "report",
     "save_model",
+    "tune_clip",
     "ui",
 ]

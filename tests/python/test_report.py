@@ -100,7 +100,7 @@ def test_verdict_reads_the_headline_p_and_z():
     assert verdict(one_width(5))["text"].startswith("A mild tension")  # p = 0.02: Z = 2.05
     v = verdict(one_width(0))  # beyond every toy: limits
     assert v["bound"] and v["text"].startswith("A mild tension with the reference, not significant: p < 0.00332, Z > 2.71")
-    assert "no toy reached the data" in v["text"]
+    assert "none of the toys reached the data" in v["text"]
     v = verdict(one_width(0, toys=1000))  # p < 1/1001: Z > 3.09
     assert v["text"].startswith("The data depart from the reference: p < 0.000999, Z > 3.09")
     # several widths: the min-p test heads

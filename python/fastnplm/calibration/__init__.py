@@ -5,17 +5,23 @@ resumable store); :class:`~fastnplm.calibration.null.ToyNull` turns toys into p-
 intervals, Z, the chi2 fit and power, for the calibration and the baselines alike.
 """
 from ._run import AGGREGATIONS, Calibration, aggregate, calibrate, load_calibration, power, toy_rng, verdict
+from .clip_scan import ClipScan, tune_clip
 from .null import ToyNull, clopper_pearson
+from .permutation import PermutationResult, permutation_test
 
 __all__ = [
     "AGGREGATIONS",
     "Calibration",
+    "PermutationResult",
+    "ClipScan",
     "ToyNull",
     "aggregate",
     "calibrate",
     "clopper_pearson",
     "load_calibration",
+    "permutation_test",
     "power",
     "toy_rng",
+    "tune_clip",
     "verdict",
 ]

@@ -178,14 +178,16 @@ AGGREGATIONS = ("min-p", "prod-p", "avg-p", "softmax-t")
 VERDICT_Z = (2.0, 3.0)
 
 
-def verdict(summary) -> dict:
+def verdict(summary, noun: str = "toys") -> dict:
     """The headline of a test: one p-value, its Z, and a sentence saying whether the data depart.
 
     With several widths the headline is the min-p test over them (calibrated on the same
     toys, see :func:`fastnplm.aggregate`); with one width it is that width's p. Returns
     ``test``, ``p``, ``interval`` (Clopper-Pearson, 68%, of the fraction of toys at or above the
     observation), ``z``, ``exceeded``, ``toys``, ``bound`` (True when no toy reached the
-    observation: p and Z are then limits) and ``text``.
+    observation: p and Z are then limits) and ``text``. ``noun`` names the null's samples
+    ("toys", or "permutations" for :func:`fastnplm.permutation_test`; a single width's row
+    counts them in ``<noun>_exceeding``).
     """
     toys = int(summary["settings"]["toys"])
     if "aggregated" in summary:
@@ -193,7 +195,7 @@ def verdict(summary) -> dict:
         k = int(head["exceeded"])
     else:
         head = summary["per_width"][0]
-        k = int(head["toys_exceeding"])
+        k = int(head[f"{noun}_exceeding"])
         width = head.get("sigma")
         test = "neural network" if width is None else f"sigma = {width:.3g}"
     p, z, bound = float(head["p"]), float(head["z"]), k == 0
@@ -205,8 +207,8 @@ def verdict(summary) -> dict:
     else:
         what = "the data are compatible with the reference"
     ptext = f"p {'<' if bound else '='} {p:.3g}, Z {'>' if bound else '='} {z:.2f}"
-    more = " (no toy reached the data: add toys for a sharper p)" if bound else ""
-    text = f"{what[0].upper()}{what[1:]}: {ptext} ({test}, {k} of {toys} toys at or above the data){more}."
+    more = f" (none of the {noun} reached the data: add {noun} for a sharper p)" if bound else ""
+    text = f"{what[0].upper()}{what[1:]}: {ptext} ({test}, {k} of {toys} {noun} at or above the data){more}."
     return {"test": test, "p": p, "interval": [lo, hi], "z": z, "exceeded": k, "toys": toys, "bound": bound,
             "text": text}
 
@@ -468,9 +470,16 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
                 seed, d, path, nuisances, nu_true)
     blocks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
     bar = _progress_bar(progress, toys, toys - len(todo))
+    record_blocks(run_blocks(job, blocks, executor), done, store, header, bar)
+    return _calibration([done[k] for k in range(toys)], header, models)
+
+
+def record_blocks(groups, done: dict, store, header, bar) -> None:
+    """Collect the record groups into ``done`` (by "k"), appending each group to the store and
+    fsyncing it as it completes, so that a killed run loses at most the group in flight."""
     fh = open_store(store, header) if store is not None else None
     try:
-        for recs in run_blocks(job, blocks, executor):
+        for recs in groups:
             for rec in recs:
                 done[rec["k"]] = rec
                 if fh is not None:
@@ -485,7 +494,6 @@ def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=No
             fh.close()
         if bar is not None:
             bar.close()
-    return _calibration([done[k] for k in range(toys)], header, models)
 
 
 def _with_sigma(model: KernelNPLM, sigma, hessian=None, backend=None) -> KernelNPLM:

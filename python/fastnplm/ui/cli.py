@@ -87,6 +87,14 @@ A store made with nuisances needs the same --nuisance options (checked against t
 Writes one self-contained HTML page (plots embedded, opens offline) and the JSON record
 next to it (report.json): input fingerprints, settings, t/p/Z per width and aggregated,
 timings, versions.""",
+    "tune-clip": """examples:
+  fastnplm tune-clip --reference R.npy --pool P.npy --n-expected 2000 --hidden 4 \
+      --clips 1,2,4,9,20 --toys 200 --store clipscan/ --plot clipscan.png --json
+
+For each clip, null toys of the network (optimizer "newton" unless --optimizer says
+otherwise), the fitted chi2 dof and the KS p-value of the toys against chi2(|w|), |w| the
+network's parameters; the best clip is the one whose toys match chi2(|w|) best. --store
+keeps one resumable store per clip in the directory.""",
     "bench": """examples:
   fastnplm bench --quick              # a few seconds: the four scenarios at small sizes
   fastnplm bench --json --out bench.json
@@ -222,14 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_nuisance_args(cal, auxiliary=False)  # each toy draws its own auxiliary values
     _add_model_args(cal)
 
-    tst = command("test", "t, p and Z of data against a calibration store, per width and aggregated")
-    tst.add_argument("--reference", required=True)
-    tst.add_argument("--data", required=True)
+    tst = command("test", "t, p and Z of data against a calibration store, or of two samples by permutations")
+    tst.add_argument("--reference", required=True, help="the reference (with --permutations: sample A)")
+    tst.add_argument("--data", required=True, help="the data (with --permutations: sample B)")
     tst.add_argument("--columns", default=None, help="comma-separated feature names (or positions) to read")
     tst.add_argument("--tree", default=None, help="ROOT TTree / HDF5 dataset / .npz array to read")
-    tst.add_argument("--calibration", required=True, help="store written by 'fastnplm calibrate'")
+    how = tst.add_mutually_exclusive_group(required=True)
+    how.add_argument("--calibration", default=None, help="store written by 'fastnplm calibrate'")
+    how.add_argument("--permutations", type=int, default=None,
+                     help="no pool: calibrate by N random relabellings of the pooled two samples (the model "
+                          "options below apply)")
+    tst.add_argument("--sigmas", default=None, help="with --permutations: comma-separated widths")
+    tst.add_argument("--store", default=None, help="with --permutations: append-only record; re-running resumes")
     tst.add_argument("--temperature", type=float, default=1.0, help="of the soft-max aggregation (default 1)")
     _add_nuisance_args(tst)  # those of the calibration, and the measured central values
+    _add_model_args(tst)
 
     rep = command("report", "run the test and write one self-contained HTML report plus its JSON record")
     _add_input_args(rep, pool=True)
@@ -242,6 +257,20 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="nplm-report.html", help="HTML file (default nplm-report.html)")
     _add_model_args(rep)
     rep.set_defaults(M=500)
+
+    tune = command("tune-clip", "scan a neural network's weight clip: null toys per clip against chi2(|w|)")
+    tune.add_argument("--reference", required=True)
+    tune.add_argument("--pool", required=True, help="reference-distributed events disjoint from the reference")
+    tune.add_argument("--columns", default=None, help="comma-separated feature names (or positions) to read")
+    tune.add_argument("--tree", default=None, help="ROOT TTree / HDF5 dataset / .npz array to read")
+    tune.add_argument("--n-expected", type=float, required=True, help="N(R): expected events per toy")
+    tune.add_argument("--hidden", default="4", help="comma-separated hidden widths (default 4: a 1-4-1 network in 1-D)")
+    tune.add_argument("--clips", required=True, help="comma-separated clip values")
+    tune.add_argument("--toys", type=int, default=200, help="toys per clip (default 200)")
+    tune.add_argument("--optimizer", choices=["newton", "lbfgsb", "adam"], default="newton")
+    tune.add_argument("--epochs", type=int, default=None, help="Adam epochs / iteration limit (default: the model's)")
+    tune.add_argument("--store", default=None, help="directory of per-clip toy stores; re-running resumes")
+    tune.add_argument("--plot", default=None, help="write the dof-against-clip figure to this file")
 
     bench = command("bench", "time the standard scenarios on this machine (table + JSON)")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -488,6 +517,8 @@ def _calibrate(args) -> int:
 
 
 def _test(args) -> int:
+    if args.permutations is not None:
+        return _test_permutations(args)
     try:
         cal = load_calibration(args.calibration)
     except (OSError, ValueError) as err:
@@ -513,6 +544,27 @@ def _test(args) -> int:
     agg = {m: out[m] for m in AGGREGATIONS} if len(t_obs) > 1 else None
     out["verdict"] = verdict({"settings": {"toys": cal.toys}, "per_width": out["per_width"],
                               **({"aggregated": agg} if agg else {})})
+    _emit(out, args, _test_text(out))
+    return EXIT_OK
+
+
+def _test_permutations(args) -> int:
+    from ..calibration.permutation import permutation_test
+    if args.nuisance:
+        raise InputError("--nuisance is not supported with --permutations")
+    columns = _columns(args.columns)
+    a = _load(args.reference, "reference", columns, args.tree)
+    b = _load(args.data, "data", columns, args.tree)
+    res = permutation_test(_model(args), a, b, permutations=args.permutations, seed=args.seed,
+                           sigmas=_floats(args.sigmas, "--sigmas"), store=args.store,
+                           progress=False if args.quiet else None)
+    out = {"permutations": res.permutations, "path": res.path, **res.aggregate(temperature=args.temperature)}
+    for j, row in enumerate(out["per_width"]):
+        p = res.p_value(j)
+        row["permutations_exceeding"], row["interval"] = p["exceeded"], p["interval"]
+    agg = {m: out[m] for m in AGGREGATIONS} if len(res.sigmas) > 1 else None
+    out["verdict"] = verdict({"settings": {"toys": res.permutations}, "per_width": out["per_width"],
+                              **({"aggregated": agg} if agg else {})}, noun="permutations")
     _emit(out, args, _test_text(out))
     return EXIT_OK
 
@@ -572,8 +624,33 @@ def _bench(args) -> int:
     return EXIT_OK
 
 
+def _tune_clip(args) -> int:
+    from ..calibration.clip_scan import tune_clip
+    columns = _columns(args.columns)
+    ref = _load(args.reference, "reference", columns, args.tree)
+    pool = _load(args.pool, "pool", columns, args.tree)
+    hidden = [int(h) for h in _columns(args.hidden) or []]
+    clips = _floats(args.clips, "--clips")
+    options = {"optimizer": args.optimizer, "threads": args.threads}
+    if args.epochs is not None:
+        options["epochs"] = args.epochs
+    scan = tune_clip(ref, pool, hidden, clips, toys=args.toys, n_expected=args.n_expected, seed=args.seed,
+                     store=args.store, progress=False if args.quiet else None, **options)
+    if args.plot:
+        from . import plot
+        ax = plot.clip_scan(scan)
+        ax.figure.savefig(args.plot, dpi=120, bbox_inches="tight")
+    rows = scan.table()
+    out = {"n_params": scan.n_params, "best_clip": scan.best_clip, "clips": rows, "plot": args.plot}
+    text = "\n".join([f"|w| = {scan.n_params}; best clip {scan.best_clip:g} (largest KS p against chi2(|w|))",
+                      f"{'clip':>8} {'dof':>8} {'KS p':>10} {'mean t':>9}"]
+                     + [f"{r['clip']:>8g} {r['dof']:>8.2f} {r['ks_pvalue']:>10.3g} {r['mean_t']:>9.2f}" for r in rows])
+    _emit(out, args, text)
+    return EXIT_OK
+
+
 COMMANDS = {"fit": _fit, "demo": _demo, "calibrate": _calibrate, "test": _test, "report": _report_cmd,
-            "bench": _bench}
+            "tune-clip": _tune_clip, "bench": _bench}
 
 
 if __name__ == "__main__":

@@ -280,6 +280,36 @@ def loss_history(result, ax=None):
     return ax
 
 
+def clip_scan(scan, ax=None):
+    """Fitted chi2 degrees of freedom of the null toys against the weight clip.
+
+    Parameters
+    ----------
+    scan : fastnplm.calibration.clip_scan.ClipScan
+        From :func:`fastnplm.tune_clip`.
+    ax : matplotlib Axes or None
+
+    Returns
+    -------
+    matplotlib Axes
+        The fitted dof per clip, the line dof = |w| (the network's parameters), the best clip
+        marked, and the KS p-value against chi2(|w|) on the right axis.
+    """
+    ax = _axes(ax)
+    ax.plot(scan.clips, scan.dof, "o-", color="C0", label="fitted dof of the toys")
+    ax.axhline(scan.n_params, color="k", ls="--", lw=1, label=f"|w| = {scan.n_params}")
+    ax.axvline(scan.best_clip, color="C3", ls=":", lw=1, label=f"best clip {scan.best_clip:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("weight clip")
+    ax.set_ylabel("chi2 dof")
+    right = ax.twinx()
+    right.plot(scan.clips, scan.ks_pvalue, "s--", color="C1", ms=4)
+    right.set_yscale("log")
+    right.set_ylabel("KS p-value vs chi2(|w|)", color="C1")
+    ax.legend(fontsize="small")
+    return ax
+
+
 def pulls(result, nuisances, ax=None):
     """Nuisance pulls (ν̂ − A)/σ of the τ fit (with f) and the Δ fit (nuisances alone).
 
