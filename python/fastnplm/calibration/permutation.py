@@ -16,10 +16,11 @@ The fast path. For the published newton-step estimator with one penalty, centers
 from the pooled sample (fixed for every relabelling, as the kernel of the test must be), the
 step of a relabelling solves
 
-    H alpha = -g,   H = (1/n) sum_i l''_i k_i k_i^T + lam K_MM,   g = (1/n) sum_i l'_i k_i
+    H alpha = -g,   H = (1/n) sum_i l''_i k_i k_i^T + lam (K_MM + eps M I),   g = (1/n) sum_i l'_i k_i
 
 with l'' = w/4, l' = w/2 for events labelled A (weight w) and l'' = 1/4, l' = -1/2 for events
-labelled B (method.md section 2: one Newton step from f = 0). The Gram matrices of the whole
+labelled B (method.md section 2: one Newton step from f = 0; eps M I is the jitter of the
+core's Nystrom factor, part of its penalty). The Gram matrices of the whole
 pooled sample (sum_i k_i k_i^T, and sum_i b_i k_i k_i^T with the base weights b) are the same
 for every relabelling, so a relabelling only needs the Gram matrix of its smaller class: O(n_s M^2)
 for n_s events of the smaller sample, one M x M Cholesky solve, and f = K alpha on the pooled
@@ -305,11 +306,12 @@ class SharedGram:
     """The pooled sample's Nystrom features and their Gram matrices at one width: the
     newton-step of any labelling from its smaller class's rows (see the module's documentation).
 
-    The step is solved in preconditioned coordinates, alpha = G beta with G = V (Lambda + eps M)^-1/2
-    from the eigendecomposition K_MM = V Lambda V^T (eps = PC_EPSILON, the jitter of the core's
-    preconditioner), on the features B = K G: the system (1/n) B^T D B + lam G^T K_MM G has the
-    exactly diagonal, non-negative penalty Lambda / (Lambda + eps M) and is well conditioned where
-    K_MM is not; f = B beta is formed without going through alpha.
+    The estimator is the core's: its penalty is lam alpha^T (K_MM + eps M I) alpha, with Falkon's
+    jitter eps = PC_EPSILON (the core solves for beta = T alpha, T^T T = K_MM + eps M I, with the
+    penalty lam |beta|^2). Here alpha = G beta with G = V (Lambda + eps M)^-1/2 from the
+    eigendecomposition K_MM = V Lambda V^T, so that G^T (K_MM + eps M I) G = I: on the features
+    B = K G the system is (1/n) B^T D B + lam I, well conditioned where K_MM is not, and
+    f = B beta is formed without going through alpha.
     """
 
     def __init__(self, pooled, base_w, centers, sigma, lam, threads=0):
@@ -319,7 +321,6 @@ class SharedGram:
         ev = np.maximum(ev, 0.0)  # K_MM is positive semidefinite: what is below 0 is rounding
         self.g = v / np.sqrt(ev + PC_EPSILON * m)  # alpha = G beta
         self.b = _core.kernel_matrix(pooled, centers, float(sigma), self.threads) @ self.g  # K G: (n, M)
-        self.p = np.diag(ev / (ev + PC_EPSILON * m))  # G^T K_MM G, exactly diagonal and >= 0
         self.base_w, self.lam = base_w, float(lam)
         self.uniform = bool(np.all(base_w == 1.0))  # unweighted: the b-weighted sums are the plain ones
         # Gram matrices: upper triangles only (the Cholesky factorisation reads no more)
@@ -345,7 +346,7 @@ class SharedGram:
         else:
             ga_b, g_b = self.gb - gb_s, g1_s
             sa_b, s_b = self.sb - sb_s, s1_s
-        h = (0.25 * (scale * ga_b + g_b)) / n + self.lam * self.p
+        h = (0.25 * (scale * ga_b + g_b)) / n + self.lam * np.eye(ga_b.shape[0])
         g = (0.5 * (scale * sa_b - s_b)) / n
         try:
             factor = scipy.linalg.cho_factor(h, lower=False, check_finite=False)
