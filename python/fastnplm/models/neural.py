@@ -27,12 +27,15 @@ import numpy as np
 
 from .. import _checks, _core
 from .._info import BACKENDS, resolve_backend
+from ._newton import projected_newton, restart_seed
 
 log = logging.getLogger("fastnplm")
 
-OPTIMIZERS = ("adam", "lbfgsb")
+OPTIMIZERS = ("adam", "lbfgsb", "newton")
 CHECKPOINT_EPOCHS = 10000  # default epochs between checkpoints of a fit (~5 s of the 1D toy)
 DTYPES = ("float64", "float32")
+RESTART_AGREEMENT = 1e-6  # Newton starts whose final L is within this of the best agree with it
+NEWTON_RESTARTS = 3  # default starts of a Newton fit (docs/neural.md: how often starts disagree)
 
 
 def _hidden_arg(hidden) -> tuple:
@@ -85,9 +88,13 @@ class NeuralFitResult:
     """Outcome of :meth:`NeuralNPLM.fit`: the statistic, the fitted network, diagnostics.
 
     ``t = -2 L`` at the final parameters; ``loss_history[i]`` is L after
-    ``i * history_every`` Adam updates (L-BFGS-B: after each iteration);
+    ``i * history_every`` Adam updates (L-BFGS-B: after each iteration; Newton: after each
+    step of the best start, the start first);
     ``converged`` is False when the loss or gradient turned NaN/inf (Adam; the fit then
-    stopped there) or when L-BFGS-B reported failure.
+    stopped there) or when L-BFGS-B reported failure (Newton: when the best start did not
+    meet ``newton_tol``). Newton fits also record ``restart_losses`` (the final L of every
+    start, in order) and ``restarts_at_best`` (how many of them ended within
+    ``RESTART_AGREEMENT`` of the best, the best included); other fits leave them empty and 0.
     """
 
     t: float
@@ -111,6 +118,8 @@ class NeuralFitResult:
     message: str = field(default="")
     dtype: str = field(default="float64")
     backend: str = field(default="cpu")
+    restart_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    restarts_at_best: int = field(default=0)
 
     @property
     def weights(self) -> list:
@@ -144,17 +153,22 @@ class NeuralNPLM:
     clip : float
         Weight clipping W > 0: after every update each weight and bias is clipped to [-W, W].
     epochs : int
-        Full-batch Adam updates (L-BFGS-B: the iteration limit).
+        Full-batch Adam updates (L-BFGS-B: the iteration limit; Newton: the limit of steps per
+        start).
     lr : float
         Adam learning rate.
     seed : int
         Seed of the initialisation (see the module docstring for the exact recipe).
     threads : int or None
         CPU threads (None: all cores). Results do not depend on it.
-    optimizer : {"adam", "lbfgsb"}
+    optimizer : {"adam", "lbfgsb", "newton"}
         "adam": the published training (Adam + clipping, ``epochs`` updates). "lbfgsb": scipy's
         L-BFGS-B on the same loss and gradient (from the core) under the box abs(theta) <= clip,
-        run to convergence -- the clipped model's maximum-likelihood fit.
+        run to convergence -- the clipped model's maximum-likelihood fit. "newton": the same fit
+        by a second-order method on the core's exact Hessian (``_core.mlp_loss_grad_hess``):
+        a trust region with an active set, run until the projected gradient is within
+        ``newton_tol`` (fastnplm/models/_newton.py), from ``restarts`` starts, the best kept;
+        CPU and float64 only.
     history_every : int
         Record L every this many updates (0: never).
     beta1, beta2, eps : float
@@ -176,10 +190,20 @@ class NeuralNPLM:
         float32: the pass within a derived float-rounding bound, parameters within 1e-7 after
         40 epochs). It has not yet run on a GPU, hence the "cpu" default. L-BFGS-B and
         nuisance fits take their loss and gradient from the chosen backend.
+    restarts : int or None
+        Newton only: starts, the first from the initialisation of ``seed``, start r > 0 from
+        that of ``restart_seed(seed, r)`` (fastnplm/models/_newton.py); the lowest final loss
+        is kept. None: ``NEWTON_RESTARTS`` for Newton, 1 otherwise.
+    newton_tol : float
+        Newton only: stop when max|P(theta - grad L) - theta| <= newton_tol (P: the clip to the
+        box). The gradient is a sum over events of order N_D; 1e-6 is far above its rounding
+        (~1e-16 of the sum of its terms' sizes) and leaves a loss ~tol^2 / (2 lambda) above the
+        minimum along a direction of curvature lambda: nothing t can show.
     """
 
     def __init__(self, hidden=(4,), clip=9.0, epochs=300000, lr=1e-3, seed=0, threads=None, optimizer="adam",
-                 history_every=1000, beta1=0.9, beta2=0.999, eps=1e-8, dtype="float64", backend="cpu"):
+                 history_every=1000, beta1=0.9, beta2=0.999, eps=1e-8, dtype="float64", backend="cpu",
+                 restarts=None, newton_tol=1e-6):
         self.hidden = _hidden_arg(hidden)
         self.clip = _checks.positive_number(clip, "clip")
         self.epochs = _checks.positive_int(epochs, "epochs")
@@ -201,6 +225,15 @@ class NeuralNPLM:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
         self.backend = backend
+        if restarts is None:
+            restarts = NEWTON_RESTARTS if optimizer == "newton" else 1
+        self.restarts = _checks.positive_int(restarts, "restarts")
+        self.newton_tol = _checks.positive_number(newton_tol, "newton_tol")
+        if optimizer != "newton" and self.restarts != 1:
+            raise ValueError(f"restarts is for optimizer='newton' (got restarts={restarts} with {optimizer!r})")
+        if optimizer == "newton" and (dtype != "float64" or backend == "cuda"):
+            raise ValueError("optimizer='newton' runs its Hessian pass on the CPU in float64: use dtype='float64' "
+                             f"and backend 'cpu' or 'auto' (got dtype={dtype!r}, backend={backend!r})")
 
     def resolved_backend(self) -> str:
         """The backend a fit runs on now: 'cpu' or 'cuda' (auto: CUDA when available)."""
@@ -242,6 +275,8 @@ class NeuralNPLM:
             Epochs between checkpoints (default: the multiple of ``history_every`` nearest
             above 10000); a multiple of ``history_every``.
         """
+        if nuisances is not None and self.optimizer == "newton":
+            raise ValueError("fits with nuisances take optimizer='lbfgsb' or 'adam', not 'newton'")
         if nuisances is not None:  # tau, Delta and t (fastnplm.models.nuisance.fit_neural_with_nuisances)
             from .nuisance import fit_neural_with_nuisances
             ref = _checks.as_events(reference, "reference")
@@ -310,6 +345,8 @@ class NeuralNPLM:
             init = np.stack([self.init_params(d, seeds[k]) for k in idx])
             if self.optimizer == "adam":
                 outs = self.train_adam(ref, w, [dats[k] for k in idx], init, checkpoint=_checkpoint)
+            elif self.optimizer == "newton":
+                outs = self._newton(ref, w, [dats[k] for k in idx], init, [seeds[k] for k in idx])
             else:
                 outs = self._lbfgsb(ref, w, [dats[k] for k in idx], init)
             for k, out in zip(idx, outs):
@@ -319,7 +356,9 @@ class NeuralNPLM:
                     converged=out["converged"], loss_history=out["history"], history_every=self.history_every,
                     seed=seeds[k], seconds=0.0, n_reference=n_r, n_data=dats[k].shape[0],
                     n_expected=float(w.sum()), threads=self.threads or _core.default_threads(),
-                    message=out.get("message", ""), dtype=self.dtype, backend=backend)
+                    message=out.get("message", ""), dtype=self.dtype, backend=out.get("backend", backend),
+                    restart_losses=out.get("restart_losses", np.zeros(0)),
+                    restarts_at_best=out.get("restarts_at_best", 0))
         seconds = time.perf_counter() - start
         for r in results:
             r.seconds = seconds
@@ -416,6 +455,36 @@ class NeuralNPLM:
             outs.append(dict(loss=loss, params=np.asarray(res.x, dtype=np.float64), history=np.asarray(history),
                              converged=bool(res.success and np.isfinite(loss)), epochs_done=int(res.nit),
                              message=str(res.message)))
+        return outs
+
+    def _newton(self, ref, w, dats, init, seeds):
+        """Newton fits (fastnplm/models/_newton.py) of each data set from ``restarts`` starts."""
+        hidden = list(self.hidden)
+        outs = []
+        for x, p0, seed in zip(dats, init, seeds):
+            noise = 1e-13 * (float(w.sum()) + x.shape[0])  # the rounding of L: ~1e-16 of ~1000 terms' sum
+
+            def fun(p, x=x):
+                return _core.mlp_loss_grad_hess(ref, w, x, hidden, p, self.threads)
+
+            def loss(p, x=x):
+                return _core.mlp_loss_grad_hess(ref, w, x, hidden, p, self.threads, False, False)[0]
+
+            runs = []
+            for r in range(self.restarts):
+                start = p0 if r == 0 else self.init_params(ref.shape[1], restart_seed(seed, r))
+                runs.append(projected_newton(fun, loss, start, self.clip, self.newton_tol, self.epochs, noise))
+            losses = np.array([run["loss"] if np.isfinite(run["loss"]) else np.inf for run in runs])
+            best = int(np.argmin(losses))
+            run = runs[best]
+            at_best = int(np.sum(losses - losses[best] <= RESTART_AGREEMENT))
+            # t from the pass the other optimizers report (mlp_loss_grad): the same L to ~1e-13
+            final = float(_core.mlp_loss_grad(ref, w, [x], hidden, run["x"].reshape(1, -1), False, self.threads)[0][0])
+            message = (f"start {best + 1} of {self.restarts} best ({at_best} within {RESTART_AGREEMENT:g} of it): "
+                       f"{run['message']}")
+            outs.append(dict(loss=final, params=run["x"], history=run["history"], epochs_done=run["iterations"],
+                             converged=bool(run["converged"] and np.isfinite(final)), message=message,
+                             restart_losses=losses, restarts_at_best=at_best, backend="cpu"))
         return outs
 
 
