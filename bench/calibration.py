@@ -109,7 +109,7 @@ def _large_m(m, block, plain_toys):
     seconds = time.perf_counter() - start
     out["shared"] = {"setup_seconds": setup, "block": block, "block_seconds": seconds, "seconds_per_toy": seconds / block,
                      "amortised_seconds_per_toy_300": setup / 300 + seconds / block,
-                     "cg_iterations": [r["cg_iterations"] for r in res], "all_converged": all(r["converged"] for r in res)}
+                     "cg_iterations": [r.cg_iterations for r in res], "all_converged": all(r.converged for r in res)}
     plain = fastnplm.KernelNPLM(M=m, sigma=c["sigma"], lam=c["lam"], hessian="stream")
     t_plain, secs = [], []
     for k in range(plain_toys):
@@ -119,7 +119,7 @@ def _large_m(m, block, plain_toys):
     out["plain"] = {"toys": plain_toys, "seconds_per_toy": float(np.mean(secs)), "note": "one core fit per toy "
                     "(hessian='stream', the published estimator): factorisations and every pass per toy"}
     out["speedup_amortised"] = out["plain"]["seconds_per_toy"] / out["shared"]["amortised_seconds_per_toy_300"]
-    out["max_rel_diff_t"] = float(max(abs(res[k]["t"] / t_plain[k] - 1) for k in range(plain_toys)))
+    out["max_rel_diff_t"] = float(max(abs(res[k].t / t_plain[k] - 1) for k in range(plain_toys)))
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     if m == 20000:
         out["target_seconds_per_toy"] = 5.0

@@ -166,7 +166,7 @@ def main(argv=None):
             print("no CUDA device available: not yet measured on a GPU", file=sys.stderr)
             return 2
         backends = ["cuda"] if args.no_cpu_peer else ["cuda", "cpu"]
-        facts = fastnplm._core.cuda_device_facts()
+        facts = fastnplm._core.cuda_device_facts().to_dict()
     doc = {"benchmark": "gpu", "mode": "smoke" if args.smoke else "full", "complete": False,
            "machine": {"cpu": platform.processor() or platform.machine(), "nproc": os.cpu_count(),
                        "fastnplm_build_info": fastnplm.build_info(), "device": facts,

@@ -18,10 +18,13 @@
 #include "fastnplm/kernel_shared.hpp"
 #include "bindings_bench.hpp"
 #include "bindings_neural.hpp"
+#include "results.hpp"
 #include "bindings_hessian.hpp"
 
 namespace py = pybind11;
 using namespace fastnplm;
+using fastnplm_bindings::flat;
+using fastnplm_bindings::ResultClass;
 
 namespace {
 
@@ -42,13 +45,6 @@ const double* vector(const Array& a, py::ssize_t n, const char* name) {
     return a.data();
 }
 
-// Hands a std::vector to numpy without copying: the array owns it through a capsule.
-py::array_t<double> to_numpy(std::vector<double>&& v) {
-    auto* heap = new std::vector<double>(std::move(v));
-    py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<double>*>(p); });
-    return py::array_t<double>(static_cast<py::ssize_t>(heap->size()), heap->data(), owner);
-}
-
 Solver parse_solver(const std::string& s) {
     if (s == "newton-step") return Solver::NewtonStep;
     if (s == "newton") return Solver::Newton;
@@ -61,10 +57,10 @@ std::unique_ptr<KernelOps> make_backend(const std::string& backend, int threads)
     return make_ops(parse_device(backend), threads);
 }
 
-py::dict fit_kernel(const Array& reference, const Array& weights, const Array& data, const Array& centers,
-                    const std::optional<Array>& center_scale, double sigma, std::vector<double> penalties,
-                    const std::string& solver, double cg_tol, int max_iter, double grad_tol, int max_newton,
-                    double pc_epsilon, int threads, int dense_hessian_max_m, const std::string& backend) {
+KernelFitResult fit_kernel(const Array& reference, const Array& weights, const Array& data, const Array& centers,
+                           const std::optional<Array>& center_scale, double sigma, std::vector<double> penalties,
+                           const std::string& solver, double cg_tol, int max_iter, double grad_tol, int max_newton,
+                           double pc_epsilon, int threads, int dense_hessian_max_m, const std::string& backend) {
     const MatrixView r = matrix(reference, "reference"), d = matrix(data, "data"), c = matrix(centers, "centers");
     const double* w = vector(weights, r.rows, "reference_weights");
     const double* cs = center_scale ? vector(*center_scale, c.rows, "center_scale") : nullptr;
@@ -86,18 +82,7 @@ py::dict fit_kernel(const Array& reference, const Array& weights, const Array& d
         py::gil_scoped_release release;
         res = fit_kernel_nplm(r, w, d, c, cs, o, *ops);
     }
-    py::dict out;
-    out["alpha"] = to_numpy(std::move(res.alpha));
-    out["t"] = res.t;
-    out["objective"] = res.objective;
-    out["converged"] = res.converged;
-    out["cg_iterations"] = res.cg_iterations;
-    out["cg_residuals"] = res.cg_residuals;
-    out["newton_iterations"] = res.newton_iterations;
-    out["grad_norm"] = res.grad_norm;
-    out["f_reference"] = to_numpy(std::move(res.f_reference));
-    out["f_data"] = to_numpy(std::move(res.f_data));
-    return out;
+    return res;
 }
 
 double gamma_of(double sigma) {
@@ -251,27 +236,11 @@ public:
         solver_ = std::make_unique<SharedReference>(r, w, c, cs, o);
     }
 
-    py::list fit(const std::vector<Array>& datasets) const {
+    std::vector<SharedFitResult> fit(const std::vector<Array>& datasets) const {
         std::vector<MatrixView> views;
         for (const Array& d : datasets) views.push_back(matrix(d, "data"));
-        std::vector<SharedFitResult> res;
-        {
-            py::gil_scoped_release release;  // safe: datasets is held by the caller's frame
-            res = solver_->fit(views);
-        }
-        py::list out;
-        for (SharedFitResult& r : res) {
-            py::dict d;
-            d["alpha"] = to_numpy(std::move(r.alpha));
-            d["f_data"] = to_numpy(std::move(r.f_data));
-            d["t"] = r.t;
-            d["beta_sq"] = r.beta_sq;
-            d["cg_iterations"] = r.cg_iterations;
-            d["cg_residual"] = r.cg_residual;
-            d["converged"] = r.converged;
-            out.append(std::move(d));
-        }
-        return out;
+        py::gil_scoped_release release;  // safe: datasets is held by the caller's frame
+        return solver_->fit(views);
     }
 
     double n0() const { return solver_->n0(); }
@@ -355,11 +324,32 @@ py::tuple feature_gram(const Array& x, const Array& c, double sigma, const Array
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "fastnplm compiled core (CPU backend)";
+    ResultClass<KernelFitResult>(m, "KernelFitResult", "A kernel NPLM fit (fastnplm/kernel_nplm.hpp).")
+        .array("alpha", &KernelFitResult::alpha, flat(&KernelFitResult::alpha), "(M,) coefficients")
+        .field("t", &KernelFitResult::t, "2 [sum_D f - sum_R w (e^f - 1)]")
+        .field("objective", &KernelFitResult::objective, "J at the fitted alpha")
+        .field("converged", &KernelFitResult::converged,
+               "every CG solve met cg_tol (and, Newton, the gradient met grad_tol)")
+        .field("cg_iterations", &KernelFitResult::cg_iterations, "CG iterations of each Newton step")
+        .field("cg_residuals", &KernelFitResult::cg_residuals, "final preconditioned residual norm of each Newton step")
+        .field("newton_iterations", &KernelFitResult::newton_iterations, "Newton steps taken")
+        .field("grad_norm", &KernelFitResult::grad_norm, "Newton solver: ||dJ/dbeta|| at the fit; NaN for newton-step")
+        .array("f_reference", &KernelFitResult::f_reference, flat(&KernelFitResult::f_reference),
+               "(N_R,) f at the reference events")
+        .array("f_data", &KernelFitResult::f_data, flat(&KernelFitResult::f_data), "(N_D,) f at the data events");
+    ResultClass<SharedFitResult>(m, "SharedFitResult", "One dataset's fit against a SharedReference.")
+        .array("alpha", &SharedFitResult::alpha, flat(&SharedFitResult::alpha), "(M,) coefficients")
+        .array("f_data", &SharedFitResult::f_data, flat(&SharedFitResult::f_data), "(N_D,) f at the data events")
+        .field("t", &SharedFitResult::t, "2 [sum_D f - sum_R w (e^f - 1)]")
+        .field("beta_sq", &SharedFitResult::beta_sq, "alpha^T (K_MM + eps M I) alpha: the penalty is lam/2 of it")
+        .field("cg_iterations", &SharedFitResult::cg_iterations, "CG iterations")
+        .field("cg_residual", &SharedFitResult::cg_residual, "final preconditioned residual norm")
+        .field("converged", &SharedFitResult::converged, "CG met cg_tol");
     m.def("fit_kernel", &fit_kernel, py::arg("reference"), py::arg("weights"), py::arg("data"), py::arg("centers"),
           py::arg("center_scale"), py::arg("sigma"), py::arg("penalties"), py::arg("solver"), py::arg("cg_tol"),
           py::arg("max_iter"), py::arg("grad_tol"), py::arg("max_newton"), py::arg("pc_epsilon"), py::arg("threads"),
           py::arg("dense_hessian_max_m"), py::arg("backend") = "cpu",
-          "Kernel NPLM fit on backend 'cpu', 'cuda' or 'auto'; returns a dict of results.");
+          "Kernel NPLM fit on backend 'cpu', 'cuda' or 'auto'.");
     m.def("kernel_matrix", &kernel_matrix, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("threads") = 0,
           "Dense Gaussian kernel block K(x, centers).");
     m.def("kernel_mv", &kernel_mv, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("v"),
@@ -389,9 +379,7 @@ PYBIND11_MODULE(_core, m) {
         .def(py::init<Array, Array, Array, const std::optional<Array>&, double, double, double, int, double, int>(),
              py::arg("reference"), py::arg("weights"), py::arg("centers"), py::arg("center_scale"), py::arg("sigma"),
              py::arg("lam"), py::arg("cg_tol"), py::arg("max_iter"), py::arg("pc_epsilon"), py::arg("threads") = 0)
-        .def("fit", &SharedSolver::fit, py::arg("datasets"),
-             "One dict per dataset (alpha, f_data, t, beta_sq, cg_iterations, cg_residual, converged), all solved "
-             "together.")
+        .def("fit", &SharedSolver::fit, py::arg("datasets"), "One SharedFitResult per dataset, all solved together.")
         .def_property_readonly("n0", &SharedSolver::n0, "N_R + sum(w): the size the preconditioner is built for.");
     m.def("kernel_gram_mm", &kernel_gram_mm, py::arg("x"), py::arg("centers"), py::arg("sigma"), py::arg("V"),
           py::arg("w"), py::arg("threads") = 0, "K.T @ diag(w) @ K @ V, one kernel evaluation per pair.");

@@ -5,9 +5,11 @@
 #include <string>
 
 #include "bench.hpp"
+#include "results.hpp"
 
 namespace py = pybind11;
 using namespace fastnplm::bench;
+using fastnplm_bindings::ResultClass;
 
 void bind_bench(py::module_& m) {
     m.def(
@@ -18,23 +20,21 @@ void bind_bench(py::module_& m) {
         },
         py::arg("n_events"), py::arg("exps_per_event"), py::arg("threads") = 0, py::arg("repeats") = 20,
         "Benchmark floor: ms (best of repeats) of exps_per_event float32 sigmoid exps per event alone.");
-    m.def(
-        "cuda_device_facts",
-        [](int device) {
-            const CudaDeviceFacts f = cuda_device_facts(device);
-            py::dict d;
-            d["name"] = f.name;
-            d["compute_capability"] = std::to_string(f.cc_major) + "." + std::to_string(f.cc_minor);
-            d["multiprocessors"] = f.multiprocessors;
-            d["clock_khz"] = f.clock_khz;
-            d["memory_clock_khz"] = f.memory_clock_khz;
-            d["bus_width_bits"] = f.bus_width_bits;
-            d["global_memory_bytes"] = f.global_memory_bytes;
-            d["peak_fp64_flops"] = f.peak_fp64_flops;
-            d["peak_bandwidth"] = f.peak_bandwidth;
-            return d;
-        },
-        py::arg("device") = 0, "Facts and peak rates of a CUDA device (RuntimeError without one).");
+    ResultClass<CudaDeviceFacts>(m, "CudaDeviceFacts", "What bench/gpu.py puts achieved rates against.")
+        .field("name", &CudaDeviceFacts::name, "the device's name")
+        .property(
+            "compute_capability",
+            [](const CudaDeviceFacts& f) { return std::to_string(f.cc_major) + "." + std::to_string(f.cc_minor); },
+            "major.minor")
+        .field("multiprocessors", &CudaDeviceFacts::multiprocessors, "SMs")
+        .field("clock_khz", &CudaDeviceFacts::clock_khz, "SM clock")
+        .field("memory_clock_khz", &CudaDeviceFacts::memory_clock_khz, "memory clock")
+        .field("bus_width_bits", &CudaDeviceFacts::bus_width_bits, "memory bus width")
+        .field("global_memory_bytes", &CudaDeviceFacts::global_memory_bytes, "device memory")
+        .field("peak_fp64_flops", &CudaDeviceFacts::peak_fp64_flops, "SMs x FP64 FMA units per SM x 2 x clock")
+        .field("peak_bandwidth", &CudaDeviceFacts::peak_bandwidth, "2 x memory clock x bus width / 8, bytes/s");
+    m.def("cuda_device_facts", &cuda_device_facts, py::arg("device") = 0,
+          "Facts and peak rates of a CUDA device (RuntimeError without one).");
     py::class_<CudaEventTimer>(m, "CudaEventTimer", "Device time by CUDA events on the default stream.")
         .def(py::init<>())
         .def("start", &CudaEventTimer::start)

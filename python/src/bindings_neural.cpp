@@ -9,13 +9,16 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fastnplm/device.hpp"
 #include "fastnplm/mlp.hpp"
+#include "results.hpp"
 
 namespace py = pybind11;
 using namespace fastnplm;
+using fastnplm_bindings::ResultClass;
 
 namespace {
 
@@ -91,11 +94,20 @@ py::tuple loss_grad(const Array& reference, const Array& weights, const std::vec
     return py::make_tuple(loss, with_grad ? py::object(grad) : py::object(py::none()));
 }
 
-py::dict train(const Array& reference, const Array& weights, const std::vector<Array>& data,
-               const std::vector<std::int64_t>& hidden, const Array& params, double clip, double lr, double beta1,
-               double beta2, double eps, std::int64_t epochs, std::int64_t history_every, int threads,
-               const std::string& dtype, const std::string& backend, std::int64_t steps, const std::optional<Array>& m,
-               const std::optional<Array>& v) {
+// What mlp_train returns for B networks of P parameters: the core's MlpTrainResult, the trained
+// parameters and Adam's state after the last update (to continue from).
+struct TrainResult {
+    std::vector<double> params, loss, history, m, v;  // (B, P), (B), (B, n_history), (B, P), (B, P)
+    std::vector<std::uint8_t> finite;                 // (B)
+    std::vector<std::int64_t> epochs_done;            // (B)
+    std::int64_t steps = 0, B = 0, P = 0, n_history = 0;
+};
+
+TrainResult train(const Array& reference, const Array& weights, const std::vector<Array>& data,
+                  const std::vector<std::int64_t>& hidden, const Array& params, double clip, double lr, double beta1,
+                  double beta2, double eps, std::int64_t epochs, std::int64_t history_every, int threads,
+                  const std::string& dtype, const std::string& backend, std::int64_t steps,
+                  const std::optional<Array>& m, const std::optional<Array>& v) {
     const Batch b = batch(reference, weights, data, hidden, params);
     // Adam's state of a resumed training (fastnplm.NeuralNPLM.fit(checkpoint=...)): steps taken, moments
     MlpAdamState state;
@@ -119,38 +131,24 @@ py::dict train(const Array& reference, const Array& weights, const std::vector<A
     o.threads = threads;
     o.precision = precision_of(dtype);
     const std::unique_ptr<MlpOps> ops = make_mlp_ops(parse_device(backend), threads);
-    const py::ssize_t B = static_cast<py::ssize_t>(data.size());
-    py::array_t<double> out(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(b.P)});
-    std::copy(params.data(), params.data() + B * b.P, out.mutable_data());
-    double* op = out.mutable_data();
+    TrainResult out;
+    out.B = static_cast<std::int64_t>(data.size());
+    out.P = b.P;
+    out.params.assign(params.data(), params.data() + out.B * out.P);
     MlpTrainResult r;
     {
         py::gil_scoped_release release;  // safe: inputs owned by the caller's frame; out is ours
-        r = mlp_train_adam(b.shape, b.ref, b.w, b.data, op, o, &state, *ops);
+        r = mlp_train_adam(b.shape, b.ref, b.w, b.data, out.params.data(), o, &state, *ops);
     }
-    py::array_t<double> loss(B), hist(std::vector<py::ssize_t>{B, static_cast<py::ssize_t>(r.n_history)});
-    std::copy(r.loss.begin(), r.loss.end(), loss.mutable_data());
-    std::copy(r.history.begin(), r.history.end(), hist.mutable_data());
-    py::array_t<bool> finite(B);
-    py::array_t<std::int64_t> done(B);
-    for (py::ssize_t i = 0; i < B; ++i) {
-        finite.mutable_data()[i] = r.finite[i] != 0;
-        done.mutable_data()[i] = r.epochs_done[i];
-    }
-    py::dict d;
-    d["params"] = out;
-    d["loss"] = loss;
-    d["history"] = hist;
-    d["finite"] = finite;
-    d["epochs_done"] = done;
-    const std::vector<py::ssize_t> shape{B, static_cast<py::ssize_t>(b.P)};
-    py::array_t<double> mo(shape), vo(shape);
-    std::copy(state.m.begin(), state.m.end(), mo.mutable_data());
-    std::copy(state.v.begin(), state.v.end(), vo.mutable_data());
-    d["m"] = mo;
-    d["v"] = vo;
-    d["steps"] = state.steps;
-    return d;
+    out.loss = std::move(r.loss);
+    out.history = std::move(r.history);
+    out.n_history = r.n_history;
+    out.finite = std::move(r.finite);
+    out.epochs_done = std::move(r.epochs_done);
+    out.m = std::move(state.m);
+    out.v = std::move(state.v);
+    out.steps = state.steps;
+    return out;
 }
 
 py::array_t<double> predict(const Array& x, const std::vector<std::int64_t>& hidden, const Array& params, int threads) {
@@ -170,6 +168,20 @@ py::array_t<double> predict(const Array& x, const std::vector<std::int64_t>& hid
 }  // namespace
 
 void bind_neural(py::module_& m) {
+    const auto by_network = [](const TrainResult& r) { return std::vector<py::ssize_t>{r.B}; };
+    const auto by_param = [](const TrainResult& r) { return std::vector<py::ssize_t>{r.B, r.P}; };
+    ResultClass<TrainResult>(m, "MlpTrainResult", "What mlp_train returns for B networks of P parameters.")
+        .array("params", &TrainResult::params, by_param, "(B, P) the parameters after the last update")
+        .array("loss", &TrainResult::loss, by_network, "(B) L after the last update (t = -2 L); NaN if not finite")
+        .array(
+            "history", &TrainResult::history,
+            [](const TrainResult& r) { return std::vector<py::ssize_t>{r.B, r.n_history}; },
+            "(B, n_history) L after 0, h, 2h, ... updates of this call (h = history_every)")
+        .array("finite", &TrainResult::finite, by_network, "(B) training finished without a non-finite loss", "bool")
+        .array("epochs_done", &TrainResult::epochs_done, by_network, "(B) updates made in this call")
+        .array("m", &TrainResult::m, by_param, "(B, P) Adam's first moments after the last update")
+        .array("v", &TrainResult::v, by_param, "(B, P) Adam's second moments after the last update")
+        .field("steps", &TrainResult::steps, "Adam updates made in all, the steps to continue from");
     m.def(
         "mlp_n_params", [](std::int64_t d, const std::vector<std::int64_t>& h) { return shape_of(d, h).n_params(); },
         py::arg("d"), py::arg("hidden"), "Number of parameters of a d-hidden...-1 network.");
@@ -183,8 +195,7 @@ void bind_neural(py::module_& m) {
           py::arg("params"), py::arg("clip"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
           py::arg("epochs"), py::arg("history_every"), py::arg("threads") = 0, py::arg("dtype") = "float64",
           py::arg("backend") = "cpu", py::arg("steps") = 0, py::arg("m") = py::none(), py::arg("v") = py::none(),
-          "Adam + clipping for B networks at once, continuing from Adam's state (steps, m, v) when given; returns "
-          "a dict (params, loss, history, finite, epochs_done, m, v, steps).");
+          "Adam + clipping for B networks at once, continuing from Adam's state (steps, m, v) when given.");
     m.def("mlp_predict", &predict, py::arg("x"), py::arg("hidden"), py::arg("params"), py::arg("threads") = 0,
           "f(x) of one network.");
 }

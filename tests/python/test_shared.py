@@ -92,9 +92,9 @@ def test_independent_of_batch_and_threads(problem):
     alone = [solver(2).fit_many([d])[0] for d in datasets]
     reversed_one_thread = solver(1).fit_many(datasets[::-1])[::-1]
     for a, b, c in zip(together, alone, reversed_one_thread):
-        assert a["t"] == b["t"] == c["t"]
-        assert np.array_equal(a["alpha"], b["alpha"]) and np.array_equal(a["alpha"], c["alpha"])
-        assert a["cg_iterations"] == b["cg_iterations"] == c["cg_iterations"]
+        assert a.t == b.t == c.t
+        assert np.array_equal(a.alpha, b.alpha) and np.array_equal(a.alpha, c.alpha)
+        assert a.cg_iterations == b.cg_iterations == c.cg_iterations
 
 
 def test_bad_input():

@@ -17,6 +17,8 @@ O(N_D M r) projection cost more than a plain fit; see the cost model in ``_spect
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from .. import _core
@@ -46,21 +48,21 @@ class SharedSolver:
                                           PC_EPSILON, self.threads)
 
     def fit_many(self, datasets) -> list:
-        """The core's result dicts (alpha, f_data, t, beta_sq, cg_iterations, cg_residual, converged), one
-        per dataset; each independent of the others in the list."""
+        """The core's results (``_core.SharedFitResult``: alpha, f_data, t, beta_sq, cg_iterations,
+        cg_residual, converged), one per dataset; each independent of the others in the list."""
         return self.core.fit([np.ascontiguousarray(d, dtype=np.float64) for d in datasets])
 
     def t_batch(self, datasets) -> list:
         """(t, converged, CG iterations) per dataset."""
-        return [(r["t"], r["converged"], r["cg_iterations"]) for r in self.fit_many(datasets)]
+        return [(r.t, r.converged, r.cg_iterations) for r in self.fit_many(datasets)]
 
-    def fit_result(self, data) -> dict:
+    def fit_result(self, data) -> SimpleNamespace:
         """The fields of the core's fit result for one dataset (KernelNPLM.fit, hessian="shared")."""
         r = self.fit_many([data])[0]
-        f_ref = _core.kernel_mv(self.ref, self.centers, self.sigma, r["alpha"], self.threads)
+        f_ref = _core.kernel_mv(self.ref, self.centers, self.sigma, r.alpha, self.threads)
         n = self.ref.shape[0] + data.shape[0]
-        loss = (self.w @ np.logaddexp(0.0, f_ref) + np.logaddexp(0.0, -r["f_data"]).sum()) / n
-        penalty = 0.5 * self.lam * r["beta_sq"]
-        return {"alpha": r["alpha"], "t": r["t"], "objective": float(loss + penalty), "converged": r["converged"],
-                "cg_iterations": [r["cg_iterations"]], "cg_residuals": [r["cg_residual"]], "newton_iterations": 1,
-                "grad_norm": float("nan"), "f_reference": f_ref, "f_data": r["f_data"]}
+        loss = (self.w @ np.logaddexp(0.0, f_ref) + np.logaddexp(0.0, -r.f_data).sum()) / n
+        penalty = 0.5 * self.lam * r.beta_sq
+        return SimpleNamespace(alpha=r.alpha, t=r.t, objective=float(loss + penalty), converged=r.converged,
+                               cg_iterations=[r.cg_iterations], cg_residuals=[r.cg_residual], newton_iterations=1,
+                               grad_norm=float("nan"), f_reference=f_ref, f_data=r.f_data)

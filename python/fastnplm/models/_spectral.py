@@ -32,6 +32,8 @@ is one pass over the stored reference features (``_core.features_expm1_sum``).
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from .. import _core
@@ -159,16 +161,17 @@ class SpectralReference:
             return self.features @ beta
         return _core.kernel_mv(self.ref, self.centers, self.sigma, self.alpha(beta), self.threads)
 
-    def fit_result(self, data) -> dict:
+    def fit_result(self, data) -> SimpleNamespace:
         """The fields of the core's fit result for one dataset (KernelNPLM.fit, hessian="spectral")."""
         step = self.solve(data)
         f_ref = self.f_reference(step.beta)
         n = self.ref.shape[0] + data.shape[0]
         loss = (self.w @ np.logaddexp(0.0, f_ref) + np.logaddexp(0.0, -step.f_data).sum()) / n
-        return {"alpha": self.alpha(step.beta), "t": self.t_values([step])[0],
-                "objective": float(loss + 0.5 * self.lam * (step.beta @ step.beta)), "converged": step.converged,
-                "cg_iterations": [step.iterations], "cg_residuals": [step.residual], "newton_iterations": 1,
-                "grad_norm": float("nan"), "f_reference": f_ref, "f_data": step.f_data}
+        return SimpleNamespace(alpha=self.alpha(step.beta), t=self.t_values([step])[0],
+                               objective=float(loss + 0.5 * self.lam * (step.beta @ step.beta)),
+                               converged=step.converged, cg_iterations=[step.iterations],
+                               cg_residuals=[step.residual], newton_iterations=1, grad_norm=float("nan"),
+                               f_reference=f_ref, f_data=step.f_data)
 
 
 def _cg(w_mat, lam, a, b, tol, max_iter):

@@ -331,13 +331,13 @@ class KernelNPLM:
 
     def _fit_result(self, out, centers, sigma, n_r, n_d, w, start):
         res = KernelFitResult(
-            t=out["t"], alpha=out["alpha"], centers=centers, sigma=sigma, lam=self.lam, solver=self.solver,
-            penalties=self.penalties, converged=out["converged"], cg_iterations=out["cg_iterations"],
-            cg_residuals=out["cg_residuals"], newton_iterations=out["newton_iterations"],
-            grad_norm=out["grad_norm"], objective=out["objective"], seconds=time.perf_counter() - start,
+            t=out.t, alpha=out.alpha, centers=centers, sigma=sigma, lam=self.lam, solver=self.solver,
+            penalties=self.penalties, converged=out.converged, cg_iterations=out.cg_iterations,
+            cg_residuals=out.cg_residuals, newton_iterations=out.newton_iterations,
+            grad_norm=out.grad_norm, objective=out.objective, seconds=time.perf_counter() - start,
             n_reference=n_r, n_data=n_d, n_expected=float(w.sum()),
             threads=self.threads or _core.default_threads(),
-            f_reference=out["f_reference"], f_data=out["f_data"])
+            f_reference=out.f_reference, f_data=out.f_data)
         if not res.converged:
             what = (f"CG did not reach cg_tol={self.cg_tol:g} within max_iter={self.max_iter} "
                     f"(iterations {res.cg_iterations}, residuals {res.cg_residuals})")

@@ -22,6 +22,7 @@ import os
 import time
 import zipfile
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -397,9 +398,9 @@ class NeuralNPLM:
             out = _core.mlp_train(ref, w, dats, list(self.hidden), init, self.clip, self.lr, self.beta1, self.beta2,
                                   self.eps, epochs, self.history_every, self.threads, self.dtype,
                                   self.resolved_backend())
-        return [dict(loss=float(out["loss"][i]), params=out["params"][i].copy(), history=out["history"][i].copy(),
-                     converged=bool(out["finite"][i]), epochs_done=int(out["epochs_done"][i]),
-                     message="" if out["finite"][i] else "the loss or gradient became NaN/inf")
+        return [dict(loss=float(out.loss[i]), params=out.params[i].copy(), history=out.history[i].copy(),
+                     converged=bool(out.finite[i]), epochs_done=int(out.epochs_done[i]),
+                     message="" if out.finite[i] else "the loss or gradient became NaN/inf")
                 for i in range(len(dats))]
 
     def _adam_checkpointed(self, ref, w, dats, init, ck, epochs):
@@ -420,16 +421,16 @@ class NeuralNPLM:
             out = _core.mlp_train(ref, w, dats, list(self.hidden), state["params"], self.clip, self.lr, self.beta1,
                                   self.beta2, self.eps, n, h, self.threads, self.dtype, backend, state["steps"],
                                   state["m"], state["v"])
-            hist = out["history"] if state["history"] is None else np.concatenate(
-                [state["history"], out["history"][:, 1:]], axis=1)  # a chunk's first entry ends the one before
-            state = dict(params=out["params"], m=out["m"], v=out["v"], steps=state["steps"] + n, history=hist,
-                         finite=out["finite"], loss=out["loss"],
-                         done=out["epochs_done"] + (state.get("done", 0)))
+            hist = out.history if state["history"] is None else np.concatenate(
+                [state["history"], out.history[:, 1:]], axis=1)  # a chunk's first entry ends the one before
+            state = dict(params=out.params, m=out.m, v=out.v, steps=state["steps"] + n, history=hist,
+                         finite=out.finite, loss=out.loss,
+                         done=out.epochs_done + (state.get("done", 0)))
             ck.save(key, state)
         done = state.get("done", np.zeros(len(dats), np.int64))
         hist = state["history"] if state["history"] is not None else np.zeros((len(dats), 0))
-        return dict(params=state["params"], loss=state["loss"], history=hist, finite=state["finite"],
-                    epochs_done=done)
+        return SimpleNamespace(params=state["params"], loss=state["loss"], history=hist, finite=state["finite"],
+                               epochs_done=done)
 
     def _lbfgsb(self, ref, w, dats, init):
         from scipy.optimize import minimize
