@@ -322,7 +322,7 @@ def _progress_bar(progress, total, initial):
     return tqdm(total=total, initial=initial, unit="toy", desc="fastnplm toys")
 
 
-def calibrate(model: KernelNPLM, reference, pool, toys: int = 300, n_expected=None, sigmas=None, seed=0,
+def calibrate(model: KernelNPLM | NeuralNPLM, reference, pool, toys: int = 300, n_expected=None, sigmas=None, seed=0,
               store=None, executor=None, progress=None, fast=None, batch: int = 32,
               n_reference=None, nuisances=None, nu_true=None, backend=None) -> Calibration:
     """Null distribution of t from toys.

@@ -139,7 +139,7 @@ class Toys:
         yield [recs[k] for k in busy]
 
 
-def run_block(toys: Toys, ks):
+def run_block(toys, ks):
     return [rec for group in toys.groups(ks) for rec in group]
 
 
@@ -169,8 +169,9 @@ def choose_path(models, n_ref, n_exp, d, toys, fast, generator):
     return min(cost, key=cost.get)
 
 
-def run_blocks(job: Toys, blocks, executor):
-    """Records of each block, locally in order, or from a dask cluster as blocks complete."""
+def run_blocks(job, blocks, executor):
+    """Records of each block, locally in order, or from a dask cluster as blocks complete. ``job``
+    is a picklable object whose ``groups(ks)`` yields the records of ks (Toys, Permutations)."""
     if executor is None:
         for ks in blocks:
             yield from job.groups(ks)

@@ -172,6 +172,7 @@ def permutation_test(model, sample_a, sample_b, permutations: int = 1000, seed: 
     base = np.ones(n_a) if weights_a is None else _checks.reference_weights(weights_a, None, n_a, n_b)
     pooled = np.concatenate([a, b])
     base_w = np.concatenate([base, np.ones(n_b)])
+    models: list
     if isinstance(model, NeuralNPLM):
         if sigmas is not None:
             raise ValueError("sigmas is for kernel models; a NeuralNPLM has no width")
