@@ -29,6 +29,7 @@ cheaper one that returns L alone (trial points). Each iteration:
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 
 ETA = 1e-4  # accept a step when the loss falls by at least this fraction of the model's decrease
 ARMIJO = 1e-4  # sufficient decrease of the model in the subproblem's arc search
@@ -85,6 +86,17 @@ def _arc(H, gq, s, q, d, lo, hi, expand):
     return best
 
 
+def _damped_newton(H, g):
+    """-H~^-1 g and whether H has negative curvature: H~ = H where H is positive definite (a
+    Cholesky factorisation succeeds), else V diag(max(|lam|, mu)) V^T (mu = 1e-10 max |lam|)."""
+    try:
+        return -cho_solve(cho_factor(H), g), False
+    except np.linalg.LinAlgError:
+        lam, V = np.linalg.eigh(H)
+        mu = 1e-10 * max(float(np.max(np.abs(lam))), 1e-300)
+        return -(V @ ((V.T @ g) / np.maximum(np.abs(lam), mu))), bool(lam[0] < 0)
+
+
 def box_qp(g, H, lo, hi, rtol):
     """Approximately minimise q(s) = g.s + s.H.s / 2 over lo <= s <= hi (lo <= 0 <= hi).
 
@@ -106,11 +118,8 @@ def box_qp(g, H, lo, hi, rtol):
             expand = True
         else:
             free = ~(((s <= lo) & (gq > 0)) | ((s >= hi) & (gq < 0)))
-            lam, V = np.linalg.eigh(H[np.ix_(free, free)])
-            mu = 1e-10 * max(float(np.max(np.abs(lam))), 1e-300)
             d = np.zeros_like(s)
-            d[free] = -(V @ ((V.T @ gq[free]) / np.maximum(np.abs(lam), mu)))
-            expand = bool(lam[0] < 0)
+            d[free], expand = _damped_newton(H[np.ix_(free, free)], gq[free])
         width = float(np.max(hi - lo))  # no step need be longer than the box is wide
         dmax = float(np.max(np.abs(d)))
         if dmax > width:

@@ -459,22 +459,37 @@ class NeuralNPLM:
         return outs
 
     def _newton(self, ref, w, dats, init, seeds):
-        """Newton fits (fastnplm/models/_newton.py) of each data set from ``restarts`` starts."""
+        """Newton fits (fastnplm/models/_newton.py) of each data set from ``restarts`` starts.
+
+        The starts run side by side, each on its share of the threads (the core's passes release
+        the GIL): a start's result does not depend on its thread count, so neither does the fit.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
         hidden = list(self.hidden)
+        threads = self.threads or _core.default_threads()
+        workers = min(self.restarts, threads)
         outs = []
         for x, p0, seed in zip(dats, init, seeds):
             noise = 1e-13 * (float(w.sum()) + x.shape[0])  # the rounding of L: ~1e-16 of ~1000 terms' sum
 
-            def fun(p, x=x):
-                return _core.mlp_loss_grad_hess(ref, w, x, hidden, p, self.threads)
+            def start(r, x=x, p0=p0, seed=seed, noise=noise):
+                nt = threads // workers + (1 if r % workers < threads % workers else 0)
 
-            def loss(p, x=x):
-                return _core.mlp_loss_grad_hess(ref, w, x, hidden, p, self.threads, False, False)[0]
+                def fun(p):
+                    return _core.mlp_loss_grad_hess(ref, w, x, hidden, p, nt)
 
-            runs = []
-            for r in range(self.restarts):
-                start = p0 if r == 0 else self.init_params(ref.shape[1], restart_seed(seed, r))
-                runs.append(projected_newton(fun, loss, start, self.clip, self.newton_tol, self.epochs, noise))
+                def loss(p):
+                    return _core.mlp_loss_grad_hess(ref, w, x, hidden, p, nt, False, False)[0]
+
+                p_start = p0 if r == 0 else self.init_params(ref.shape[1], restart_seed(seed, r))
+                return projected_newton(fun, loss, p_start, self.clip, self.newton_tol, self.epochs, noise)
+
+            if workers > 1:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    runs = list(pool.map(start, range(self.restarts)))
+            else:
+                runs = [start(r) for r in range(self.restarts)]
             losses = np.array([run["loss"] if np.isfinite(run["loss"]) else np.inf for run in runs])
             best = int(np.argmin(losses))
             run = runs[best]
