@@ -7,6 +7,16 @@
 // is f at the centers. CG runs on  A^-T (T^-T H T^-1 + lambda I) A^-1 x = A^-T g_beta  and
 // stops when the residual norm falls below cg_tol (absolute), as Falkon's does.
 //
+// Reference weights of either sign. The loss w log(1 + e^f) of an event with w < 0 is concave, so
+// the Hessian of a step, sum_i l''_i k_i k_i^T / n + lam K, is positive definite only while the
+// negative weights near every center are outweighed by the rest (and the penalty). The
+// preconditioner takes the magnitude |w| of a center's class weight: it must stay positive
+// definite for CG, any such choice leaves the solution alone, and |w| keeps each center's scale
+// (equal to w when every weight is positive). CG meeting a direction of non-positive curvature
+// then means the Hessian is not positive definite, and the fit stops with NotPositiveDefinite
+// (CG detects it along the directions it explores: an early-stopped CG that converges before
+// reaching a negative direction solves the step as a positive definite one would).
+//
 // Where the data lives: the factors T and A, dense mode's W, the step's Hessian weights and
 // the CG vectors are Buffers in the backend's memory (device memory on CUDA), so a CG
 // iteration moves only its two dot products to the host. The once-per-step work (f, the
@@ -84,17 +94,21 @@ public:
           m_(static_cast<int>(ctr.rows)),
           n_(static_cast<double>(ref.rows + dat.rows)),
           gamma_(1.0 / (2.0 * o.sigma * o.sigma)),
-          dense_(ctr.rows <= o.dense_hessian_max_m) {
+          dense_(ctr.rows <= o.dense_hessian_max_m),
+          signed_(detail::any_negative(w, ref.rows)) {
         for (Buffer* b : {&sa_, &v_, &tmp_, &io_}) *b = ops.alloc(m_);
         double wsum = 0.0;
         for (std::int64_t i = 0; i < ref.rows; ++i) wsum += w[i];
         cscale_.assign(m_, (static_cast<double>(dat.rows) + wsum) / n_);
-        if (cscale) cscale_.assign(cscale, cscale + m_);
+        if (cscale)
+            for (int j = 0; j < m_; ++j) cscale_[j] = std::fabs(cscale[j]);
         factor_kmm();
     }
 
     int m() const { return m_; }
     const KernelOps& ops() const { return ops_; }
+    /// Some reference weight is negative: the Hessian may be indefinite.
+    bool signed_weights() const { return signed_; }
 
     // f = K alpha on both samples.
     void predict(const std::vector<double>& alpha, std::vector<double>& f_ref, std::vector<double>& f_dat) const {
@@ -244,8 +258,8 @@ private:
     const KernelOps& ops_;
     int m_;
     double n_, gamma_;
-    bool dense_;
-    std::vector<double> cscale_, T_host_;
+    bool dense_, signed_;
+    std::vector<double> cscale_, T_host_;  // cscale_: magnitudes of the centers' class weights
     // In the backend's memory: the factors (m x m), dense mode's W = T^-T H_data T^-1, the step's
     // weights l''/n on both samples; scratch M-vectors of hessian_product and of the round trips.
     Buffer T_, A_, W_, d_ref_, d_dat_;
@@ -261,7 +275,9 @@ struct CgOutcome {
 
 // Conjugate gradient from x = 0 on the preconditioned system; stops when ||r|| < tol. Its
 // vectors live in the backend's memory: b goes in and x comes out once, and an iteration
-// brings only the two dot products to the host.
+// brings only the two dot products to the host. Curvature d^T A d <= 0: with every weight
+// positive the operator is SPD and only roundoff gets there (CG stops); with some negative,
+// the Hessian is not positive definite (NotPositiveDefinite).
 CgOutcome conjugate_gradient(const Problem& p, const std::vector<double>& b, double lam, double tol, int max_iter) {
     const KernelOps& ops = p.ops();
     const int m = p.m();
@@ -279,7 +295,10 @@ CgOutcome conjugate_gradient(const Problem& p, const std::vector<double>& b, dou
     for (int it = 0; it < max_iter; ++it) {
         p.hessian_product(d, ad, lam);
         const double dad = ops.dot(d, ad);
-        if (!(dad > 0)) break;  // breakdown: the operator is SPD, so only roundoff gets here
+        if (!(dad > 0)) {
+            if (p.signed_weights() && !std::isnan(dad)) throw detail::not_positive_definite(dad, lam);
+            break;
+        }
         const double a = rs / dad;
         ops.axpy(a, d, x);
         ops.axpy(-a, ad, r);  // r - a ad, exactly

@@ -54,6 +54,7 @@ SharedReference::SharedReference(MatrixView reference, const double* weights, Ma
     m_ = static_cast<int>(centers.rows);
     gamma_ = 1.0 / (2.0 * o.sigma * o.sigma);
     w_.assign(weights, weights + reference.rows);
+    signed_ = detail::any_negative(weights, reference.rows);
     w4_.resize(w_.size());
     wsum_ = 0.0;
     for (size_t i = 0; i < w_.size(); ++i) {
@@ -77,7 +78,8 @@ SharedReference::SharedReference(MatrixView reference, const double* weights, Ma
     // A = chol(T C T^T / n0 + lam I) with C = diag(c_j l''(0)): columns of T scaled by sqrt(C), U U^T
     A_ = T_;
     for (int j = 0; j < m_; ++j) {
-        const double cj = center_scale ? center_scale[j] : 2.0 * wsum_ / n0_;  // pooled: N_D -> sum(w)
+        // pooled: N_D -> sum(w); a given class weight by its magnitude (kernel_nplm.cpp: signed weights)
+        const double cj = center_scale ? std::fabs(center_scale[j]) : 2.0 * wsum_ / n0_;
         const double s = std::sqrt(0.25 * cj);
         double* col = A_.data() + static_cast<size_t>(j) * m_;
         for (int i = 0; i <= j; ++i) col[i] *= s;
@@ -176,7 +178,8 @@ std::vector<SharedFitResult> SharedReference::fit(const std::vector<MatrixView>&
             unpack(h, m, lb, q, adk.data());
             double dad = 0.0;
             for (std::int64_t j = 0; j < m; ++j) dad += d[k][j] * adk[j];
-            if (!(dad > 0)) {  // breakdown: the operator is SPD, so only roundoff gets here
+            if (!(dad > 0)) {  // SPD with positive weights: only roundoff gets here (as in kernel_nplm.cpp)
+                if (signed_ && !std::isnan(dad)) throw detail::not_positive_definite(dad, o_.lam);
                 active[k] = false;
                 continue;
             }

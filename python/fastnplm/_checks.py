@@ -55,7 +55,10 @@ def threads_arg(threads) -> int:
 
 
 def reference_weights(weights, n_expected, n_reference: int, n_data: int) -> np.ndarray:
-    """Per-event reference weights: given (scalar or (N_R,)), or N(R)/N_R with N(R) = n_expected or N_D."""
+    """Per-event reference weights: given (scalar or (N_R,)), or N(R)/N_R with N(R) = n_expected or N_D.
+
+    Given weights may have either sign (simulated events of NLO generators carry negative ones):
+    each must be finite and their total N(R) positive."""
     if weights is not None and n_expected is not None:
         raise ValueError("give either reference_weights or n_expected, not both "
                          "(n_expected only sets equal weights N(R)/N_R)")
@@ -70,7 +73,11 @@ def reference_weights(weights, n_expected, n_reference: int, n_data: int) -> np.
     elif w.shape != (n_reference,):
         raise ValueError(f"reference_weights must be a scalar or have shape ({n_reference},), got {w.shape}")
     w = np.ascontiguousarray(w, dtype=np.float64)
-    if not (np.isfinite(w).all() and (w > 0).all()):
-        i = int(np.argmax(~(np.isfinite(w) & (w > 0))))
-        raise ValueError(f"reference_weights must be finite and > 0 (event {i} has {w[i]!r})")
+    if not np.isfinite(w).all():
+        i = int(np.argmax(~np.isfinite(w)))
+        raise ValueError(f"reference_weights must be finite (event {i} has {float(w[i])})")
+    total = float(np.sum(w))
+    if not total > 0:
+        raise ValueError(f"reference_weights must sum to a positive total N(R) (weights of either sign are "
+                         f"accepted), got sum {total:.6g} over {w.size} events ({int((w < 0).sum())} negative)")
     return w

@@ -8,7 +8,9 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['CudaDeviceFacts', 'CudaEventTimer', 'KernelFitResult', 'MlpTrainResult', 'ResidentFeatures', 'SharedFitResult', 'SharedReference', 'blas_name', 'cuda_architectures', 'cuda_built', 'cuda_device_available', 'cuda_device_facts', 'cuda_kernel_names', 'default_threads', 'feature_gram', 'feature_project', 'features_expm1_sum', 'features_gram', 'fit_kernel', 'kernel_fused', 'kernel_gram_mm', 'kernel_matrix', 'kernel_mm_expm1_sum', 'kernel_mv', 'kernel_tmv', 'mlp_exp_floor_ms', 'mlp_init', 'mlp_loss_grad', 'mlp_loss_grad_hess', 'mlp_n_params', 'mlp_predict', 'mlp_train', 'version']
+__all__: list[str] = ['CudaDeviceFacts', 'CudaEventTimer', 'KernelFitResult', 'MlpTrainResult', 'NotPositiveDefiniteError', 'ResidentFeatures', 'SharedFitResult', 'SharedReference', 'blas_name', 'cuda_architectures', 'cuda_built', 'cuda_device_available', 'cuda_device_facts', 'cuda_kernel_names', 'default_threads', 'feature_gram', 'feature_project', 'features_expm1_sum', 'features_gram', 'fit_kernel', 'kernel_fused', 'kernel_gram_mm', 'kernel_matrix', 'kernel_mm_expm1_sum', 'kernel_mv', 'kernel_tmv', 'mlp_exp_floor_ms', 'mlp_init', 'mlp_loss_grad', 'mlp_loss_grad_hess', 'mlp_n_params', 'mlp_predict', 'mlp_train', 'version']
+class NotPositiveDefiniteError(ValueError):
+    pass
 class KernelFitResult:
     """
     A kernel NPLM fit (fastnplm/kernel_nplm.hpp).

@@ -33,7 +33,8 @@ class _AffineScaler:
         ----------
         reference : array_like, (N_R, d) or (N_R,)
         weights : array_like (N_R,) or None
-            Per-event reference weights (the weighted moments are used); None: unweighted.
+            Per-event reference weights (the weighted moments are used), of either sign with a
+            positive total; None: unweighted.
 
         Returns
         -------
@@ -45,13 +46,15 @@ class _AffineScaler:
             w = np.asarray(weights, dtype=np.float64).ravel()
             if w.shape != (x.shape[0],):
                 raise ValueError(f"weights has {w.size} entries but the reference has {x.shape[0]} events")
-            if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-                raise ValueError("weights must be finite, >= 0 and not all zero")
-        offset, scale = self._fit_params(x, w)
+            if not np.isfinite(w).all() or not w.sum() > 0:
+                raise ValueError("weights must be finite, of either sign, with a positive total")
+        with np.errstate(invalid="ignore"):  # a negative weighted variance (signed weights): NaN, refused below
+            offset, scale = self._fit_params(x, w)
         bad = np.flatnonzero(~np.isfinite(scale) | (scale == 0))
         if bad.size:
+            why = self._zero_reason + (", or a negative weighted moment" if w is not None and (w < 0).any() else "")
             raise ValueError(f"{type(self).__name__}: feature(s) {bad.tolist()} of the reference give a zero scale "
-                             f"({self._zero_reason}); drop them or use another preprocessing")
+                             f"({why}); drop them or use another preprocessing")
         self.offset_, self.scale_ = offset, scale
         return self
 

@@ -324,6 +324,9 @@ py::tuple feature_gram(const Array& x, const Array& c, double sigma, const Array
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "fastnplm compiled core (CPU backend)";
+    // A ValueError: what is wrong is the input (the reference weights for this lam), as with
+    // std::invalid_argument; the Python solvers raise the same class.
+    py::register_exception<NotPositiveDefinite>(m, "NotPositiveDefiniteError", PyExc_ValueError);
     ResultClass<KernelFitResult>(m, "KernelFitResult", "A kernel NPLM fit (fastnplm/kernel_nplm.hpp).")
         .array("alpha", &KernelFitResult::alpha, flat(&KernelFitResult::alpha), "(M,) coefficients")
         .field("t", &KernelFitResult::t, "2 [sum_D f - sum_R w (e^f - 1)]")

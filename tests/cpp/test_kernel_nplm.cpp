@@ -1,6 +1,8 @@
 // The solver against a dense exact Newton step computed here by Gaussian elimination.
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "check.hpp"
@@ -48,11 +50,14 @@ std::vector<double> solve(std::vector<double> a, std::vector<double> b) {  // Ga
     return x;
 }
 
-}  // namespace
+// The exact Newton step from f = 0 at penalty lam by Gaussian elimination, and its t.
+struct DenseStep {
+    std::vector<double> alpha;
+    double t = 0.0;
+};
 
-TEST(newton_step_matches_dense_solution) {
-    Problem p;
-    const double sigma = 0.9, lam = 1e-3, eps = 1e-13, gamma = 1 / (2 * sigma * sigma);
+DenseStep dense_step(const Problem& p, double sigma, double lam) {
+    const double eps = 1e-13, gamma = 1 / (2 * sigma * sigma);
     const int n = p.nr + p.nd, m = p.m;
     // H = (1/n) K^T D K + lam (K_MM + eps m I), g = (1/n) K^T l'(0); l' = w/2 (ref), -1/2 (data); l'' = w/4, 1/4.
     std::vector<double> H(m * m, 0.0), g(m, 0.0);
@@ -77,35 +82,84 @@ TEST(newton_step_matches_dense_solution) {
         H[a * m + a] += lam * eps * m;
         g[a] = -g[a];
     }
-    const std::vector<double> alpha = solve(H, g);
-
-    double amax = 0;
-    for (double a : alpha) amax = std::max(amax, std::fabs(a));
-    fastnplm::KernelFitResult res;
-    for (int dense_max : {0, 1000}) {  // streamed Hessian products, then the dense M x M Hessian
-        fastnplm::KernelFitOptions o;
-        o.sigma = sigma;
-        o.penalties = {lam};
-        o.cg_tol = 1e-13;
-        o.max_iter = 10000;
-        o.threads = 2;
-        o.dense_hessian_max_m = dense_max;
-        res = fastnplm::fit_kernel_nplm(MatrixView(p.ref.data(), p.nr, p.d), p.w.data(),
-                                        MatrixView(p.dat.data(), p.nd, p.d), MatrixView(p.ctr.data(), m, p.d), nullptr,
-                                        o);
-        CHECK(res.converged);
-        for (int j = 0; j < m; ++j) CHECK_CLOSE(res.alpha[j], alpha[j], 1e-7, 1e-8 * amax);
-    }
-    // t from the dense alpha
+    DenseStep out;
+    out.alpha = solve(H, g);
     double t = 0;
     for (int i = 0; i < n; ++i) {
         const bool is_ref = i < p.nr;
         const double* x = is_ref ? &p.ref[i * p.d] : &p.dat[(i - p.nr) * p.d];
         double f = 0;
-        for (int j = 0; j < m; ++j) f += alpha[j] * k(x, &p.ctr[j * p.d]);
+        for (int j = 0; j < m; ++j) f += out.alpha[j] * k(x, &p.ctr[j * p.d]);
         t += is_ref ? -p.w[i] * std::expm1(f) : f;
     }
-    CHECK_CLOSE(res.t, 2 * t, 1e-7, 1e-10);
+    out.t = 2 * t;
+    return out;
+}
+
+fastnplm::KernelFitResult fit(const Problem& p, double sigma, double lam, int dense_max,
+                              const double* center_scale = nullptr) {
+    fastnplm::KernelFitOptions o;
+    o.sigma = sigma;
+    o.penalties = {lam};
+    o.cg_tol = 1e-13;
+    o.max_iter = 10000;
+    o.threads = 2;
+    o.dense_hessian_max_m = dense_max;
+    return fastnplm::fit_kernel_nplm(MatrixView(p.ref.data(), p.nr, p.d), p.w.data(),
+                                     MatrixView(p.dat.data(), p.nd, p.d), MatrixView(p.ctr.data(), p.m, p.d),
+                                     center_scale, o);
+}
+
+void check_matches_dense_step(const Problem& p, const double* center_scale) {
+    const double sigma = 0.9, lam = 1e-3;
+    const DenseStep exact = dense_step(p, sigma, lam);
+    double amax = 0;
+    for (double a : exact.alpha) amax = std::max(amax, std::fabs(a));
+    for (int dense_max : {0, 1000}) {  // streamed Hessian products, then the dense M x M Hessian
+        const fastnplm::KernelFitResult res = fit(p, sigma, lam, dense_max, center_scale);
+        CHECK(res.converged);
+        for (int j = 0; j < p.m; ++j) CHECK_CLOSE(res.alpha[j], exact.alpha[j], 1e-7, 1e-8 * amax);
+        CHECK_CLOSE(res.t, exact.t, 1e-7, 1e-10);
+    }
+}
+
+}  // namespace
+
+TEST(newton_step_matches_dense_solution) {
+    Problem p;
+    check_matches_dense_step(p, nullptr);
+}
+
+TEST(signed_weights_newton_step_matches_dense_solution) {
+    // every seventh reference event (14%) weighs -0.5 of the others' weight, the total N_D; the
+    // centers are the first m reference events, two of them negative, with their signed class weights
+    Problem p;
+    double total = 0;
+    for (int i = 0; i < p.nr; ++i) total += (p.w[i] = i % 7 == 0 ? -0.5 : 1.0);
+    for (double& w : p.w) w *= p.nd / total;
+    std::vector<double> cscale(p.w.begin(), p.w.begin() + p.m);
+    check_matches_dense_step(p, nullptr);
+    check_matches_dense_step(p, cscale.data());
+}
+
+TEST(indefinite_hessian_throws_not_positive_definite) {
+    // the reference events within 0.5 of the first center weigh -3 times the rest, with no data
+    // near them and a tiny penalty: the step's Hessian has a negative direction there
+    Problem p;
+    for (int i = 0; i < p.nr; ++i) {
+        const double dx = p.ref[i * p.d] - p.ctr[0], dy = p.ref[i * p.d + 1] - p.ctr[1];
+        p.w[i] = dx * dx + dy * dy < 0.25 ? -3.0 : 1.0;
+    }
+    for (int i = 0; i < p.nd; ++i) p.dat[i * p.d] += 4.0;
+    for (int dense_max : {0, 1000}) {
+        bool thrown = false;
+        try {
+            fit(p, 0.3, 1e-10, dense_max);
+        } catch (const fastnplm::NotPositiveDefinite& e) {
+            thrown = std::string(e.what()).find("not positive definite") != std::string::npos;
+        }
+        CHECK(thrown);
+    }
 }
 
 TEST(t_of_constant_f_is_closed_form) {
@@ -129,7 +183,10 @@ TEST(bad_input_throws_invalid_argument) {
     CHECK_THROWS(fastnplm::fit_kernel_nplm(r, p.w.data(), MatrixView(p.dat.data(), p.nd, 1), c, nullptr, o),
                  std::invalid_argument);
     std::vector<double> bad_w(p.w);
-    bad_w[3] = 0.0;
+    bad_w[3] = std::nan("");
+    CHECK_THROWS(fastnplm::fit_kernel_nplm(r, bad_w.data(), d, c, nullptr, o), std::invalid_argument);
+    for (double& w : bad_w) w = -1.0;  // signed weights are accepted, a non-positive total is not
+    bad_w[0] = p.nr - 1.0;
     CHECK_THROWS(fastnplm::fit_kernel_nplm(r, bad_w.data(), d, c, nullptr, o), std::invalid_argument);
     CHECK_THROWS(fastnplm::fit_kernel_nplm(r, p.w.data(), MatrixView(p.dat.data(), 0, p.d), c, nullptr, o),
                  std::invalid_argument);

@@ -112,7 +112,7 @@ REF, DAT = _problem(10, n_r=500, n_d=50)
     (REF, DAT[:, :1], {}, "data has 1 features but the reference has 2"),
     (REF[:0], DAT, {}, "reference is empty"),
     (REF, DAT[:0], {}, "data is empty"),
-    (REF, DAT, {"reference_weights": -1.0}, "reference_weights must be finite and > 0"),
+    (REF, DAT, {"reference_weights": -1.0}, "reference_weights must sum to a positive total"),
     (REF, DAT, {"reference_weights": np.r_[np.ones(499), np.nan]}, "event 499"),
     (REF, DAT, {"reference_weights": np.ones(3)}, r"shape \(500,\)"),
     (REF, DAT, {"reference_weights": 1.0, "n_expected": 50}, "not both"),

@@ -7,12 +7,21 @@
 // l = log(1 + e^{-f}) on data, w_e log(1 + e^{f}) on reference event e, n = N_R + N_D.
 // (The jitter eps M I is the preconditioner's, as in Falkon; eps = 1e-13 by default.)
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #include "fastnplm/kernel_ops.hpp"
 #include "fastnplm/view.hpp"
 
 namespace fastnplm {
+
+/// Thrown when a Newton step's weighted Hessian is not positive definite: with reference weights
+/// of either sign, negative ones outweighing the rest near some center (Python: a ValueError,
+/// fastnplm.models.NotPositiveDefiniteError).
+class NotPositiveDefinite : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
 
 enum class Solver {
     NewtonStep,  ///< one Newton step per penalty, the first from f = 0 (published estimator)
@@ -50,9 +59,12 @@ struct KernelFitResult {
 };
 
 /// Fits kernel NPLM. reference (N_R, d), data (N_D, d), centers (M, d); reference_weights
-/// (N_R,) positive; center_scale (M,) the class weight of each center in the preconditioner
-/// (1 for a data event, w_e for reference event e), or nullptr for the pooled mean weight.
-/// Throws std::invalid_argument on bad input, std::runtime_error if a factorisation fails.
+/// (N_R,) finite, of either sign, with a positive total; center_scale (M,) the class weight of each
+/// center in the preconditioner (1 for a data event, w_e for reference event e; its magnitude is
+/// used), or nullptr for the pooled mean weight. Throws std::invalid_argument on bad input,
+/// NotPositiveDefinite when CG meets non-positive curvature with some weight negative (with
+/// positive weights the Hessian is positive definite and only roundoff gets there: CG stops),
+/// std::runtime_error if a factorisation fails.
 KernelFitResult fit_kernel_nplm(MatrixView reference, const double* reference_weights, MatrixView data,
                                 MatrixView centers, const double* center_scale, const KernelFitOptions& options,
                                 const KernelOps& ops);

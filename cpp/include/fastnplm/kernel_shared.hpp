@@ -21,6 +21,7 @@
 #include <memory>
 #include <vector>
 
+#include "fastnplm/kernel_nplm.hpp"  // NotPositiveDefinite
 #include "fastnplm/kernel_ops.hpp"
 #include "fastnplm/view.hpp"
 
@@ -50,7 +51,8 @@ public:
     /// reference (N_R, d) with weights (N_R,) of either sign summing to a positive total; centers
     /// (M, d); center_scale (M,) the class weight of each center, or nullptr for the pooled weight.
     /// The views must outlive the object. Throws std::invalid_argument on bad input,
-    /// std::runtime_error if a factorisation fails.
+    /// std::runtime_error if a factorisation fails; fit throws NotPositiveDefinite (kernel_nplm.hpp)
+    /// when a dataset's CG meets non-positive curvature with some weight negative.
     SharedReference(MatrixView reference, const double* weights, MatrixView centers, const double* center_scale,
                     const SharedFitOptions& options);
 
@@ -68,6 +70,7 @@ private:
     std::unique_ptr<KernelOps> ops_;
     int m_;
     double gamma_, wsum_, n0_;
+    bool signed_ = false;        // some weight < 0: non-positive curvature is an error
     std::vector<double> T_, A_;  // upper factors, column-major M x M
     std::vector<double> g_ref_;  // K_RM^T w
 };

@@ -42,11 +42,32 @@ def feature_arg(feature) -> int:
 
 
 def reference_and_weights(reference, reference_weights):
-    """Validated (N_R, d) reference and its weights, or None for "N(R) = N_D of each data set"."""
+    """Validated (N_R, d) reference and its weights, or None for "N(R) = N_D of each data set".
+    Weights may have either sign (with a positive total): each method says what it does with them."""
     ref = _checks.as_events(reference, "reference")
     if reference_weights is None:
         return ref, None
     return ref, _checks.reference_weights(reference_weights, None, ref.shape[0], 0)
+
+
+def require_unsigned(weights, method: str, why: str) -> None:
+    """Refuse reference weights with a negative entry, for a method that cannot use them (``why``)."""
+    if weights is not None and (weights < 0).any():
+        i = int(np.argmax(weights < 0))
+        raise ValueError(f"{method} does not take negative reference weights (event {i} has {weights[i]:.6g}): "
+                         f"{why}; merge negative weights with positive neighbours first, or use a method that "
+                         "takes them (NPLM, KolmogorovSmirnov, BinnedChi2, BumpHunter)")
+
+
+def require_nonnegative_bins(expected, method: str, edges=None) -> None:
+    """With signed weights, every bin's expected count (the reference weights summed in it) must be >= 0."""
+    bad = np.flatnonzero(np.asarray(expected) < 0)
+    if bad.size:
+        i = int(bad[0])
+        where = "" if edges is None else f" [{edges[i]:.6g}, {edges[i + 1]:.6g})"
+        raise ValueError(f"{method}: the reference weights sum to {expected[i]:.6g} < 0 in bin {i}{where} "
+                         f"({bad.size} such bins): with weights of either sign each bin's expected count must "
+                         "be >= 0; use wider bins, or merge negative weights with positive neighbours")
 
 
 def expected_total(weights, n_data: int) -> float:

@@ -1,9 +1,9 @@
 """BumpHunter (Choudalakis 2011, arXiv:1101.0390): the most significant excess in a 1D spectrum.
 
-The reference gives the expected count b_i in each bin (its weights summed), the data the
-observed count d_i. Every window of contiguous bins with width between ``width_min`` and
-``width_max`` bins is scanned; a window with d observed over b expected gets the
-excess-only Poisson p-value
+The reference gives the expected count b_i in each bin (its weights summed: weights of either
+sign are accepted as long as every bin's sum is >= 0), the data the observed count d_i. Every
+window of contiguous bins with width between ``width_min`` and ``width_max`` bins is scanned;
+a window with d observed over b expected gets the excess-only Poisson p-value
 
     p = P(n >= d | b) = gammainc(d, b)   (the regularised lower incomplete gamma)  if d > b,
     p = 1                                                                          if d <= b,
@@ -24,7 +24,7 @@ import numpy as np
 from scipy import special
 
 from .. import _checks
-from ._common import NullDistribution, feature_arg, range_arg, reference_and_weights
+from ._common import NullDistribution, feature_arg, range_arg, reference_and_weights, require_nonnegative_bins
 
 _TINY = np.finfo(float).tiny
 
@@ -145,6 +145,7 @@ class BumpHunter:
             raise ValueError(f"feature {self.feature} out of range for {ref.shape[1]} features")
         edges = self.edges(ref)
         hist = np.histogram(ref[:, self.feature], bins=edges, weights=w)[0]
+        require_nonnegative_bins(hist, "BumpHunter", edges)
         return ref, w, edges, hist
 
     def expected(self, reference, reference_weights=None, n_data=None):

@@ -14,6 +14,13 @@ function F_R(x) = sum_{e: x_e <= x} w_e / sum w; with equal weights they are sci
 statistics exactly (tested). The per-feature asymptotic p-values then use the Kish
 effective size n_eff = (sum w)^2 / sum w^2 of the reference (an approximation, which the toy
 calibration of the combined statistic does not rely on).
+
+Weights of either sign (a positive total). F_R is then an unbiased estimate of the reference's
+distribution function that need not be monotone. Kolmogorov-Smirnov takes it as it is (the
+extremes of F_D - F_R still sit at the pooled points). The chi2 places its edges at the quantiles
+of the running maximum of F_R and requires every bin's expected count to be >= 0.
+Anderson-Darling weighs each point by the increment of the pooled distribution function,
+which a negative weight makes negative: it refuses negative weights.
 """
 from __future__ import annotations
 
@@ -21,7 +28,7 @@ import numpy as np
 from scipy import special, stats
 
 from .. import _checks
-from ._common import expected_total, reference_and_weights
+from ._common import expected_total, reference_and_weights, require_nonnegative_bins, require_unsigned
 
 COMBINATIONS = ("bonferroni", "fisher")
 _TINY = np.finfo(float).tiny
@@ -182,6 +189,8 @@ class AndersonDarling(_PerFeature):
     name = "ad"
 
     def _prepare_feature(self, x, w):
+        require_unsigned(w, "AndersonDarling", "it weighs each point by the increment of the pooled distribution "
+                         "function, which a negative weight makes negative")
         return _sorted_weighted(x, w)
 
     def _feature(self, state, y, w):
@@ -202,9 +211,10 @@ class AndersonDarling(_PerFeature):
 
 
 def weighted_quantiles(x, w, q):
-    """Quantiles q of x under weights w (inverse of the weighted ECDF; None: equal weights)."""
+    """Quantiles q of x under weights w (inverse of the weighted ECDF; None: equal weights). With
+    weights of either sign, of the ECDF's running maximum (the ECDF itself when w >= 0)."""
     xs, cum, _, _ = _sorted_weighted(np.asarray(x, dtype=float), w)
-    i = np.searchsorted(cum, q, side="left")
+    i = np.searchsorted(np.maximum.accumulate(cum), q, side="left")
     return xs[np.clip(i, 0, xs.size - 1)]
 
 
@@ -238,6 +248,7 @@ class BinnedChi2(_PerFeature):
         idx = np.searchsorted(inner, x, side="left")  # bins (e_{j-1}, e_j]: the quantile edge closes its bin
         ww = np.ones_like(x) if w is None else w
         frac = np.bincount(idx, weights=ww, minlength=self.bins) / ww.sum()
+        require_nonnegative_bins(frac * ww.sum(), "BinnedChi2", edges)
         return edges, inner, frac
 
     def _feature(self, state, y, w):

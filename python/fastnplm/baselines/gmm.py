@@ -8,7 +8,8 @@ penalised variant).
 
 1. Background: a Gaussian mixture f_B fitted to the reference with scikit-learn's
    ``GaussianMixture`` (unweighted EM: a reference with unequal weights is first resampled
-   by its weights, with the seed; ``max_reference`` caps the events used).
+   by its weights, with the seed, so negative weights are refused; ``max_reference`` caps the
+   events used).
 2. Data: f(x) = (1 - lam) f_B(x) + lam f_A(x), f_A = sum_j pi_j N(x; mu_j, Sigma_j) a small
    free mixture, f_B frozen, fitted by the EM written below; several starts (the seed picks
    them), the best kept.
@@ -45,7 +46,7 @@ import numpy as np
 from scipy import special
 
 from .. import _checks
-from ._common import reference_and_weights
+from ._common import reference_and_weights, require_unsigned
 
 log = logging.getLogger("fastnplm")
 PENALTIES = (None, "l1", "l2")
@@ -142,6 +143,7 @@ class FixedBackgroundGMM:
         """The frozen background: a scikit-learn GaussianMixture fitted to the reference."""
         GaussianMixture = _sklearn_mixture()
         ref, w = reference_and_weights(reference, reference_weights)
+        require_unsigned(w, "FixedBackgroundGMM", "its background is fitted by EM on events resampled by their weights")
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xB6]))
         n = min(ref.shape[0], self.max_reference)
         if w is not None and not np.allclose(w, w[0], rtol=1e-12, atol=0):

@@ -43,7 +43,7 @@ import numpy as np
 from scipy import optimize
 
 from .. import _checks
-from ._common import feature_arg, range_arg, reference_and_weights
+from ._common import feature_arg, range_arg, reference_and_weights, require_nonnegative_bins
 
 log = logging.getLogger("fastnplm")
 
@@ -275,6 +275,7 @@ class GPResonanceSearch:
         lo, hi = self.range if self.range is not None else (float(x.min()), float(x.max()))
         edges = np.linspace(lo, hi, self.bins + 1)
         hist = np.histogram(x, bins=edges, weights=w)[0]
+        require_nonnegative_bins(hist, "GPResonanceSearch", edges)  # signed weights: bin sums >= 0
         return ref, w, edges, hist
 
     def _fit_background(self, u, y, noise):

@@ -122,8 +122,10 @@ class Calibration:
         reference, data : array_like (n, d) or (n,)
             The reference the toys were fitted against, and the observed events.
         n_expected : float or None
-            N(R); default: the calibration's own (its toys' expected size).
+            N(R); default: the calibration's own (its toys' expected size), unless
+            ``reference_weights`` are given.
         reference_weights : float or array_like (N_R,) or None
+            The observed reference's weights (of either sign, with a positive total N(R)).
         threads : int or None
 
         Returns
@@ -135,9 +137,11 @@ class Calibration:
             :func:`aggregate`), ``verdict`` (:func:`verdict`), ``settings`` and ``fits`` (the
             fit results, one per width).
         """
-        n_exp = self.settings.get("n_expected") if n_expected is None else n_expected
+        n_exp = n_expected
         if n_exp is None and reference_weights is None:
-            raise ValueError("the calibration does not record n_expected: pass n_expected=")
+            n_exp = self.settings.get("n_expected")
+            if n_exp is None:
+                raise ValueError("the calibration does not record n_expected: pass n_expected=")
         fits = [self.model(j, threads=threads).fit(reference, data, reference_weights=reference_weights,
                                                    n_expected=n_exp) for j in range(len(self.sigmas))]
         per_width = []
@@ -155,7 +159,7 @@ class Calibration:
                 row["chi2_fit"] = self.chi2_fit(j)
             per_width.append(row)
         out = {"settings": {"toys": self.toys, "toy_seed": self.seed,
-                            "n_expected": None if n_exp is None else float(n_exp),
+                            "n_expected": float(fits[0].n_expected),
                             "sigmas": [None if s is None else float(s) for s in self.sigmas],
                             "path": self.settings.get("path"), "model": self.settings.get("model")},
                "per_width": per_width}

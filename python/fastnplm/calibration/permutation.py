@@ -10,7 +10,9 @@ Reference weights. Every event of the pooled sample carries a base weight: A's g
 (1 when none), 1 for B's events. In each relabelling the events labelled A keep their base
 weights, rescaled so that they sum to N_B (the test compares shapes: the expected count under
 the null is the observed one). With unequal base weights the labels are no longer exchangeable
-in general, and the test is then approximate.
+in general, and the test is then approximate. A's weights may have either sign (a positive
+total); a relabelling whose A-labelled weights do not sum to a positive total, or whose Newton
+step's Hessian is not positive definite, is an error.
 
 The fast path. For the published newton-step estimator with one penalty, centers drawn once
 from the pooled sample (fixed for every relabelling, as the kernel of the test must be), the
@@ -39,7 +41,7 @@ import numpy as np
 import scipy.linalg
 
 from .. import _checks, _core
-from ..models._kernel_defs import PC_EPSILON
+from ..models._kernel_defs import PC_EPSILON, not_positive_definite
 from ..models.kernel import KernelNPLM, sigma_heuristic
 from ..models.neural import NeuralNPLM
 from ._run import Calibration, _progress_bar, _with_sigma, aggregate, record_blocks, toy_rng
@@ -139,7 +141,8 @@ def permutation_test(model, sample_a, sample_b, permutations: int = 1000, seed: 
         Permutation k uses ``toy_rng(seed, k)`` only: a result does not depend on the batch,
         the executor or the thread count.
     weights_a : array_like (N_A,) or None
-        Per-event weights of sample A (relative; rescaled to sum N_B in every relabelling).
+        Per-event weights of sample A (relative; rescaled to sum N_B in every relabelling), of
+        either sign with a positive total.
     sigmas : sequence of float or None
         Kernel widths; every permutation is fitted at each. None: the model's sigma, or the
         heuristic on the pooled sample.
@@ -269,7 +272,7 @@ class Permutations:
             return self.gram(j).t_values(labellings)
         out = []
         for is_a in labellings:
-            w = self.base_w[is_a] * ((~is_a).sum() / self.base_w[is_a].sum())
+            w = self.base_w[is_a] * _a_scale(self.base_w, is_a)
             res = self.models[j].fit(self.pooled[is_a], self.pooled[~is_a], reference_weights=w)
             out.append((float(res.t), bool(res.converged)))
         return out
@@ -334,7 +337,7 @@ class SharedGram:
         scale of A's weights."""
         n = is_a.size
         n_b = int(n - is_a.sum())
-        scale = n_b / float(self.base_w[is_a].sum())  # A's weights sum to N_B
+        scale = _a_scale(self.base_w, is_a)  # A's weights sum to N_B
         small_is_a = is_a.sum() <= n_b
         rows = is_a if small_is_a else ~is_a
         bs_rows, ws = self.b[rows], self.base_w[rows]
@@ -387,11 +390,19 @@ def _semidefinite_solve(h_upper, g):
     lam, v = np.linalg.eigh(h)
     floor = h.shape[0] * np.finfo(float).eps * max(float(np.abs(lam).max()), 1e-300)
     if lam[0] < -1e3 * floor:
-        raise ValueError("the newton-step Hessian of a labelling is not positive definite (negative "
-                         f"weights outweigh the rest at some center: eigenvalue {lam[0]:.3g}); use fewer "
-                         "negative weights or a larger lam")
+        raise not_positive_definite(f"a relabelling's Hessian has eigenvalue {lam[0]:.6g} < 0")
     keep = lam > floor
     return -(v[:, keep] @ ((v[:, keep].T @ g) / lam[keep]))
+
+
+def _a_scale(base_w, is_a) -> float:
+    """The factor that makes the base weights of the events labelled A sum to N_B."""
+    total = float(base_w[is_a].sum())
+    if not total > 0:
+        raise ValueError(f"the events a relabelling puts in sample A have weights summing to {total:.6g} <= 0 "
+                         "(weights_a of either sign need a positive total in every relabelling); use fewer "
+                         "negative weights or merge them with positive neighbours")
+    return float((~is_a).sum()) / total
 
 
 def _gram(x):

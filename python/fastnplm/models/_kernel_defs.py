@@ -1,4 +1,5 @@
-"""What the kernel estimator and its solvers share: the Nystrom jitter and the width heuristic.
+"""What the kernel estimator and its solvers share: the Nystrom jitter, the width heuristic and the
+error of an indefinite Newton step.
 
 A leaf of the package's module graph (the estimator in ``kernel`` imports its solvers,
 ``_spectral`` and ``_shared``, and the nuisance fits, which all need these).
@@ -7,9 +8,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, _core
 
 PC_EPSILON = 1e-13  # Falkon's float64 jitter: T = chol(K_MM + eps * M * I)
+
+#: A Newton step's weighted Hessian is not positive definite (reference weights of either sign,
+#: negative ones outweighing the rest near some center); a ValueError, raised by the core's
+#: solvers (NotPositiveDefinite in C++) and by the Python ones alike.
+NotPositiveDefiniteError = _core.NotPositiveDefiniteError
+
+
+def not_positive_definite(detail: str) -> ValueError:
+    """The error of a Newton step whose weighted Hessian is not positive definite, in the core's
+    words; ``detail`` says how it showed (the curvature CG met, an eigenvalue)."""
+    return NotPositiveDefiniteError(
+        f"the weighted Hessian of the Newton step is not positive definite: {detail} (negative reference "
+        "weights outweigh the rest near some center); use a larger lam, fewer negative weights, or merge each "
+        "negative-weight event with its positive neighbours")
 
 
 def sigma_heuristic(reference, quantile: float = 0.9, max_points: int = 2000, seed=0) -> float:

@@ -26,6 +26,11 @@ up to ~1e-6 (an 80-bit reference solve put both this path and the core ~5e-7 fro
 Observed data must go through this same solver (``Calibration.model``), so that the
 calibration describes the estimator actually used.
 
+Reference weights of either sign: as in the core, the preconditioner takes the magnitudes of the
+centers' class weights, the ranking the magnitudes |w| of the reference weights (both equal to
+the weights when all are positive), and CG meeting non-positive curvature with some weight
+negative is ``NotPositiveDefiniteError``.
+
 Cost, with r kept directions: once per width O(M^3 + N_R M r) (plus N_s M^2 for the ranking);
 per toy O(N_D M r + N_D r^2 + N_R r). The reference term sum_R w (e^f - 1) of a batch of toys
 is one pass over the stored reference features (``_core.features_expm1_sum``).
@@ -38,7 +43,7 @@ import numpy as np
 
 from .. import _core
 from .._info import resolve_backend
-from ._kernel_defs import PC_EPSILON
+from ._kernel_defs import PC_EPSILON, not_positive_definite
 
 RANKING_EVENTS = 10000     # reference events that rank the directions (every k-th event)
 FEATURE_BYTES = 2 << 30    # store the reference features up to this size; stream K otherwise
@@ -61,7 +66,8 @@ class SpectralReference:
     ----------
     centers : (M, d) array
     center_weights : (M,) class weight of each center (w_e for a reference event, 1 for a
-        data event), or None for the pooled mean weight (N_D + sum w) / n of the core.
+        data event; its magnitude is used), or None for the pooled mean weight (N_D + sum w) / n
+        of the core.
     sigma, lam : the model's width and penalty (lam > 0)
     ref, w : reference events (N_R, d) and their weights
     cg_tol, max_iter : CG stopping, as in the core
@@ -78,6 +84,9 @@ class SpectralReference:
         self.ref, self.w, self.w_sum = ref, w, float(w.sum())
         self.cg_tol, self.max_iter, self.threads, self.spectral_tol = cg_tol, max_iter, threads, spectral_tol
         self.backend = backend
+        self.signed = bool((w < 0).any())  # the Hessian may be indefinite
+        if center_weights is not None:
+            center_weights = np.abs(center_weights)  # a preconditioner scale (see the module's notes)
         m = centers.shape[0]
         k = _core.kernel_matrix(centers, centers, self.sigma, threads)
         ev, vec = np.linalg.eigh(k + PC_EPSILON * m * np.eye(m))
@@ -114,8 +123,8 @@ class SpectralReference:
         idx = np.arange(0, n_r, max(1, n_r // RANKING_EVENTS))
         phi = _core.feature_project(self.ref[idx], self.centers, self.sigma, g_full, threads=self.threads,
                                     backend=self.backend)[0]
-        ws = self.w[idx]
-        energy = (0.25 * ws) @ (phi * phi) * (self.w_sum / ws.sum())
+        ws = np.abs(self.w[idx])
+        energy = (0.25 * ws) @ (phi * phi) * (np.abs(self.w).sum() / ws.sum())
         keep = np.flatnonzero(energy >= self.spectral_tol * (n_r + self.w_sum) * self.lam)
         return keep if keep.size else np.array([int(np.argmax(energy))])
 
@@ -129,7 +138,7 @@ class SpectralReference:
         grad = (self.g_ref + g_dat) / n
         p = self.p * ((n_d + self.w_sum) / n if self.pooled_weight else 1.0)
         a = 1.0 / np.sqrt(p / n + self.lam)  # the diagonal preconditioner A^-1
-        x, iters, resid, conv = _cg(w_mat, self.lam, a, a * grad, self.cg_tol, self.max_iter)
+        x, iters, resid, conv = _cg(w_mat, self.lam, a, a * grad, self.cg_tol, self.max_iter, self.signed)
         beta = -a * x
         return Step(beta, phi @ beta, iters, resid, conv)
 
@@ -174,8 +183,10 @@ class SpectralReference:
                                f_reference=f_ref, f_data=step.f_data)
 
 
-def _cg(w_mat, lam, a, b, tol, max_iter):
-    """The core's CG on A^-T (W + lam I) A^-1 x = b from x = 0, A^-1 = diag(a), stopping when ||r|| < tol."""
+def _cg(w_mat, lam, a, b, tol, max_iter, signed=False):
+    """The core's CG on A^-T (W + lam I) A^-1 x = b from x = 0, A^-1 = diag(a), stopping when ||r|| < tol.
+    Curvature d^T A d <= 0 stops it (roundoff, with positive weights), or with ``signed`` (some
+    weight negative) raises NotPositiveDefiniteError."""
     a2lam = lam * a * a
 
     def op(v):
@@ -190,6 +201,8 @@ def _cg(w_mat, lam, a, b, tol, max_iter):
         ad = op(d)
         dad = d @ ad
         if not dad > 0:
+            if signed and not np.isnan(dad):
+                raise not_positive_definite(f"conjugate gradient met curvature {dad:.6g} <= 0 at lam = {lam:.6g}")
             return x, it, float(np.sqrt(rs)), False
         step = rs / dad
         x += step * d

@@ -284,7 +284,10 @@ class KernelNPLM:
         data : array_like, (N_D, d) or (N_D,)
             Observed data.
         reference_weights : float or array_like (N_R,) or None
-            Per-event weights summing to N(R); a scalar gives every event that weight.
+            Per-event weights summing to N(R); a scalar gives every event that weight. Weights
+            may have either sign (finite, with a positive total): where negative ones outweigh
+            the rest near a center, the Newton step's weighted Hessian is not positive definite
+            and the fit raises :class:`fastnplm.models.NotPositiveDefiniteError` (docs/signed-weights.md).
         n_expected : float or None
             N(R) when no weights are given: every weight is N(R)/N_R (default N(R) = N_D).
         nuisances : sequence of fastnplm.Nuisance or None
@@ -404,7 +407,8 @@ class KernelNPLM:
             Given, or drawn by ``center_pool`` with the model's seed.
         center_weights : (M,) array or None
             1 for a center from the data, w_e for one from the reference (None for given centers:
-            the core then uses the pooled mean weight).
+            the core then uses the pooled mean weight). The solvers scale the preconditioner by
+            their magnitudes.
         """
         ref, dat, w = reference, data, weights
         n_r, n_d = ref.shape[0], dat.shape[0]

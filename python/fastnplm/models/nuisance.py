@@ -351,7 +351,9 @@ def learn_coefficients(samples, order=2, weights=None, M=100, sigma=None, lam=1e
     order : 1 or 2
     weights : dict {nu: array (n,)} or None
         Event weights; None: each sample weighs 1 in total (the shape-only case: every sample
-        stands for the same expected yield). Give weights to learn yield changes too.
+        stands for the same expected yield). Give weights to learn yield changes too. Weights
+        may have either sign (a positive total per sample): the Newton iteration then takes a
+        gradient step where the Gauss-Newton step is not a descent direction.
     M, sigma, lam, seed
         The kernel expansion: M centers drawn (with ``seed``) from the pooled samples; width
         ``sigma`` (default: the 90th-percentile heuristic on the nu = 0 sample); ridge lam on
@@ -379,8 +381,9 @@ def learn_coefficients(samples, order=2, weights=None, M=100, sigma=None, lam=1e
             ws[k] = np.full(x.shape[0], 1.0 / x.shape[0])
         else:
             wk = np.asarray(weights[[kk for kk in weights if float(kk) == k][0]], dtype=float)
-            if wk.shape != (x.shape[0],) or not (np.isfinite(wk).all() and (wk > 0).all()):
-                raise ValueError(f"weights for nu={k} must be finite, positive, one per event")
+            if wk.shape != (x.shape[0],) or not (np.isfinite(wk).all() and wk.sum() > 0):
+                raise ValueError(f"weights for nu={k} must be finite, one per event, of either sign with a "
+                                 "positive total")
             ws[k] = wk
     threads = _checks.threads_arg(threads)
     lam = _checks.positive_number(lam, "lam", allow_zero=True)
