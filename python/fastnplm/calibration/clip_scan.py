@@ -2,10 +2,10 @@
 
 The clip bounds the network's flexibility. The published model selection fixes it where the null
 distribution of t follows a chi2 with as many degrees of freedom as the network has trainable
-parameters |w|: a smaller clip gives a null with fewer effective degrees of freedom, a larger one
-lets the network fit the fluctuations of the reference and the null runs above chi2(|w|).
+parameters n_w: a smaller clip gives a null with fewer effective degrees of freedom, a larger one
+lets the network fit the fluctuations of the reference and the null runs above chi2(n_w).
 ``tune_clip`` runs null toys at each clip value and reports, per clip, the fitted chi2 dof and
-the Kolmogorov-Smirnov p-value of the toys against chi2(|w|).
+the Kolmogorov-Smirnov p-value of the toys against chi2(n_w).
 """
 from __future__ import annotations
 
@@ -30,15 +30,15 @@ class ClipScan:
     clips : (C,) array
         The clip values scanned, increasing.
     n_params : int
-        |w|, the trainable parameters of the network.
+        n_w, the trainable parameters of the network.
     dof : (C,) array
         Maximum-likelihood chi2 degrees of freedom of each clip's toys.
     ks_pvalue : (C,) array
-        KS p-value of each clip's toys against chi2(|w|).
+        KS p-value of each clip's toys against chi2(n_w).
     ks_pvalue_fit : (C,) array
         KS p-value of each clip's toys against the chi2 with the fitted dof.
     best_clip : float
-        The clip whose toys match chi2(|w|) best: the largest KS p-value against it.
+        The clip whose toys match chi2(n_w) best: the largest KS p-value against it.
     calibrations : list of Calibration
         Each clip's toys (``t`` (toys, 1)), usable to test data at that clip.
     """
@@ -60,7 +60,7 @@ class ClipScan:
 
 def tune_clip(reference, pool, hidden, clips, toys: int = 200, n_expected=None, seed: int = 0, store=None,
               executor=None, progress=None, **model_options) -> ClipScan:
-    """Null toys of ``NeuralNPLM(hidden, clip)`` for each clip, and the clip where they follow chi2(|w|).
+    """Null toys of ``NeuralNPLM(hidden, clip)`` for each clip, and the clip where they follow chi2(n_w).
 
     Parameters
     ----------
