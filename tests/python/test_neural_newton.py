@@ -208,3 +208,17 @@ def test_newton_loss_against_lbfgsb_and_adam_on_20_small_data_sets():
     print(f"\nNewton (3 starts) vs L-BFGS-B: lower or equal on {20 - len(exceptions['lbfgsb'])}/20, "
           f"vs Adam: {20 - len(exceptions['adam'])}/20; exceptions {exceptions}; starts at the best: "
           f"{[r.restarts_at_best for r in newton]}")
+
+
+def test_calibration_store_records_the_newton_settings(tmp_path):
+    rng = np.random.default_rng(0)
+    ref, pool = rng.exponential(size=(2000, 1)), rng.exponential(size=(20000, 1))
+    model = fastnplm.NeuralNPLM(clip=2.0, optimizer="newton", restarts=2, newton_tol=1e-7, threads=1)
+    cal = fastnplm.calibrate(model, ref, pool, toys=3, n_expected=200, seed=0, store=tmp_path / "s", progress=False)
+    assert cal.settings["model"]["restarts"] == 2 and cal.settings["model"]["newton_tol"] == 1e-7
+    again = cal.model()
+    assert (again.optimizer, again.restarts, again.newton_tol) == ("newton", 2, 1e-7)
+    # stores of the other optimizers keep their fingerprint: no Newton settings in them
+    adam = fastnplm.calibrate(fastnplm.NeuralNPLM(epochs=5, threads=1), ref, pool, toys=2, n_expected=200, seed=0,
+                              progress=False)
+    assert "restarts" not in adam.settings["model"]

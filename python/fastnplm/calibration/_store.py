@@ -21,12 +21,14 @@ STORE_VERSION = 1
 
 MODEL_KEYS = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian",
                "center_pool", "spectral_tol")
-NEURAL_KEYS = ("hidden", "clip", "epochs", "lr", "seed", "optimizer", "beta1", "beta2", "eps", "dtype")
+NEURAL_KEYS = ("hidden", "clip", "epochs", "lr", "seed", "optimizer", "beta1", "beta2", "eps", "dtype",
+               "restarts", "newton_tol")  # the last two recorded for optimizer="newton" only
 
 
 def model_spec(model, path) -> dict:
     if isinstance(model, NeuralNPLM):
-        spec = {"kind": "neural", **{k: getattr(model, k) for k in NEURAL_KEYS}}
+        keys = NEURAL_KEYS if model.optimizer == "newton" else NEURAL_KEYS[:-2]  # older stores keep matching
+        spec = {"kind": "neural", **{k: getattr(model, k) for k in keys}}
         if model.resolved_backend() == "cuda":
             spec["backend"] = "cuda"  # toys fitted on the device: resume and refit there too
         return spec

@@ -258,7 +258,7 @@ def loss_history(result, ax=None):
     ----------
     result : fastnplm.models.NeuralFitResult
         With ``history_every > 0`` (Adam: L after ``i * history_every`` updates) or from
-        L-BFGS-B (after each iteration).
+        L-BFGS-B (after each iteration) or Newton (the start, then after each step).
     ax : matplotlib Axes or None
 
     Returns
@@ -271,6 +271,8 @@ def loss_history(result, ax=None):
     ax = _axes(ax)
     if result.optimizer == "lbfgsb":
         x, xlabel = np.arange(1, hist.size + 1), "L-BFGS-B iteration"
+    elif result.optimizer == "newton":  # the start, then every step of the best start
+        x, xlabel = np.arange(hist.size), "Newton step"
     else:
         x, xlabel = np.arange(hist.size) * result.history_every, "epoch"
     ax.plot(x, hist, color="C0")
