@@ -22,7 +22,7 @@ def samples():
 @pytest.fixture(scope="module")
 def scan(samples):
     ref, pool = samples
-    return fastnplm.tune_clip(ref, pool, [4], CLIPS, toys=24, n_expected=N_EXP, seed=3, progress=False)
+    return fastnplm.tune_clip(ref, pool, [4], CLIPS, toys=16, n_expected=N_EXP, seed=3, progress=False, restarts=1)
 
 
 def test_each_clip_reports_its_own_toys(scan):
@@ -30,7 +30,7 @@ def test_each_clip_reports_its_own_toys(scan):
     assert scan.clips.tolist() == CLIPS
     for j, cal in enumerate(scan.calibrations):
         t = cal.t[:, 0]
-        assert t.shape == (24,) and cal.converged.all()
+        assert t.shape == (16,) and cal.converged.all()
         assert scan.dof[j] == pytest.approx(ToyNull(t).chi2_fit()["dof"], rel=1e-12)
         assert scan.ks_pvalue[j] == pytest.approx(stats.kstest(t, stats.chi2(13).cdf).pvalue, rel=1e-12)
     assert scan.best_clip == CLIPS[int(np.argmax(scan.ks_pvalue))]
@@ -40,7 +40,7 @@ def test_each_clip_reports_its_own_toys(scan):
 
 def test_a_larger_clip_gives_a_larger_null(scan):
     # the clip bounds how far f can follow the toys' fluctuations: mean t grows with it. Here the
-    # means differ by several standard errors (std of t / sqrt(24) < 1 at either clip).
+    # means differ by several standard errors (std of t / sqrt(16) < 1 at either clip).
     low, high = (cal.t[:, 0] for cal in scan.calibrations)
     se = np.hypot(low.std(ddof=1), high.std(ddof=1)) / np.sqrt(low.size)
     assert high.mean() - low.mean() > 3 * se
@@ -49,10 +49,11 @@ def test_a_larger_clip_gives_a_larger_null(scan):
 
 def test_store_resumes_to_the_uninterrupted_scan(samples, scan, tmp_path):
     ref, pool = samples
-    fastnplm.tune_clip(ref, pool, [4], CLIPS, toys=10, n_expected=N_EXP, seed=3, store=tmp_path, progress=False)
+    fastnplm.tune_clip(ref, pool, [4], CLIPS, toys=6, n_expected=N_EXP, seed=3, store=tmp_path, progress=False,
+                       restarts=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip_0.5.jsonl", "clip_9.jsonl"]
-    resumed = fastnplm.tune_clip(ref, pool, [4], CLIPS, toys=24, n_expected=N_EXP, seed=3, store=tmp_path,
-                                 progress=False)
+    resumed = fastnplm.tune_clip(ref, pool, [4], CLIPS, toys=16, n_expected=N_EXP, seed=3, store=tmp_path,
+                                 progress=False, restarts=1)
     for a, b in zip(resumed.calibrations, scan.calibrations):
         np.testing.assert_array_equal(a.t, b.t)
 
@@ -75,7 +76,7 @@ def test_cli_tune_clip(samples, tmp_path, capsys):
     np.save(tmp_path / "P.npy", pool)
     png = tmp_path / "scan.png"
     rc = main(["tune-clip", "--reference", str(tmp_path / "R.npy"), "--pool", str(tmp_path / "P.npy"),
-               "--n-expected", str(N_EXP), "--hidden", "4", "--clips", "0.5,9", "--toys", "8", "--seed", "3",
+               "--n-expected", str(N_EXP), "--hidden", "4", "--clips", "0.5,9", "--toys", "3", "--seed", "3",
                "--plot", str(png), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)

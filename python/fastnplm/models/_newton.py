@@ -93,7 +93,9 @@ def _damped_newton(H, g):
         return -cho_solve(cho_factor(H), g), False
     except np.linalg.LinAlgError:
         lam, V = np.linalg.eigh(H)
-        mu = 1e-10 * max(float(np.max(np.abs(lam))), 1e-300)
+        # a floor far above the underflow range: where H vanishes on the free coordinates the
+        # direction is huge but finite, and the box and the trust region bound the step
+        mu = max(1e-10 * float(np.max(np.abs(lam))), 1e-150)
         return -(V @ ((V.T @ g) / np.maximum(np.abs(lam), mu))), bool(lam[0] < 0)
 
 
