@@ -20,7 +20,9 @@
 // Precision T: double, or float in the float32 mode (MlpPrecision): features, activations,
 // exps and per-event terms in float (8 lanes per AVX2 vector instead of 4); every gradient sum
 // beyond a block's lane (kBlock / 8 = 4 events) and every loss sum beyond one event is double,
-// as are parameters and the optimiser.
+// as are parameters and the optimiser. On CPUs with AVX-512 the float32 pass of one-hidden-layer
+// networks runs its per-event work in 16-lane vectors (group_pass_x16) and its sums in the
+// 8-lane order: the same bits as 8 lanes.
 //
 // The reference is cut into groups (a function of N_R only). A task takes one group,
 // transposes its events once and runs every network over them (the group stays in L2), so
@@ -29,6 +31,7 @@
 // order: any thread count, and any batch a network shares the call with, gives the same bits.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -151,12 +154,12 @@ std::int64_t n_groups(std::int64_t nb) {
 // kBlock events of a block: a layer's pre-activation of one unit (W a row, ws = 1) or, in the
 // backward pass, a unit's back-propagated delta (W a column, ws = the row length, scale the
 // sigmoid'). With SIMD the block's kBlock / N vectors accumulate in registers across k.
-template <class T>
+template <class T, int kN = detail::Simd<T>::N>
 FASTNPLM_INLINE inline void block_affine(const T* __restrict W, std::int64_t ws, std::int64_t n, T b,
                                          const T* __restrict in, const T* __restrict scale, T* __restrict out) {
 #ifdef FASTNPLM_HAVE_SIMD
-    using V = typename detail::Simd<T>::V;
-    constexpr std::int64_t N = detail::Simd<T>::N, kU = kBlock / N;
+    using V = typename detail::Simd<T, kN>::V;
+    constexpr std::int64_t N = kN, kU = kBlock / N;
     V acc[kU];
     for (std::int64_t u = 0; u < kU; ++u) acc[u] = detail::splat<V>(b);
     for (std::int64_t k = 0; k < n; ++k) {
@@ -184,7 +187,7 @@ FASTNPLM_INLINE inline void block_affine(const T* __restrict W, std::int64_t ws,
 // come from one division: R = 1/(u_1 ... u_n) (at most 2^n, no overflow for n < 128), then
 // 1/u_j = R * (u_1 ... u_{j-1}) * (u_{j+1} ... u_n) by prefix and suffix products -- a few
 // ulps instead of n divisions, which dominate the pass otherwise (the divider is slow).
-template <class T, bool kDer>
+template <class T, bool kDer, int kN = detail::Simd<T>::N>
 FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p, const T* __restrict xs,
                                           T* __restrict act, T* __restrict der, T* __restrict pre, T* __restrict f) {
     const T* in = xs;
@@ -195,7 +198,7 @@ FASTNPLM_INLINE inline void forward_block(const Layout& L, const T* __restrict p
         const bool last = l + 1 == L.layers;
         T* __restrict out = last ? f : act + L.act_off[l];
         for (std::int64_t j = 0; j < nout; ++j)
-            block_affine<T>(W + j * nin, 1, nin, b[j], in, nullptr, out + j * kBlock);
+            block_affine<T, kN>(W + j * nin, 1, nin, b[j], in, nullptr, out + j * kBlock);
         if (last) break;
         T* __restrict ex = der + L.act_off[l];  // holds e = exp(-|z|) until overwritten by sigmoid'
         for (std::int64_t j = 0; j < nout; ++j) {
@@ -281,8 +284,9 @@ FASTNPLM_INLINE inline void block_sum_acc(const T* __restrict a, double* __restr
 
 // Loss and lane-wise gradient of one network (params pt, in T) over nb blocks of transposed
 // events xs with slot weights wt / w (reference weights, or 1 for data events; 0 on padding).
-// Adds to s.gacc, s.lacc (double).
-template <class T, bool kRef, bool kGrad, bool kLoss>
+// Adds to s.gacc, s.lacc (double). kN: the lanes of the per-event products (block_affine); the
+// gradient sums take Simd<T>'s lanes whatever kN is, so that they add in the same order.
+template <class T, int kN, bool kRef, bool kGrad, bool kLoss>
 FASTNPLM_INLINE inline void run_blocks(const Layout& L, const T* __restrict p, const T* xs, std::int64_t nb,
                                        const T* wt, const double* w, Scratch<T>& s) {
     T* __restrict f = s.f.data();
@@ -291,7 +295,7 @@ FASTNPLM_INLINE inline void run_blocks(const Layout& L, const T* __restrict p, c
     double* __restrict gacc = s.gacc.data();
     for (std::int64_t ib = 0; ib < nb; ++ib) {
         const T* xb = xs + ib * L.d * kBlock;
-        forward_block<T, kGrad>(L, p, xb, s.act.data(), s.der.data(), s.pre.data(), f);
+        forward_block<T, kGrad, kN>(L, p, xb, s.act.data(), s.der.data(), s.pre.data(), f);
         const T* __restrict wb = wt + ib * kBlock;
         const double* __restrict wd = w + ib * kBlock;
         if (kRef) {
@@ -328,7 +332,7 @@ FASTNPLM_INLINE inline void run_blocks(const Layout& L, const T* __restrict p, c
             T* __restrict nd = delta == s.da.data() ? s.db.data() : s.da.data();
             const T* __restrict dv = s.der.data() + L.act_off[l - 1];
             for (std::int64_t k = 0; k < nin; ++k)
-                block_affine<T>(W + k, nin, nout, T(0), delta, dv + k * kBlock, nd + k * kBlock);
+                block_affine<T, kN>(W + k, nin, nout, T(0), delta, dv + k * kBlock, nd + k * kBlock);
             delta = nd;
         }
     }
@@ -344,15 +348,25 @@ FASTNPLM_INLINE inline void run_blocks(const Layout& L, const T* __restrict p, c
 // acc (loss at j = P; the caller reduces the lanes). The factor v_j of the
 // first layer's gradient is left out here (acc holds sum q sigmoid'_j x and sum q sigmoid'_j)
 // and applied by the caller, in double, once per group. buf: (2 h + 1) * kChunkBlocks * kBlock.
-template <class T, bool kRef, bool kGrad, bool kLoss, int kD = 0, int kH = 0>
+//
+// kN = 16 (float, AVX-512: FASTNPLM_V4 functions only) runs (1) and (2) in 16-lane vectors and
+// gives the same bits as 8 lanes: their work is per event, and a 16-lane vector of (2) holds the
+// two 8-lane vectors that (2) would take one after the other, whose loss terms fold into the
+// same double lanes in that order (Wide<float, 16>). (3) keeps Simd<T>'s lanes: its sums are
+// kU events per lane in a fixed order, and 16 lanes from two blocks (vectors joined from
+// two loads) measured no faster than 8 on Zen 4.
+template <class T, int kN, bool kRef, bool kGrad, bool kLoss, int kD = 0, int kH = 0>
 FASTNPLM_INLINE inline void run_blocks_1h(const Layout& L, const T* __restrict p, const T* __restrict xs,
                                           std::int64_t nb, const T* __restrict wt, const double* __restrict w,
                                           double* __restrict acc, T* __restrict buf) {
     using detail::Wide;
-    using V = typename detail::Simd<T>::V;
-    using Wd = Wide<T>;
-    constexpr int N = detail::Simd<T>::N;
-    constexpr int kU = kBlock / N;
+    using V = typename detail::Simd<T, kN>::V;  // of (1) and (2)
+    using Wd = Wide<T, kN>;
+    using V8 = typename detail::Simd<T>::V;  // of (3)
+    using W8 = Wide<T>;
+    constexpr int N = kN, N8 = detail::Simd<T>::N;
+    constexpr int kU = kBlock / N, kU8 = kBlock / N8;
+    static_assert(Wd::A == N8, "the loss folds into the double lanes of the gradient sums");
     constexpr std::int64_t C = kChunkBlocks * kBlock;  // event slots per chunk
     const std::int64_t d = kD > 0 ? kD : L.d, H = kH > 0 ? kH : L.out[0], P = L.n_params;
     const T* __restrict W1 = p;
@@ -360,7 +374,7 @@ FASTNPLM_INLINE inline void run_blocks_1h(const Layout& L, const T* __restrict p
     const T* __restrict v = b1 + H;
     const T b2 = v[H];
     const std::int64_t gb1_i = H * d, gv_i = gb1_i + H, gb2_i = gv_i + H;  // flat parameter order
-    double* __restrict gl = acc + P * N;
+    double* __restrict gl = acc + P * N8;
     T* __restrict S = buf;              // H x C: z_j, then sigmoid_j
     T* __restrict E = buf + H * C;      // H x C: e_j, then sigmoid'_j
     T* __restrict Q = buf + 2 * H * C;  // C: q = dL/df
@@ -409,39 +423,39 @@ FASTNPLM_INLINE inline void run_blocks_1h(const Layout& L, const T* __restrict p
                 else
                     ef = detail::vexp(f);
                 q = wv * ef;
-                if (kLoss) detail::acc_add<T>(gl, detail::load_wide<T>(w + slot) * (Wd::of(ef) - 1.0));
+                if (kLoss) detail::acc_add(gl, detail::load_wide<T, N>(w + slot) * (Wd::of(ef) - 1.0));
             } else {
                 q = -wv;
-                if (kLoss) detail::acc_add<T>(gl, -(detail::load_wide<T>(w + slot) * Wd::of(f)));
+                if (kLoss) detail::acc_add(gl, -(detail::load_wide<T, N>(w + slot) * Wd::of(f)));
             }
             detail::store(Q + i * N, q);
         }
         if (!kGrad) continue;
-        // (3) gradient, a block at a time
-        auto put = [acc](std::int64_t j, V x) FASTNPLM_INLINE { detail::acc_add<T>(acc + j * N, Wd::of(x)); };
+        // (3) gradient, a block at a time (kU8 vectors of Simd<T>'s N8 lanes whatever kN is)
+        auto put = [acc](std::int64_t j, V8 x) FASTNPLM_INLINE { detail::acc_add(acc + j * N8, W8::of(x)); };
         for (std::int64_t bl = 0; bl < nbc; ++bl) {
             const std::int64_t o = bl * kBlock;
             const T* xb = xc + bl * d * kBlock;
-            V q[kU];
-            for (int u = 0; u < kU; ++u) q[u] = detail::load<V>(Q + o + u * N);
-            V sq = q[0];
-            for (int u = 1; u < kU; ++u) sq += q[u];
+            V8 q[kU8];
+            for (int u = 0; u < kU8; ++u) q[u] = detail::load<V8>(Q + o + u * N8);
+            V8 sq = q[0];
+            for (int u = 1; u < kU8; ++u) sq += q[u];
             put(gb2_i, sq);
             for (std::int64_t j = 0; j < H; ++j) {
                 const T* Sj = S + j * C + o;
                 const T* Ej = E + j * C + o;
-                V sv = q[0] * detail::load<V>(Sj);
-                for (int u = 1; u < kU; ++u) sv += q[u] * detail::load<V>(Sj + u * N);
+                V8 sv = q[0] * detail::load<V8>(Sj);
+                for (int u = 1; u < kU8; ++u) sv += q[u] * detail::load<V8>(Sj + u * N8);
                 put(gv_i + j, sv);
-                V D[kU];
-                for (int u = 0; u < kU; ++u) D[u] = q[u] * detail::load<V>(Ej + u * N);
-                V sb = D[0];
-                for (int u = 1; u < kU; ++u) sb += D[u];
+                V8 D[kU8];
+                for (int u = 0; u < kU8; ++u) D[u] = q[u] * detail::load<V8>(Ej + u * N8);
+                V8 sb = D[0];
+                for (int u = 1; u < kU8; ++u) sb += D[u];
                 put(gb1_i + j, sb);
                 for (std::int64_t k = 0; k < d; ++k) {
                     const T* xk = xb + k * kBlock;
-                    V sw = D[0] * detail::load<V>(xk);
-                    for (int u = 1; u < kU; ++u) sw += D[u] * detail::load<V>(xk + u * N);
+                    V8 sw = D[0] * detail::load<V8>(xk);
+                    for (int u = 1; u < kU8; ++u) sw += D[u] * detail::load<V8>(xk + u * N8);
                     put(j * d + k, sw);
                 }
             }
@@ -451,8 +465,9 @@ FASTNPLM_INLINE inline void run_blocks_1h(const Layout& L, const T* __restrict p
 #endif
 
 // Blocks [b0, b1) of an event set for a list of networks: out[i * out_stride + ...] receives
-// network nets[i]'s gradient (P entries, when kGrad) and loss (entry P).
-template <class T, bool kRef, bool kGrad, bool kLoss>
+// network nets[i]'s gradient (P entries, when kGrad) and loss (entry P). kN: the lanes of the
+// vectors (Simd<T>'s, or 16 for float in FASTNPLM_V4 functions; the same bits either way).
+template <class T, int kN, bool kRef, bool kGrad, bool kLoss>
 FASTNPLM_INLINE inline void group_pass_impl(const Layout& L, const EventBlocks<T>& ev, std::int64_t b0, std::int64_t b1,
                                             const double* params, const std::int64_t* nets, std::int64_t n_nets,
                                             double* out, std::int64_t out_stride, Scratch<T>& s) {
@@ -467,7 +482,7 @@ FASTNPLM_INLINE inline void group_pass_impl(const Layout& L, const EventBlocks<T
         double* o = out + i * out_stride;
 #ifdef FASTNPLM_HAVE_SIMD
         if (L.one_hidden) {
-            constexpr std::int64_t N = detail::Simd<T>::N;
+            constexpr std::int64_t N = detail::Wide<T, kN>::A;  // double lanes per sum
             double* acc = s.gacc.data();
             std::fill(acc, acc + (P + 1) * N, 0.0);
             // compiled for the 1D toy's 1-4-1 and for d-4-1; any other d-h-1 with h, d at run time
@@ -476,11 +491,11 @@ FASTNPLM_INLINE inline void group_pass_impl(const Layout& L, const EventBlocks<T
             const std::int64_t d = L.d, h = L.out[0];
             T* cb = s.chunk.data();
             if (h == 4 && d == 1)
-                run_blocks_1h<T, kRef, kGrad, kLoss, 1, 4>(L, pt, xs, b1 - b0, wt, w, acc, cb);
+                run_blocks_1h<T, kN, kRef, kGrad, kLoss, 1, 4>(L, pt, xs, b1 - b0, wt, w, acc, cb);
             else if (h == 4)
-                run_blocks_1h<T, kRef, kGrad, kLoss, 0, 4>(L, pt, xs, b1 - b0, wt, w, acc, cb);
+                run_blocks_1h<T, kN, kRef, kGrad, kLoss, 0, 4>(L, pt, xs, b1 - b0, wt, w, acc, cb);
             else
-                run_blocks_1h<T, kRef, kGrad, kLoss>(L, pt, xs, b1 - b0, wt, w, acc, cb);
+                run_blocks_1h<T, kN, kRef, kGrad, kLoss>(L, pt, xs, b1 - b0, wt, w, acc, cb);
             for (std::int64_t j = kGrad ? 0 : P; j <= (kLoss ? P : P - 1); ++j) {
                 double a = 0.0;
                 for (std::int64_t e = 0; e < N; ++e) a += acc[j * N + e];
@@ -497,7 +512,7 @@ FASTNPLM_INLINE inline void group_pass_impl(const Layout& L, const EventBlocks<T
 #endif
         if (kLoss) std::fill(s.lacc.begin(), s.lacc.end(), 0.0);
         if (kGrad) std::fill(s.gacc.begin(), s.gacc.end(), 0.0);
-        run_blocks<T, kRef, kGrad, kLoss>(L, pt, xs, b1 - b0, wt, w, s);
+        run_blocks<T, kN, kRef, kGrad, kLoss>(L, pt, xs, b1 - b0, wt, w, s);
         if (kGrad)
             for (std::int64_t j = 0; j < P; ++j) {
                 double acc = 0.0;
@@ -513,12 +528,12 @@ FASTNPLM_INLINE inline void group_pass_impl(const Layout& L, const EventBlocks<T
 
 // grad and loss: which of the two the pass computes (at least one); the loss costs a few
 // instructions per event, so the training loop asks for it only on the epochs it records.
-template <class T>
+template <class T, int kN = detail::Simd<T>::N>
 FASTNPLM_INLINE inline void group_pass_t(const Layout& L, const EventBlocks<T>& ev, std::int64_t b0, std::int64_t b1,
                                          bool ref, bool grad, bool loss, const double* params, const std::int64_t* nets,
                                          std::int64_t n_nets, double* out, std::int64_t out_stride, Scratch<T>& s) {
     auto run = [&](auto kref, auto kgrad, auto kloss) FASTNPLM_INLINE {
-        group_pass_impl<T, decltype(kref)::value, decltype(kgrad)::value, decltype(kloss)::value>(
+        group_pass_impl<T, kN, decltype(kref)::value, decltype(kgrad)::value, decltype(kloss)::value>(
             L, ev, b0, b1, params, nets, n_nets, out, out_stride, s);
     };
     using Y = std::true_type;
@@ -551,6 +566,34 @@ FASTNPLM_HOT void group_pass(const Layout& L, const EventBlocks<float>& ev, std:
                              bool grad, bool loss, const double* params, const std::int64_t* nets, std::int64_t n_nets,
                              double* out, std::int64_t out_stride, Scratch<float>& s) {
     group_pass_t<float>(L, ev, b0, b1, ref, grad, loss, params, nets, n_nets, out, out_stride, s);
+}
+
+#ifdef FASTNPLM_HAVE_V4
+// The float32 pass in 16-lane vectors, for CPUs with AVX-512 (cpu_has_v4): the same bits as
+// group_pass's 8 lanes (run_blocks_1h and run_blocks say how).
+FASTNPLM_V4 void group_pass_x16(const Layout& L, const EventBlocks<float>& ev, std::int64_t b0, std::int64_t b1,
+                                bool ref, bool grad, bool loss, const double* params, const std::int64_t* nets,
+                                std::int64_t n_nets, double* out, std::int64_t out_stride, Scratch<float>& s) {
+    group_pass_t<float, 16>(L, ev, b0, b1, ref, grad, loss, params, nets, n_nets, out, out_stride, s);
+}
+#endif
+
+// The lanes of a float32 pass over layout L: 16 (group_pass_x16) for one hidden layer where the
+// CPU has AVX-512, else 8. The layer-by-layer pass stays at 8: at 16 lanes it measured slower on
+// Zen 4 (5-5-5-5-1, one thread, 2.14 vs 2.09 ms per epoch), where run_blocks_1h gains (1-4-1:
+// 0.56 vs 0.67 ms; bench/results/neural_fit_cpu_avx512.json). FASTNPLM_F32_LANES=8 or 16 in
+// the environment forces either (16 only where the CPU has AVX-512): benchmarks compare them.
+int choose_float32_lanes(const Layout& L) {
+#ifdef FASTNPLM_HAVE_V4
+    static const bool v4 = detail::cpu_has_v4();
+    const char* env = std::getenv("FASTNPLM_F32_LANES");
+    const std::string force = env != nullptr ? env : "";
+    if (force == "8" || !v4) return 8;
+    return force == "16" || L.one_hidden ? 16 : 8;
+#else
+    (void)L;
+    return 8;
+#endif
 }
 
 FASTNPLM_HOT void predict_blocks(const Layout& L, const double* params, const EventBlocks<double>& ev, std::int64_t b0,
@@ -610,9 +653,10 @@ struct MlpPass::Impl {
     std::int64_t ref_groups = 0;
     std::vector<std::int64_t> data_groups;
     int threads;
+    int lanes;  // of the float32 pass: 8, or 16 (group_pass_x16)
     Impl(const MlpShape& shape, MatrixView reference, const double* w, const std::vector<MatrixView>& d, int t,
          MlpPrecision precision, bool specialised)
-        : L(make_layout(shape, specialised)), threads(resolve_threads(t)) {
+        : L(make_layout(shape, specialised)), threads(resolve_threads(t)), lanes(choose_float32_lanes(L)) {
         check_events(reference, L.d, "reference");
         if (w == nullptr) throw std::invalid_argument("mlp: reference weights are missing");
         if (d.empty()) throw std::invalid_argument("mlp: no networks (data list is empty)");
@@ -628,6 +672,19 @@ struct MlpPass::Impl {
     template <class T>
     void run(const EventSets<T>& ev, const double* params, const std::int64_t* nets, std::int64_t n_nets, double* loss,
              double* grad) const;
+
+    // group_pass at this pass's lanes
+    template <class T>
+    void group(const EventBlocks<T>& ev, std::int64_t b0, std::int64_t b1, bool ref, bool grad, bool loss,
+               const double* params, const std::int64_t* nets, std::int64_t n_nets, double* out,
+               std::int64_t out_stride, Scratch<T>& s) const {
+#ifdef FASTNPLM_HAVE_V4
+        if constexpr (std::is_same_v<T, float>)
+            if (lanes == 16)
+                return group_pass_x16(L, ev, b0, b1, ref, grad, loss, params, nets, n_nets, out, out_stride, s);
+#endif
+        group_pass(L, ev, b0, b1, ref, grad, loss, params, nets, n_nets, out, out_stride, s);
+    }
 };
 
 template <class T>
@@ -648,15 +705,15 @@ void MlpPass::Impl::run(const EventSets<T>& ev, const double* params, const std:
         for (std::int64_t t = 0; t < n_tasks; ++t) {
             if (t < gr) {
                 const std::int64_t nb = ev.ref.nb;
-                group_pass(L, ev.ref, nb * t / gr, nb * (t + 1) / gr, true, want_grad, want_loss, params, nets, n_nets,
-                           ref_part.data() + t * n_nets * W, W, s);
+                group(ev.ref, nb * t / gr, nb * (t + 1) / gr, true, want_grad, want_loss, params, nets, n_nets,
+                      ref_part.data() + t * n_nets * W, W, s);
             } else {
                 const std::int64_t u = t - gr;
                 const std::int64_t i = std::upper_bound(first.begin(), first.end(), u) - first.begin() - 1;
                 const EventBlocks<T>& d = ev.data[nets[i]];
                 const std::int64_t g = u - first[i], G = first[i + 1] - first[i], nb = d.nb;
-                group_pass(L, d, nb * g / G, nb * (g + 1) / G, false, want_grad, want_loss, params, nets + i, 1,
-                           data_part.data() + u * W, W, s);
+                group(d, nb * g / G, nb * (g + 1) / G, false, want_grad, want_loss, params, nets + i, 1,
+                      data_part.data() + u * W, W, s);
             }
         }
     }
@@ -685,6 +742,7 @@ MlpPass::MlpPass(const MlpShape& shape, MatrixView reference, const double* refe
 MlpPass::~MlpPass() = default;
 
 std::int64_t MlpPass::n_networks() const { return static_cast<std::int64_t>(impl_->data_groups.size()); }
+int MlpPass::float32_lanes() const { return impl_->lanes; }
 std::int64_t MlpPass::n_params() const { return impl_->L.n_params; }
 
 void MlpPass::run(const double* params, const std::int64_t* nets, std::int64_t n_nets, double* loss,

@@ -29,6 +29,10 @@ public:
     ~MlpPass();
     std::int64_t n_networks() const;
     std::int64_t n_params() const;
+    /// The lanes of the float32 pass's vectors, the same bits either way: 16 for one hidden
+    /// layer on CPUs with AVX-512 (GCC x86-64 builds), else 8; FASTNPLM_F32_LANES=8 or 16 in the
+    /// environment when the pass is made forces either (16 only where the CPU has AVX-512).
+    int float32_lanes() const;
     /// For the networks nets[0..n_nets): loss[b] and grad[b * P ..] from params[b * P ..],
     /// b = nets[i]; entries of other networks are not touched. Either of loss and grad may be
     /// nullptr (not computed; the gradient-only pass is the training epoch's), not both.

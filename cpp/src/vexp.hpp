@@ -1,7 +1,9 @@
 #pragma once
 // exp(x) without a libm call and without branches, so that loops over it vectorise, for every
 // width the CPU backends use: double and float (scalar code the compiler vectorises) and, with
-// GCC vector extensions, f64x4 and f32x8 (SIMD vectors kept in registers, simd.hpp).
+// GCC vector extensions, f64x4, f32x8 and, in AVX-512 builds (FASTNPLM_V4), f32x16 (SIMD vectors
+// kept in registers, simd.hpp). Each lane of a vector rounds as the scalar form of its width
+// does, so f32x8 and f32x16 give the same bits lane for lane.
 //
 // One range reduction: exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 in
 // [-ln2/2, ln2/2] (Cody-Waite split of ln 2 so that k * ln2_hi is exact), exp(r) by a
@@ -131,6 +133,17 @@ struct ExpWidth<f32x8> {
     FASTNPLM_INLINE static f32x8 real(U u) { return (f32x8)u; }
 };
 
+/// 16 floats (one AVX-512 register; FASTNPLM_V4 functions only): f32x8's form, lane for lane.
+template <>
+struct ExpWidth<f32x16> {
+    using S = float;
+    using U = i32x16;
+    static constexpr bool kFoldBias = true;
+    FASTNPLM_INLINE static f32x16 splat(float s) { return detail::splat<f32x16>(s); }
+    FASTNPLM_INLINE static U bits(f32x16 x) { return (U)x; }
+    FASTNPLM_INLINE static f32x16 real(U u) { return (f32x16)u; }
+};
+
 #endif
 
 /// exp(r) for |r| <= ln2/2 by its degree-12 Taylor polynomial in Estrin's scheme; T is double
@@ -170,7 +183,8 @@ FASTNPLM_INLINE inline double exp_taylor12_horner(double r) {
     return p;
 }
 
-/// exp(r) for |r| <= ln2/2 by Cephes' expf polynomial in Estrin's form; T is float or f32x8.
+/// exp(r) for |r| <= ln2/2 by Cephes' expf polynomial in Estrin's form; T is float, f32x8 or
+/// f32x16.
 template <class T>
 FASTNPLM_INLINE inline T expf_cephes(T r) {
     const T r2 = r * r;
@@ -181,7 +195,8 @@ FASTNPLM_INLINE inline T expf_cephes(T r) {
     return (1.0f + r) + r2 * p;
 }
 
-/// exp(x) of a double, float, f64x4 or f32x8, clamped as kClamp says (see the top of the file).
+/// exp(x) of a double, float, f64x4, f32x8 or f32x16, clamped as kClamp says (see the top of the
+/// file).
 template <ExpClamp kClamp = ExpClamp::both, ExpPoly kPoly = ExpPoly::estrin, class T>
 FASTNPLM_INLINE inline T vexp(T x) {
     using W = ExpWidth<T>;

@@ -2,15 +2,25 @@
 // scalar forward pass (std::exp), and the invariances the toys rely on (thread count,
 // batch composition).
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "check.hpp"
 #include "samples.hpp"
 #include "fastnplm/mlp.hpp"
+#include "hot.hpp"
 #include "mlp_pass.hpp"
+#include "simd.hpp"
 #include "vexp.hpp"
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"  // SIMD vectors cross only always-inline boundaries
+#endif
 
 using fastnplm::MatrixView;
 using fastnplm::MlpShape;
@@ -89,6 +99,44 @@ TEST(vexp_float_matches_std_exp) {
     CHECK(worst < 3e-7);  // a few float ulps (2^-24 = 6e-8)
     CHECK(std::isnan(fastnplm::detail::vexp<fastnplm::detail::ExpClamp::low>(std::nanf(""))));  // the clamp keeps NaN
     CHECK(fastnplm::detail::vexp<fastnplm::detail::ExpClamp::low>(-1e30f) == fastnplm::detail::vexp(-87.0f));
+}
+
+#ifdef FASTNPLM_HAVE_V4
+namespace {
+// exp(-|x|) of n floats (n a multiple of 16) in f32x8 and in f32x16 vectors, as the float32 pass
+// takes it (AVX-512 code: call only where cpu_has_v4())
+FASTNPLM_V4 void vexp_8_and_16_lanes(const float* x, std::int64_t n, float* e8, float* e16) {
+    using fastnplm::detail::ExpClamp;
+    namespace dt = fastnplm::detail;
+    for (std::int64_t i = 0; i < n; i += 8)
+        dt::store(e8 + i, dt::vexp<ExpClamp::low>(dt::neg_abs(dt::load<dt::f32x8>(x + i))));
+    for (std::int64_t i = 0; i < n; i += 16)
+        dt::store(e16 + i, dt::vexp<ExpClamp::low>(dt::neg_abs(dt::load<dt::f32x16>(x + i))));
+}
+}  // namespace
+#endif
+
+TEST(vexp_16_lanes_give_the_8_lane_bits) {
+#ifdef FASTNPLM_HAVE_V4
+    if (!fastnplm::detail::cpu_has_v4()) {
+        std::printf("  (no AVX-512 on this CPU: 16 lanes not compared) ");
+        return;
+    }
+    const std::int64_t n = 200000;
+    std::vector<float> x(n), e8(n), e16(n);
+    for (std::int64_t i = 0; i < n; ++i) x[i] = -90.0f + 180.0f * static_cast<float>(i) / n;
+    x[7] = std::nanf("");
+    vexp_8_and_16_lanes(x.data(), n, e8.data(), e16.data());
+    CHECK(std::memcmp(e8.data(), e16.data(), n * sizeof(float)) == 0);
+    double worst = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        const double ref = std::exp(-std::fabs(static_cast<double>(x[i])));
+        if (std::fabs(x[i]) <= 87.0f) worst = std::max(worst, std::fabs(e16[i] - ref) / ref);
+    }
+    CHECK(worst < 3e-7 && std::isnan(e16[7]));
+#else
+    std::printf("  (no AVX-512 build: 16 lanes not compared) ");
+#endif
 }
 
 TEST(mlp_loss_and_gradient_match_naive_and_finite_differences) {
@@ -243,6 +291,106 @@ TEST(mlp_one_hidden_layer_path_matches_general_path) {
                 CHECK_THROWS(pass.run(p.data(), &net, 1, nullptr, nullptr), std::invalid_argument);
             }
         }
+    }
+}
+
+namespace {
+
+// FASTNPLM_F32_LANES set for a scope (an MlpPass reads it when made), then as it was.
+struct LanesEnv {
+    std::string old;
+    bool had;
+    explicit LanesEnv(const char* lanes) : had(std::getenv("FASTNPLM_F32_LANES") != nullptr) {
+        if (had) old = std::getenv("FASTNPLM_F32_LANES");
+        setenv("FASTNPLM_F32_LANES", lanes, 1);
+    }
+    ~LanesEnv() {
+        if (had)
+            setenv("FASTNPLM_F32_LANES", old.c_str(), 1);
+        else
+            unsetenv("FASTNPLM_F32_LANES");
+    }
+};
+
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+}  // namespace
+
+TEST(mlp_float32_16_lanes_give_the_8_lane_bits) {
+    // AVX-512 CPUs run the float32 pass in 16-lane vectors (one hidden layer by default, every
+    // network when forced): loss, gradient and training the same bits as 8 lanes, for the
+    // published 1-4-1 and 5-4-1 and for the other shapes the paths take; event counts not
+    // multiples of 16 (nor of a block or a chunk), two networks, the pass on two threads
+    {
+        const LanesEnv x16("16");
+        const Problem tiny(1, {4}, 20, 3, 1);
+        const fastnplm::detail::MlpPass pass(tiny.s, tiny.ref(), tiny.w.data(), {tiny.dat()}, 1,
+                                             fastnplm::MlpPrecision::float32);
+        if (pass.float32_lanes() != 16) {
+            std::printf("  (no AVX-512 on this CPU or in this build: 16 lanes not compared) ");
+            return;
+        }
+    }
+    struct Case {
+        std::int64_t d;
+        std::vector<std::int64_t> hidden;
+        std::int64_t nr, nd;
+        bool specialised;
+    };
+    const std::vector<Case> cases = {{1, {4}, 6007, 1999, true},     {5, {4}, 3001, 457, true},
+                                     {1, {4}, 17, 5, true},          {3, {7}, 1000, 33, true},
+                                     {2, {32}, 3001, 457, true},     {2, {4}, 3001, 457, false},
+                                     {5, {5, 5, 5}, 2003, 511, true}};
+    for (const Case& c : cases) {
+        const Problem a(c.d, c.hidden, c.nr, c.nd, 41), b(c.d, c.hidden, c.nr, c.nd + 100, 42);
+        const std::int64_t P = a.s.n_params();
+        std::vector<double> p = fastnplm::mlp_init(a.s, 5), p1 = fastnplm::mlp_init(a.s, 6);
+        const auto noise = normal(2 * P, 13, 0.5);
+        p.insert(p.end(), p1.begin(), p1.end());
+        for (std::int64_t j = 0; j < 2 * P; ++j) p[j] += noise[j];
+        std::vector<double> big(p);  // e^f beyond float's range: a non-finite loss at either width
+        big[P - 1] = 100.0;
+        std::vector<double> loss[2], grad[2], grad_only[2], loss_big[2];
+        for (int wide = 0; wide < 2; ++wide) {
+            const LanesEnv env(wide ? "16" : "8");
+            const fastnplm::detail::MlpPass pass(a.s, a.ref(), a.w.data(), {a.dat(), b.dat()}, 2,
+                                                 fastnplm::MlpPrecision::float32, c.specialised);
+            CHECK(pass.float32_lanes() == (wide ? 16 : 8));
+            const std::int64_t nets[2] = {0, 1};
+            loss[wide].resize(2);
+            grad[wide].resize(2 * P);
+            grad_only[wide].resize(2 * P);
+            loss_big[wide].resize(2);
+            pass.run(p.data(), nets, 2, loss[wide].data(), grad[wide].data());
+            pass.run(p.data(), nets, 2, nullptr, grad_only[wide].data());
+            pass.run(big.data(), nets, 2, loss_big[wide].data(), nullptr);
+        }
+        CHECK(same_bits(loss[0], loss[1]));
+        CHECK(same_bits(grad[0], grad[1]));
+        CHECK(same_bits(grad_only[0], grad_only[1]));
+        CHECK(same_bits(loss_big[0], loss_big[1]) && !std::isfinite(loss_big[0][0]));
+        // training: parameters, loss history and stop state
+        fastnplm::MlpTrainOptions o;
+        o.epochs = 40;
+        o.history_every = 7;
+        o.clip = 0.8;
+        o.lr = 0.03;
+        o.threads = 1;
+        o.precision = fastnplm::MlpPrecision::float32;
+        std::vector<double> trained[2], history[2];
+        for (int wide = 0; wide < 2; ++wide) {
+            const LanesEnv env(wide ? "16" : "8");
+            trained[wide] = p;
+            const auto r =
+                fastnplm::mlp_train_adam(a.s, a.ref(), a.w.data(), {a.dat(), b.dat()}, trained[wide].data(), o);
+            history[wide] = r.history;
+            history[wide].insert(history[wide].end(), r.loss.begin(), r.loss.end());
+            CHECK(r.epochs_done[0] == 40 && r.epochs_done[1] == 40);
+        }
+        CHECK(same_bits(trained[0], trained[1]));
+        CHECK(same_bits(history[0], history[1]));
     }
 }
 
