@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace fastnplm::bench {
 
@@ -12,7 +13,15 @@ namespace fastnplm::bench {
 /// float32 sigmoid exponentials exp(-|a x + b|) per event alone take over n_events events with
 /// `threads` threads -- the exp and the vectorisation of the float32 pass, none of its other
 /// work. An epoch of a network with that many exps per event cannot be faster on this machine.
-double mlp_exp_floor_ms(std::int64_t n_events, int exps_per_event, int threads = 0, int repeats = 20);
+/// lanes: 8 (AVX2 vectors) or 16 (AVX-512; std::invalid_argument where avx512_lanes() is false).
+double mlp_exp_floor_ms(std::int64_t n_events, int exps_per_event, int threads = 0, int repeats = 20, int lanes = 8);
+
+/// Whether this build runs 16-lane float32 code on this CPU (AVX-512, GCC x86-64 build).
+bool avx512_lanes();
+
+/// The lanes (8 or 16) of the float32 MLP pass of a d-hidden-1 network here, with the
+/// environment (FASTNPLM_F32_LANES) as it is now.
+int mlp_float32_lanes(std::int64_t d, const std::vector<std::int64_t>& hidden);
 
 /// What bench/gpu.py puts achieved rates against.
 struct CudaDeviceFacts {

@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['CudaDeviceFacts', 'CudaEventTimer', 'KernelFitResult', 'MlpTrainResult', 'NotPositiveDefiniteError', 'ResidentFeatures', 'SharedFitResult', 'SharedReference', 'blas_name', 'cuda_architectures', 'cuda_built', 'cuda_device_available', 'cuda_device_facts', 'cuda_kernel_names', 'default_threads', 'feature_gram', 'feature_project', 'features_expm1_sum', 'features_gram', 'fit_kernel', 'kernel_fused', 'kernel_gram_mm', 'kernel_matrix', 'kernel_mm_expm1_sum', 'kernel_mv', 'kernel_tmv', 'mlp_exp_floor_ms', 'mlp_init', 'mlp_loss_grad', 'mlp_loss_grad_hess', 'mlp_n_params', 'mlp_predict', 'mlp_train', 'version']
+__all__: list[str] = ['CudaDeviceFacts', 'CudaEventTimer', 'KernelFitResult', 'MlpTrainResult', 'NotPositiveDefiniteError', 'ResidentFeatures', 'SharedFitResult', 'SharedReference', 'avx512_lanes', 'blas_name', 'cuda_architectures', 'cuda_built', 'cuda_device_available', 'cuda_device_facts', 'cuda_kernel_names', 'default_threads', 'feature_gram', 'feature_project', 'features_expm1_sum', 'features_gram', 'fit_kernel', 'kernel_fused', 'kernel_gram_mm', 'kernel_matrix', 'kernel_mm_expm1_sum', 'kernel_mv', 'kernel_tmv', 'mlp_exp_floor_ms', 'mlp_float32_lanes', 'mlp_init', 'mlp_loss_grad', 'mlp_loss_grad_hess', 'mlp_n_params', 'mlp_predict', 'mlp_train', 'version']
 class NotPositiveDefiniteError(ValueError):
     pass
 class KernelFitResult:
@@ -266,6 +266,10 @@ class CudaEventTimer:
         """
         Milliseconds since start() (waits for the device).
         """
+def avx512_lanes() -> bool:
+    """
+    Whether this build runs 16-lane float32 code on this CPU.
+    """
 def blas_name() -> str:
     """
     The LAPACK/BLAS the core was built with.
@@ -338,9 +342,13 @@ def kernel_tmv(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], cente
     """
     K(x, centers).T @ u without storing K.
     """
-def mlp_exp_floor_ms(n_events: typing.SupportsInt | typing.SupportsIndex, exps_per_event: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex = 0, repeats: typing.SupportsInt | typing.SupportsIndex = 20) -> float:
+def mlp_exp_floor_ms(n_events: typing.SupportsInt | typing.SupportsIndex, exps_per_event: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex = 0, repeats: typing.SupportsInt | typing.SupportsIndex = 20, lanes: typing.SupportsInt | typing.SupportsIndex = 8) -> float:
     """
-    Benchmark floor: ms (best of repeats) of exps_per_event float32 sigmoid exps per event alone.
+    Benchmark floor: ms (best of repeats) of exps_per_event float32 sigmoid exps per event alone, in vectors of 8 or 16 (AVX-512) lanes.
+    """
+def mlp_float32_lanes(d: typing.SupportsInt | typing.SupportsIndex, hidden: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> int:
+    """
+    Lanes (8 or 16) of the float32 MLP pass of a d-hidden-1 network here (FASTNPLM_F32_LANES as now).
     """
 def mlp_init(d: typing.SupportsInt | typing.SupportsIndex, hidden: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], seed: typing.SupportsInt | typing.SupportsIndex, clip: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> numpy.typing.NDArray[numpy.float64]:
     """

@@ -1,8 +1,11 @@
 // pybind11 bindings of the measurement helpers the bench scripts use (bench/cpp/bench.hpp).
 #include "bindings_bench.hpp"
 
+#include <pybind11/stl.h>
+
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "bench.hpp"
 #include "results.hpp"
@@ -14,12 +17,17 @@ using fastnplm_bindings::ResultClass;
 void bind_bench(py::module_& m) {
     m.def(
         "mlp_exp_floor_ms",
-        [](std::int64_t n_events, int exps_per_event, int threads, int repeats) {
+        [](std::int64_t n_events, int exps_per_event, int threads, int repeats, int lanes) {
             py::gil_scoped_release nogil;  // safe: no Python object is touched
-            return mlp_exp_floor_ms(n_events, exps_per_event, threads, repeats);
+            return mlp_exp_floor_ms(n_events, exps_per_event, threads, repeats, lanes);
         },
         py::arg("n_events"), py::arg("exps_per_event"), py::arg("threads") = 0, py::arg("repeats") = 20,
-        "Benchmark floor: ms (best of repeats) of exps_per_event float32 sigmoid exps per event alone.");
+        py::arg("lanes") = 8,
+        "Benchmark floor: ms (best of repeats) of exps_per_event float32 sigmoid exps per event alone, "
+        "in vectors of 8 or 16 (AVX-512) lanes.");
+    m.def("avx512_lanes", &avx512_lanes, "Whether this build runs 16-lane float32 code on this CPU.");
+    m.def("mlp_float32_lanes", &mlp_float32_lanes, py::arg("d"), py::arg("hidden"),
+          "Lanes (8 or 16) of the float32 MLP pass of a d-hidden-1 network here (FASTNPLM_F32_LANES as now).");
     ResultClass<CudaDeviceFacts>(m, "CudaDeviceFacts", "What bench/gpu.py puts achieved rates against.")
         .field("name", &CudaDeviceFacts::name, "the device's name")
         .property(

@@ -274,9 +274,36 @@ def test_exp_floor_of_the_benchmark_validates_and_runs():
     # bench/neural_fit.py's floor: a time, positive and finite; bad sizes refused before work
     ms = _core.mlp_exp_floor_ms(1000, 5, threads=1, repeats=2)
     assert np.isfinite(ms) and ms > 0
-    for args, match in [((7, 5), "n_events"), ((1000, 0), "exps_per_event"), ((1000, 5, 1, 0), "repeats")]:
+    for args, match in [((7, 5), "n_events"), ((1000, 0), "exps_per_event"), ((1000, 5, 1, 0), "repeats"),
+                        ((1000, 5, 1, 2, 4), "lanes")]:
         with pytest.raises(ValueError, match=match):
             _core.mlp_exp_floor_ms(*args)
+    # 16 lanes where the CPU has AVX-512, refused elsewhere
+    if _core.avx512_lanes():
+        assert _core.mlp_exp_floor_ms(1000, 5, 1, 2, 16) > 0
+    else:
+        with pytest.raises(ValueError, match="AVX-512"):
+            _core.mlp_exp_floor_ms(1000, 5, 1, 2, 16)
+
+
+@pytest.mark.parametrize("hidden", [(4,), (3, 2)])
+def test_float32_fit_is_the_same_at_8_and_16_lanes(monkeypatch, hidden):
+    # FASTNPLM_F32_LANES forces the float32 pass's width (16 only with AVX-512); the fit's
+    # parameters and loss history are the same bits at either (tests/cpp compares the passes)
+    rng = np.random.default_rng(3)
+    ref, dat = rng.exponential(size=(3001, 2)), rng.exponential(size=(307, 2))
+    m = fastnplm.NeuralNPLM(hidden=hidden, clip=2.0, epochs=30, lr=0.02, history_every=5, threads=1,
+                            dtype="float32")
+    fits, lanes = [], []
+    for force in ("8", "16"):
+        monkeypatch.setenv("FASTNPLM_F32_LANES", force)
+        lanes.append(_core.mlp_float32_lanes(2, list(hidden)))
+        fits.append(m.fit(ref, dat))
+    assert lanes == [8, 16 if _core.avx512_lanes() else 8]
+    assert np.array_equal(fits[0].params, fits[1].params)
+    assert np.array_equal(fits[0].loss_history, fits[1].loss_history) and fits[0].t == fits[1].t
+    monkeypatch.delenv("FASTNPLM_F32_LANES")
+    assert _core.mlp_float32_lanes(2, list(hidden)) == (16 if _core.avx512_lanes() and len(hidden) == 1 else 8)
 
 
 U32 = 2.0**-24  # unit roundoff of float
