@@ -294,8 +294,8 @@ def clip_scan(scan, ax=None):
     Returns
     -------
     matplotlib Axes
-        The fitted dof per clip, the line dof = |w| (the network's parameters), the best clip
-        marked, and the KS p-value against chi2(|w|) on the right axis.
+        The fitted dof per clip, the line dof = n_w (the network's parameters), the best clip
+        marked, and the KS p-value against chi2(n_w) on the right axis.
     """
     ax = _axes(ax)
     ax.plot(scan.clips, scan.dof, "o-", color="C0", label="fitted dof of the toys")
