@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--permutations", type=int, default=64)
     ap.add_argument("--naive", type=int, default=4)
     ap.add_argument("--cms", action="store_true", help="the real-data check instead of the timing")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="core threads of the refits (default all; set OPENBLAS_NUM_THREADS to the same for numpy)")
     args = ap.parse_args()
     if args.cms:
         emit({"benchmark": "permutation_cms", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -77,7 +79,7 @@ def main():
     cov = 0.4 ** np.abs(np.subtract.outer(np.arange(d), np.arange(d)))
     a = rng.multivariate_normal(np.zeros(d), cov, size=100_000)
     b = rng.multivariate_normal(np.zeros(d), cov, size=10_000)
-    model = fastnplm.KernelNPLM(M=500, lam=1e-6, seed=1)
+    model = fastnplm.KernelNPLM(M=500, lam=1e-6, seed=1, threads=args.threads)
     sigma = fastnplm.models.sigma_heuristic(np.concatenate([a, b]), seed=1)
 
     t0 = time.perf_counter()
@@ -97,6 +99,8 @@ def main():
 
     out = {"benchmark": "permutation", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "nproc": os.cpu_count(), "cpu": cpuinfo(), "build": fastnplm.build_info(),
+           "threads": {"core": args.threads or fastnplm._core.default_threads(),
+                       "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")},
            "setting": {"n_a": a.shape[0], "n_b": b.shape[0], "d": d, "M": model.M, "sigma": sigma, "lam": model.lam},
            "fast": {"setup_seconds": setup, "seconds_per_permutation": per_permutation,
                     "permutations_timed": args.permutations, "t_obs": float(many.t_obs[0])},
