@@ -37,18 +37,12 @@ from scipy import stats
 import fastnplm
 from fastnplm.models import _spectral
 from fastnplm._bench import cpuinfo
+from fastnplm.calibration import clopper_pearson
 
 from _report import emit  # bench/_report.py
 from centers import problem_1d, problem_5d, signal_sets
 
 Z_LEVEL = 2.0
-
-
-def clopper_pearson(k, n, cl=0.6827):
-    a = 1 - cl
-    lo = 0.0 if k == 0 else stats.beta.ppf(a / 2, k, n - k + 1)
-    hi = 1.0 if k == n else stats.beta.ppf(1 - a / 2, k + 1, n - k)
-    return [float(lo), float(hi)]
 
 
 def two_sample(a, b):

@@ -39,7 +39,7 @@ from scipy import optimize, stats
 
 import fastnplm
 from fastnplm._bench import cpuinfo
-from fastnplm.calibration import toy_rng
+from fastnplm.calibration import clopper_pearson, toy_rng
 
 from _report import emit  # bench/_report.py
 
@@ -90,13 +90,6 @@ def chi2_fit(t, boot=200, seed=0):
     b = np.array([chi2_dof(t[rng.integers(0, t.size, t.size)]) for _ in range(boot)])
     return {"dof": dof, "interval_68": [float(np.quantile(b, 0.16)), float(np.quantile(b, 0.84))],
             "ks_pvalue": float(stats.kstest(t, stats.chi2(dof).cdf).pvalue)}
-
-
-def clopper_pearson(k, n, cl=0.6827):
-    a = 1 - cl
-    lo = 0.0 if k == 0 else stats.beta.ppf(a / 2, k, n - k + 1)
-    hi = 1.0 if k == n else stats.beta.ppf(1 - a / 2, k + 1, n - k)
-    return [float(lo), float(hi)]
 
 
 def two_sample(a, b):
