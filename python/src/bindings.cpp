@@ -21,6 +21,8 @@
 #include "results.hpp"
 #include "bindings_hessian.hpp"
 
+#include "arrays.hpp"
+
 namespace py = pybind11;
 using namespace fastnplm;
 using fastnplm_bindings::flat;
@@ -30,7 +32,7 @@ namespace {
 
 // forcecast + c_style: a float64 C-contiguous array passes through without a copy; the
 // Python layer converts explicitly beforehand so any copy is visible there.
-using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using fastnplm_bindings::Array;
 
 MatrixView matrix(const Array& a, const char* name) {
     if (a.ndim() != 2)

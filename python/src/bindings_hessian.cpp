@@ -11,19 +11,15 @@
 
 #include "fastnplm/mlp_hessian.hpp"
 
+#include "arrays.hpp"
+
 namespace py = pybind11;
 using namespace fastnplm;
 
 namespace {
 
-using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
-
-MatrixView events(const Array& a, const std::string& name) {
-    if (a.ndim() != 2)
-        throw std::invalid_argument(name + " must be a 2-D array (events, features), got " + std::to_string(a.ndim()) +
-                                    "-D");
-    return MatrixView(a.data(), a.shape(0), a.shape(1));
-}
+using fastnplm_bindings::Array;
+using fastnplm_bindings::events;
 
 py::tuple loss_grad_hess(const Array& reference, const Array& weights, const Array& data,
                          const std::vector<std::int64_t>& hidden, const Array& params, int threads, bool with_grad,

@@ -16,20 +16,16 @@
 #include "fastnplm/mlp.hpp"
 #include "results.hpp"
 
+#include "arrays.hpp"
+
 namespace py = pybind11;
 using namespace fastnplm;
 using fastnplm_bindings::ResultClass;
 
 namespace {
 
-using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
-
-MatrixView events(const Array& a, const std::string& name) {
-    if (a.ndim() != 2)
-        throw std::invalid_argument(name + " must be a 2-D array (events, features), got " + std::to_string(a.ndim()) +
-                                    "-D");
-    return MatrixView(a.data(), a.shape(0), a.shape(1));
-}
+using fastnplm_bindings::Array;
+using fastnplm_bindings::events;
 
 MlpPrecision precision_of(const std::string& dtype) {
     if (dtype == "float64") return MlpPrecision::float64;
