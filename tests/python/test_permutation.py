@@ -167,3 +167,14 @@ def test_cli_test_with_permutations(two, tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main(argv[:6])
     assert err.value.code == 2
+
+
+def test_memory_limit_is_named_before_any_work(two, monkeypatch):
+    from fastnplm.calibration import permutation
+
+    a, b = two
+    monkeypatch.setattr(permutation, "FAST_MEMORY_LIMIT", 1000)
+    need = 2 * (a.shape[0] + b.shape[0]) * 30 * 8
+    with pytest.raises(MemoryError, match=f"{need / 2**30:.1f} GiB"):
+        permutation_test(model(), a, b, permutations=2, fast=True)
+    assert permutation_test(model(), a, b, permutations=2).path == "refit"  # fast=None falls back

@@ -53,7 +53,7 @@ log = logging.getLogger("fastnplm")
 
 #: Permutations whose f the fast path computes in one matrix product (see Permutations.groups).
 GROUP = 8
-#: Largest kernel matrix of the pooled sample (bytes) the fast path keeps in memory by default.
+#: Most memory (bytes) the fast path may hold for the pooled sample's matrices; above it, refits.
 FAST_MEMORY_LIMIT = 4 * 2**30
 
 
@@ -229,11 +229,12 @@ def _choose_path(models, n_pooled, fast):
         raise ValueError("fast=True needs a single-penalty newton-step KernelNPLM with lam > 0")
     if fast is False or not applicable:
         return "refit"
-    need = n_pooled * models[0].centers.shape[0] * 8
+    # the features (n, M) and, while they are formed, the kernel matrix of the same size
+    need = 2 * n_pooled * models[0].centers.shape[0] * 8
     if need > FAST_MEMORY_LIMIT:
         if fast:
-            raise MemoryError(f"the fast permutation path keeps the pooled kernel matrix ({n_pooled} x "
-                              f"{models[0].centers.shape[0]}: {need / 2**30:.1f} GiB) in memory, more than "
+            raise MemoryError(f"the fast permutation path holds two {n_pooled} x {models[0].centers.shape[0]} "
+                              f"matrices of the pooled sample ({need / 2**30:.1f} GiB) in memory, more than "
                               f"FAST_MEMORY_LIMIT ({FAST_MEMORY_LIMIT / 2**30:.1f} GiB); use fast=False or fewer centers")
         return "refit"
     return "fast"
@@ -357,10 +358,6 @@ class SharedGram:
             return -scipy.linalg.cho_solve(factor, g, check_finite=False), scale
         except np.linalg.LinAlgError:
             return _semidefinite_solve(h, g), scale
-
-    def alpha(self, beta):
-        """The kernel coefficients alpha = G beta."""
-        return self.g @ beta
 
     def t_values(self, labellings):
         """(t, finite) per labelling: t = 2 [sum_B f - sum_A w (e^f - 1)] with f = B beta, f of
