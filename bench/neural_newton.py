@@ -3,20 +3,23 @@
 of the two against Adam's published 300000-epoch training.
 
     python bench/neural_newton.py [--threads N] [--fits 3] [--fits-5d 1] [--out FILE]
-    python bench/neural_newton.py --study [--toys 20] [--adam-toys 6] [--out FILE]
+    python bench/neural_newton.py --study [--toys 20] [--adam-toys 6 | --adam-from FILE] [--out FILE]
 
 Timing (issue 18): 1D 1-4-1, clip 9, N_R = 200000, N_D = 2000 (target <= 0.25 s per fit,
 restarts included); 5D 5-5-5-5-1, clip 2, N_R = 100000, N_D = 20000 (target <= 2 s). Data
 from _bench.exp_data (reference and data Exp(1) in every coordinate), seeds 0, 1, ...; each
-data set fitted by Newton (the model's default restarts) and by L-BFGS-B (one start, to
-convergence) one after the other. Also the cost of one loss-gradient-Hessian pass
+data set fitted by Newton (the model's defaults: restarts and the coarse stage), by Newton on
+the full sample throughout (``coarse=False``) and by L-BFGS-B (one start, to convergence) one
+after the other. Also the cost of one loss-gradient-Hessian pass
 (_core.mlp_loss_grad_hess) against one loss-gradient pass (_core.mlp_loss_grad), best of 5.
 
 Study (--study): the 1D setting, ``--toys`` data sets against one reference (even k null:
-2000 events of Exp(1); odd k with a signal: 100 of them from N(2, 0.2)), fitted by Newton and
-L-BFGS-B from seed k's initialisation; the first ``--adam-toys`` of them (half null, half
-signal) also by Adam, 300000 epochs at lr 1e-3 in float32 (the published training; its final
-loss recomputed in float64), all in one batched call. Reports per data set the three final
+2000 events of Exp(1); odd k with a signal: 100 of them from N(2, 0.2)), fitted by Newton (with
+and without the coarse stage) and L-BFGS-B from seed k's initialisation; the first
+``--adam-toys`` of them (half null, half signal) also by Adam, 300000 epochs at lr 1e-3 in
+float32 (the published training; its final loss recomputed in float64), all in one batched
+call. The data sets are the same in every run, so ``--adam-from`` takes those Adam rows from an
+earlier study's JSON instead of training again (15 minutes for 3). Reports per data set the three final
 losses and how often Newton's is lower or equal (within 1e-6), and how often Newton's starts
 agree with its best.
 
@@ -25,6 +28,7 @@ Prints one JSON document with the machine's facts (``--out`` also writes it).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -77,17 +81,22 @@ def timing(name, case, fits, threads, newton_iter):
         t0 = time.perf_counter()
         nw = fastnplm.NeuralNPLM(optimizer="newton", epochs=newton_iter, **kw).fit(ref, dat)
         t1 = time.perf_counter()
-        lb = fastnplm.NeuralNPLM(optimizer="lbfgsb", epochs=20000, **kw).fit(ref, dat)
+        nd = fastnplm.NeuralNPLM(optimizer="newton", coarse=False, epochs=newton_iter, **kw).fit(ref, dat)
         t2 = time.perf_counter()
-        rows.append({"data_seed": seed, "newton": fit_record(nw, t1 - t0), "lbfgsb": fit_record(lb, t2 - t1)})
-        print(f"{name} seed {seed}: newton {t1 - t0:.2f} s (L {nw.loss:.6f}), lbfgsb {t2 - t1:.2f} s "
-              f"(L {lb.loss:.6f})", flush=True)
+        lb = fastnplm.NeuralNPLM(optimizer="lbfgsb", epochs=20000, **kw).fit(ref, dat)
+        t3 = time.perf_counter()
+        rows.append({"data_seed": seed, "newton": fit_record(nw, t1 - t0),
+                     "newton_full_sample": fit_record(nd, t2 - t1), "lbfgsb": fit_record(lb, t3 - t2)})
+        print(f"{name} seed {seed}: newton {t1 - t0:.2f} s (L {nw.loss:.6f}), without the coarse stage "
+              f"{t2 - t1:.2f} s (L {nd.loss:.6f}), lbfgsb {t3 - t2:.2f} s (L {lb.loss:.6f})", flush=True)
     sec_n = float(np.median([r["newton"]["seconds"] for r in rows]))
+    sec_d = float(np.median([r["newton_full_sample"]["seconds"] for r in rows]))
     sec_l = float(np.median([r["lbfgsb"]["seconds"] for r in rows]))
     return {"case": {k: list(v) if isinstance(v, tuple) else v for k, v in case.items()},
             "newton_restarts": fastnplm.NeuralNPLM(optimizer="newton").restarts, "newton_iteration_limit": newton_iter,
-            "fits": rows, "newton_median_s_per_fit": sec_n, "lbfgsb_median_s_per_fit": sec_l,
-            "newton_over_lbfgsb_time": sec_n / sec_l, "target_s_per_fit": case["target_s"],
+            "fits": rows, "newton_median_s_per_fit": sec_n, "newton_full_sample_median_s_per_fit": sec_d,
+            "lbfgsb_median_s_per_fit": sec_l, "newton_over_lbfgsb_time": sec_n / sec_l,
+            "full_sample_over_newton_time": sec_d / sec_n, "target_s_per_fit": case["target_s"],
             "target_met": sec_n <= case["target_s"],
             "newton_lower_or_equal_loss": sum(r["newton"]["loss"] <= r["lbfgsb"]["loss"] + AGREE for r in rows)}
 
@@ -104,35 +113,50 @@ def study_toys(n_toys):
     return ref, toys
 
 
-def study(n_toys, n_adam, threads):
+def study(n_toys, n_adam, threads, adam_from=None):
     ref, toys = study_toys(n_toys)
     seeds = list(range(n_toys))
     kw = dict(hidden=(4,), clip=9.0, threads=threads)
     t0 = time.perf_counter()
     nw = fastnplm.NeuralNPLM(optimizer="newton", **kw).fit_batch(ref, toys, n_expected=2000, seeds=seeds)
     t1 = time.perf_counter()
-    lb = fastnplm.NeuralNPLM(optimizer="lbfgsb", epochs=20000, **kw).fit_batch(ref, toys, n_expected=2000, seeds=seeds)
+    nd = fastnplm.NeuralNPLM(optimizer="newton", coarse=False, **kw).fit_batch(ref, toys, n_expected=2000,
+                                                                                 seeds=seeds)
     t2 = time.perf_counter()
-    print(f"study: newton {t1 - t0:.0f} s, lbfgsb {t2 - t1:.0f} s for {n_toys} toys", flush=True)
+    lb = fastnplm.NeuralNPLM(optimizer="lbfgsb", epochs=20000, **kw).fit_batch(ref, toys, n_expected=2000, seeds=seeds)
+    t3 = time.perf_counter()
+    print(f"study: newton {t1 - t0:.0f} s, newton without the coarse stage {t2 - t1:.0f} s, lbfgsb {t3 - t2:.0f} s "
+          f"for {n_toys} toys", flush=True)
+    earlier = {}
+    if adam_from:
+        earlier = {r["toy"]: r["adam_300k"] for r in json.load(open(adam_from))["study_1d"]["rows"] if "adam_300k" in r}
+        n_adam = 0
     adam = fastnplm.NeuralNPLM(epochs=300_000, lr=1e-3, history_every=0, dtype="float32", **kw).fit_batch(
         ref, toys[:n_adam], n_expected=2000, seeds=seeds[:n_adam]) if n_adam else []
-    t3 = time.perf_counter()
+    t4 = time.perf_counter()
     w = np.full(ref.shape[0], 2000 / ref.shape[0])
     rows = []
     for k in range(n_toys):
-        row = {"toy": k, "signal": bool(k % 2), "newton": fit_record(nw[k], None), "lbfgsb": fit_record(lb[k], None)}
+        row = {"toy": k, "signal": bool(k % 2), "newton": fit_record(nw[k], None),
+               "newton_full_sample": fit_record(nd[k], None), "lbfgsb": fit_record(lb[k], None)}
         if k < n_adam:  # Adam's end point in float64, as the others' losses
             loss64 = float(_core.mlp_loss_grad(ref, w, [toys[k]], [4], adam[k].params[None, :], False, threads)[0][0])
             row["adam_300k"] = {"loss": loss64, "loss_float32_pass": adam[k].loss, "t": -2 * loss64}
+        elif k in earlier:
+            row["adam_300k"] = dict(earlier[k], from_file=adam_from)
         rows.append(row)
     n_le_lb = sum(r["newton"]["loss"] <= r["lbfgsb"]["loss"] + AGREE for r in rows)
+    n_le_nd = sum(r["newton"]["loss"] <= r["newton_full_sample"]["loss"] + AGREE for r in rows)
+    nd_le_n = sum(r["newton_full_sample"]["loss"] <= r["newton"]["loss"] + AGREE for r in rows)
     adam_rows = [r for r in rows if "adam_300k" in r]
     n_le_ad = sum(r["newton"]["loss"] <= r["adam_300k"]["loss"] + AGREE for r in adam_rows)
     lb_le_ad = sum(r["lbfgsb"]["loss"] <= r["adam_300k"]["loss"] + AGREE for r in adam_rows)
     at_best = [r["newton"]["restarts_at_best"] for r in rows]
-    return {"toys": n_toys, "adam_toys": n_adam, "seconds": {"newton": t1 - t0, "lbfgsb": t2 - t1, "adam": t3 - t2},
+    return {"toys": n_toys, "adam_toys": len(adam_rows),
+            "seconds": {"newton": t1 - t0, "newton_full_sample": t2 - t1, "lbfgsb": t3 - t2, "adam": t4 - t3},
             "rows": rows,
-            "newton_lower_or_equal_lbfgsb": n_le_lb, "newton_lower_or_equal_adam": n_le_ad,
+            "newton_lower_or_equal_lbfgsb": n_le_lb, "newton_lower_or_equal_full_sample": n_le_nd,
+            "full_sample_lower_or_equal_newton": nd_le_n, "newton_lower_or_equal_adam": n_le_ad,
             "lbfgsb_lower_or_equal_adam": lb_le_ad,
             "newton_restarts": nw[0].restart_losses.size, "restarts_at_best": at_best,
             "fits_where_all_starts_agree": sum(a == nw[0].restart_losses.size for a in at_best),
@@ -150,12 +174,13 @@ def main():
     ap.add_argument("--study", action="store_true", help="the loss study instead of the timing")
     ap.add_argument("--toys", type=int, default=20)
     ap.add_argument("--adam-toys", type=int, default=6)
+    ap.add_argument("--adam-from", help="take the Adam rows from this earlier --study JSON")
     ap.add_argument("--out", help="also write the JSON document to this file")
     args = ap.parse_args()
     threads = args.threads or _core.default_threads()
     out = {"benchmark": "neural_newton", "machine": _bench.machine(threads)}
     if args.study:
-        out["study_1d"] = study(args.toys, args.adam_toys, threads)
+        out["study_1d"] = study(args.toys, args.adam_toys, threads, args.adam_from)
     else:
         out["pass_cost"] = {name: pass_costs(case, threads) for name, case in CASES.items()}
         out["timing"] = {"1d": timing("1d", CASES["1d"], args.fits, threads, args.newton_iter)}

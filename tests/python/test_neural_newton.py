@@ -129,10 +129,50 @@ def test_bad_newton_settings(kwargs, match):
         fastnplm.NeuralNPLM(**kwargs)
 
 
-def test_newton_takes_no_nuisances():
-    ref, dat = problem(1, 100, 10, 0)
-    with pytest.raises(ValueError, match="nuisances"):
-        fastnplm.NeuralNPLM(optimizer="newton").fit(ref, dat, nuisances=[object()])
+def test_coarse_stage_ends_at_a_full_sample_kkt_point():
+    # N_R = 60000, N_D = 1000: k = 60000 // max(10 N_D, 20000) = 3, so each start first runs on
+    # every 3rd reference event; the end point must meet the KKT conditions of the full problem,
+    # checked with the core's plain gradient pass (as must the fit on the full sample alone).
+    rng = np.random.default_rng(21)
+    ref, dat = rng.exponential(size=(60000, 1)), rng.exponential(size=(1000, 1))
+    dat[:60] = rng.normal(2.0, 0.2, size=(60, 1))
+    kw = dict(clip=9.0, optimizer="newton", restarts=2, threads=1)
+    coarse = fastnplm.NeuralNPLM(**kw).fit(ref, dat, n_expected=1000)
+    full = fastnplm.NeuralNPLM(coarse=False, **kw).fit(ref, dat, n_expected=1000)
+    assert coarse.converged and "(1 in 3 reference events)" in coarse.message
+    assert full.converged and "coarse" not in full.message
+    w = np.full(60000, 1000 / 60000)
+    for res in (coarse, full):
+        loss, g = _core.mlp_loss_grad(ref, w, [dat], [4], res.params[None, :])
+        assert kkt_violation(res.params, g[0], 9.0) <= 1e-6 and loss[0] == pytest.approx(res.loss, abs=1e-9)
+    assert coarse.t > 20  # the bump at 2 is found either way (t ~ 2 x 60 events' log-ratio)
+    with pytest.raises(TypeError, match="coarse"):
+        fastnplm.NeuralNPLM(optimizer="newton", coarse="yes")
+
+
+def test_newton_fit_with_nuisances_is_a_joint_stationary_point():
+    # tau's problem: min over (network, nu) of L_core(weights w r(nu)) + sum_R w (r(nu) - 1)
+    # - sum_D log r(nu) + nu^2 / (2 sigma^2), with r = e^nu (a normalisation). At the end of the
+    # alternation the network meets Newton's KKT conditions at weights w e^nu and dL/dnu = 0, both
+    # from the core's pass (independent of the alternation's bookkeeping).
+    rng = np.random.default_rng(3)
+    ref, data = rng.exponential(size=(8000, 1)), rng.exponential(size=(480, 1))
+    data[:40] = rng.normal(2.0, 0.2, size=(40, 1))
+    model = fastnplm.NeuralNPLM(hidden=(3,), clip=5.0, optimizer="newton", restarts=2, threads=1)
+    res = model.fit(ref, data, n_expected=400.0, nuisances=[fastnplm.Nuisance("norm", 0.5)])
+    assert res.converged
+    nu, p = res.nu_tau["norm"], res.fit.params
+    w = np.full(8000, 400.0 / 8000) * np.exp(nu)
+    loss, g = _core.mlp_loss_grad(ref, w, [data], [3], p[None, :])
+    assert kkt_violation(p, g[0], 5.0) <= model.newton_tol
+    f_ref = _core.mlp_predict(ref, [3], p, 1)
+    dl_dnu = w @ np.exp(f_ref) - 480 + nu / 0.5**2  # d/dnu of sum_R w e^(f + nu) - N_D nu + constraint
+    assert abs(dl_dnu) <= 1e-6 * 480
+    expected = -2 * (loss[0] + 400.0 * np.expm1(nu) - 480 * nu + nu**2 / (2 * 0.5**2))
+    assert res.tau == pytest.approx(expected, rel=1e-9)
+    # Delta's fit (f = 0) takes the excess in yield: 400 e^nu + nu / 0.5^2 = 480, nu ~ log(1.2)
+    assert res.nu_delta["norm"] == pytest.approx(np.log(480 / 400), abs=0.01)
+    assert res.t > 0 and res.delta > 0
 
 
 def small_toys():

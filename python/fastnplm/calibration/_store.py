@@ -22,12 +22,12 @@ STORE_VERSION = 1
 MODEL_KEYS = ("M", "lam", "solver", "penalties", "cg_tol", "max_iter", "grad_tol", "max_newton", "seed", "hessian",
                "center_pool", "spectral_tol")
 NEURAL_KEYS = ("hidden", "clip", "epochs", "lr", "seed", "optimizer", "beta1", "beta2", "eps", "dtype",
-               "restarts", "newton_tol")  # the last two recorded for optimizer="newton" only
+               "restarts", "newton_tol", "coarse")  # the last three recorded for optimizer="newton" only
 
 
 def model_spec(model, path) -> dict:
     if isinstance(model, NeuralNPLM):
-        keys = NEURAL_KEYS if model.optimizer == "newton" else NEURAL_KEYS[:-2]  # older stores keep matching
+        keys = NEURAL_KEYS if model.optimizer == "newton" else NEURAL_KEYS[:-3]  # older stores keep matching
         spec = {"kind": "neural", **{k: getattr(model, k) for k in keys}}
         if model.resolved_backend() == "cuda":
             spec["backend"] = "cuda"  # toys fitted on the device: resume and refit there too
@@ -42,7 +42,7 @@ def model_spec(model, path) -> dict:
 
 
 def fingerprint(model, reference, pool, n_expected, sigmas, seed, path, n_reference, nuisances=None,
-                 nu_true=None) -> dict:
+                 nu_true=None, weights=None) -> dict:
     """What a store's toys depend on; a store written with anything else is refused."""
     h = hashlib.sha256()
     for arr in (reference, pool):
@@ -54,12 +54,19 @@ def fingerprint(model, reference, pool, n_expected, sigmas, seed, path, n_refere
         h.update(np.ascontiguousarray(model.centers).tobytes())
     out = {"version": STORE_VERSION, "model": model_spec(model, path), "sigmas": list(sigmas),
            "n_expected": float(n_expected), "seed": int(seed), "path": path, "data_sha256": h.hexdigest()}
+    if weights is not None:  # equal weights leave the fingerprint as it always was
+        out["reference_weights_sha256"] = weights_sha256(weights)
     if n_reference is not None:
         out["n_reference"] = int(n_reference)  # a reference generator: each toy draws this many events
     if nuisances:
         out["nuisances"] = nuisance_spec(nuisances)
         out["nu_true"] = dict(nu_true or {})
     return json.loads(json.dumps(out))
+
+
+def weights_sha256(weights) -> str:
+    """The hash a store records of its reference weights (float64 bytes)."""
+    return hashlib.sha256(np.ascontiguousarray(weights, dtype=np.float64).tobytes()).hexdigest()
 
 
 def nuisance_spec(nuisances) -> list:

@@ -37,6 +37,10 @@ CHECKPOINT_EPOCHS = 10000  # default epochs between checkpoints of a fit (~5 s o
 DTYPES = ("float64", "float32")
 RESTART_AGREEMENT = 1e-6  # Newton starts whose final L is within this of the best agree with it
 NEWTON_RESTARTS = 3  # default starts of a Newton fit (docs/neural.md: how often starts disagree)
+# Newton's coarse stage: every k-th reference event, k = N_R // max(COARSE_PER_DATA * N_D, COARSE_MIN)
+COARSE_PER_DATA = 10
+COARSE_MIN = 20_000
+COARSE_TOL = 1e-3  # the coarse stage stops at this projected gradient; the full sample then meets newton_tol
 
 
 def _hidden_arg(hidden) -> tuple:
@@ -200,11 +204,18 @@ class NeuralNPLM:
         box). The gradient is a sum over events of order N_D; 1e-6 is far above its rounding
         (~1e-16 of the sum of its terms' sizes) and leaves a loss ~tol^2 / (2 lambda) above the
         minimum along a direction of curvature lambda: nothing t can show.
+    coarse : bool
+        Newton only: when the reference is much larger than the data (k = N_R // max(10 N_D,
+        20000) >= 2), each start first runs on every k-th reference event, weights times k, to
+        a projected gradient of 1e-3, and only then on the full sample to ``newton_tol``. The
+        long nonconvex part of the path then costs ~1/k of the passes' time; the result is
+        still a point meeting ``newton_tol`` on the full sample (docs/neural.md has the study).
+        False: the full sample throughout.
     """
 
     def __init__(self, hidden=(4,), clip=9.0, epochs=300000, lr=1e-3, seed=0, threads=None, optimizer="adam",
                  history_every=1000, beta1=0.9, beta2=0.999, eps=1e-8, dtype="float64", backend="cpu",
-                 restarts=None, newton_tol=1e-6):
+                 restarts=None, newton_tol=1e-6, coarse=True):
         self.hidden = _hidden_arg(hidden)
         self.clip = _checks.positive_number(clip, "clip")
         self.epochs = _checks.positive_int(epochs, "epochs")
@@ -230,6 +241,9 @@ class NeuralNPLM:
             restarts = NEWTON_RESTARTS if optimizer == "newton" else 1
         self.restarts = _checks.positive_int(restarts, "restarts")
         self.newton_tol = _checks.positive_number(newton_tol, "newton_tol")
+        if not isinstance(coarse, (bool, np.bool_)):
+            raise TypeError(f"coarse must be True or False, got {coarse!r}")
+        self.coarse = bool(coarse)
         if optimizer != "newton" and self.restarts != 1:
             raise ValueError(f"restarts is for optimizer='newton' (got restarts={restarts} with {optimizer!r})")
         if optimizer == "newton" and (dtype != "float64" or backend == "cuda"):
@@ -276,8 +290,6 @@ class NeuralNPLM:
             Epochs between checkpoints (default: the multiple of ``history_every`` nearest
             above 10000); a multiple of ``history_every``.
         """
-        if nuisances is not None and self.optimizer == "newton":
-            raise ValueError("fits with nuisances take optimizer='lbfgsb' or 'adam', not 'newton'")
         if nuisances is not None:  # tau, Delta and t (fastnplm.models.nuisance.fit_neural_with_nuisances)
             from .nuisance import fit_neural_with_nuisances
             ref = _checks.as_events(reference, "reference")
@@ -347,7 +359,7 @@ class NeuralNPLM:
             if self.optimizer == "adam":
                 outs = self.train_adam(ref, w, [dats[k] for k in idx], init, checkpoint=_checkpoint)
             elif self.optimizer == "newton":
-                outs = self._newton(ref, w, [dats[k] for k in idx], init, [seeds[k] for k in idx])
+                outs = self.train_newton(ref, w, [dats[k] for k in idx], init, [seeds[k] for k in idx])
             else:
                 outs = self._lbfgsb(ref, w, [dats[k] for k in idx], init)
             for k, out in zip(idx, outs):
@@ -458,45 +470,70 @@ class NeuralNPLM:
                              message=str(res.message)))
         return outs
 
-    def _newton(self, ref, w, dats, init, seeds):
+    def train_newton(self, reference, weights, datasets, init, seeds, restarts=None, coarse=None) -> list:
         """Newton fits (fastnplm/models/_newton.py) of each data set from ``restarts`` starts.
 
-        The starts run side by side, each on its share of the threads (the core's passes release
-        the GIL): a start's result does not depend on its thread count, so neither does the fit.
+        Start 0 of data set k begins at ``init[k]``, start r > 0 at the initialisation of
+        ``restart_seed(seeds[k], r)``; the lowest final loss is kept. ``restarts`` and ``coarse``
+        default to the model's. The starts run side by side, each on its share of the threads
+        (the core's passes release the GIL): a start's result does not depend on its thread
+        count, so neither does the fit.
+
+        Returns
+        -------
+        list of dict, one per data set: loss, params, history, epochs_done (steps, both stages),
+        converged, message, restart_losses, restarts_at_best, backend.
         """
         from concurrent.futures import ThreadPoolExecutor
 
+        ref, w = reference, weights
+        restarts = self.restarts if restarts is None else _checks.positive_int(restarts, "restarts")
+        coarse = self.coarse if coarse is None else bool(coarse)
         hidden = list(self.hidden)
         threads = self.threads or _core.default_threads()
-        workers = min(self.restarts, threads)
+        workers = min(restarts, threads)
         outs = []
-        for x, p0, seed in zip(dats, init, seeds):
-            noise = 1e-13 * (float(w.sum()) + x.shape[0])  # the rounding of L: ~1e-16 of ~1000 terms' sum
+        for x, p0, seed in zip(datasets, init, seeds):
+            k = ref.shape[0] // max(COARSE_PER_DATA * x.shape[0], COARSE_MIN) if coarse else 1
+            # the coarse stage's sample: every k-th reference event, weights times k (same total)
+            ref_c, w_c = (np.ascontiguousarray(ref[::k]), w[::k] * k) if k >= 2 else (None, None)
 
-            def start(r, x=x, p0=p0, seed=seed, noise=noise):
+            def start(r, x=x, p0=p0, seed=seed, k=k, ref_c=ref_c, w_c=w_c):
                 nt = threads // workers + (1 if r % workers < threads % workers else 0)
 
-                def fun(p):
-                    return _core.mlp_loss_grad_hess(ref, w, x, hidden, p, nt)
+                def stage(rs, ws, p, tol):
+                    noise = 1e-13 * (float(ws.sum()) + x.shape[0])  # the rounding of L: ~1e-16 of ~1000 terms' sum
 
-                def loss(p):
-                    return _core.mlp_loss_grad_hess(ref, w, x, hidden, p, nt, False, False)[0]
+                    def fun(q):
+                        return _core.mlp_loss_grad_hess(rs, ws, x, hidden, q, nt)
+
+                    def loss(q):
+                        return _core.mlp_loss_grad_hess(rs, ws, x, hidden, q, nt, False, False)[0]
+
+                    return projected_newton(fun, loss, p, self.clip, tol, self.epochs, noise)
 
                 p_start = p0 if r == 0 else self.init_params(ref.shape[1], restart_seed(seed, r))
-                return projected_newton(fun, loss, p_start, self.clip, self.newton_tol, self.epochs, noise)
+                if ref_c is None:
+                    return stage(ref, w, p_start, self.newton_tol)
+                first = stage(ref_c, w_c, p_start, max(COARSE_TOL, self.newton_tol))
+                run = stage(ref, w, first["x"], self.newton_tol)
+                run["message"] = (f"{first['iterations']} coarse steps (1 in {k} reference events), "
+                                  f"{run['iterations']} on the full sample: {run['message']}")
+                run["iterations"] += first["iterations"]
+                return run
 
             if workers > 1:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
-                    runs = list(pool.map(start, range(self.restarts)))
+                    runs = list(pool.map(start, range(restarts)))
             else:
-                runs = [start(r) for r in range(self.restarts)]
+                runs = [start(r) for r in range(restarts)]
             losses = np.array([run["loss"] if np.isfinite(run["loss"]) else np.inf for run in runs])
             best = int(np.argmin(losses))
             run = runs[best]
             at_best = int(np.sum(losses - losses[best] <= RESTART_AGREEMENT))
             # t from the pass the other optimizers report (mlp_loss_grad): the same L to ~1e-13
             final = float(_core.mlp_loss_grad(ref, w, [x], hidden, run["x"].reshape(1, -1), False, self.threads)[0][0])
-            message = (f"start {best + 1} of {self.restarts} best ({at_best} within {RESTART_AGREEMENT:g} of it): "
+            message = (f"start {best + 1} of {restarts} best ({at_best} within {RESTART_AGREEMENT:g} of it): "
                        f"{run['message']}")
             outs.append(dict(loss=final, params=run["x"], history=run["history"], epochs_done=run["iterations"],
                              converged=bool(run["converged"] and np.isfinite(final)), message=message,

@@ -35,6 +35,7 @@ from ._kernel_defs import sigma_heuristic
 from ._spectral import SpectralReference
 
 KINDS = ("normalization", "shape")
+NU_STEP_TOL = 1e-8  # a Newton nuisance fit stops when a round moves nu by at most this of its width
 
 
 class ShapeCoefficients:
@@ -440,7 +441,10 @@ def fit_neural_with_nuisances(model, ref, dat, w, nuisances, auxiliary, rounds=2
     (free) together, with the core's loss and gradient at weights w r(nu) and d L / d nu from
     f on the events. optimizer="adam": ``rounds`` alternations of Adam on the network at fixed
     nu (epochs / rounds updates each, its moments restarting every round) and the exact nu step
-    at fixed f (Delta's problem with reference weights w e^f). tau = -2 L at the end.
+    at fixed f (Delta's problem with reference weights w e^f). optimizer="newton": the same
+    alternation with each network step a Newton fit to ``newton_tol``, until a round changes
+    neither (at most ``rounds`` rounds; converged only when it stopped that way). tau = -2 L at
+    the end.
     """
     nus, sig, aux = _nuisance_list(nuisances, auxiliary)
     lr_ref, lr_dat = _LogRatio(nus, ref), _LogRatio(nus, dat)
@@ -467,6 +471,26 @@ def fit_neural_with_nuisances(model, ref, dat, w, nuisances, auxiliary, rounds=2
                                     maxcor=20))
         params, nu, done = res.x[:n_par], res.x[n_par:] * sig, int(res.nit)
         ok = bool(np.isfinite(res.fun)) and (res.success or "ABNORMAL" in str(res.message))
+    elif model.optimizer == "newton":
+        # block coordinate descent, each block solved exactly: the network by Newton at fixed nu
+        # (the model's restarts in the first round, then one start from where it stands), nu by
+        # Delta's Newton step at fixed f; until a round leaves the network where it was and
+        # moves nu by at most NU_STEP_TOL of its width
+        done, ok = 0, False
+        for k in range(max(1, int(rounds))):
+            out = model.train_newton(ref, w * np.exp(lr_ref.value(nu)), [dat], params[None, :], [model.seed],
+                                     restarts=None if k == 0 else 1, coarse=None if k == 0 else False)[0]
+            params, done = out["params"], done + out["epochs_done"]
+            f_ref = _core.mlp_predict(ref, hidden, params, threads)
+            _, nu_new = _delta(lr_ref, lr_dat, w * np.exp(f_ref), sig, aux, tol)
+            still = k > 0 and out["epochs_done"] == 0
+            moved = float(np.max(np.abs(nu_new - nu) / sig))
+            nu = nu_new
+            if not out["converged"]:
+                break
+            if still and moved <= NU_STEP_TOL:
+                ok = True
+                break
     else:
         rounds, epochs, done, ok = max(1, min(int(rounds), model.epochs)), model.epochs, 0, True
         for k in range(rounds):
