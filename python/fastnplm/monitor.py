@@ -15,6 +15,7 @@ import numpy as np
 from scipy import stats
 
 from . import _checks
+from .calibration._run import check_weights
 
 
 class Monitor:
@@ -30,6 +31,10 @@ class Monitor:
     sigma_index : int or None
         Which width (None: the only one).
     threads : int or None
+    reference_weights : array_like (N_R,) or None
+        The reference's per-event weights, when the calibration's toys used them
+        (``calibrate(..., reference_weights=w)``): the same weights, checked against the hash
+        the calibration records. None: equal weights N(R)/N_R.
 
     Examples
     --------
@@ -37,7 +42,7 @@ class Monitor:
     >>> out = mon.test(batch)          # {'t', 'p', 'z', 'converged', 'seconds'}
     """
 
-    def __init__(self, calibration, reference, sigma_index=None, threads=None):
+    def __init__(self, calibration, reference, sigma_index=None, threads=None, reference_weights=None):
         from .models.kernel import KernelNPLM
 
         self.calibration = calibration
@@ -50,7 +55,11 @@ class Monitor:
         if self.n_expected is None:
             raise ValueError("the calibration does not record n_expected")
         n_r = self.reference.shape[0]
-        self.w = np.full(n_r, float(self.n_expected) / n_r)
+        check_weights(calibration.settings, self.reference, reference_weights)
+        if reference_weights is None:
+            self.w = np.full(n_r, float(self.n_expected) / n_r)
+        else:
+            self.w = _checks.reference_weights(reference_weights, None, n_r, 1)
         self.shared = None
         self._sorted_toys = None
         m = self.model
@@ -62,7 +71,7 @@ class Monitor:
         """The fit of one batch: a KernelFitResult equal to ``calibration.model().fit(reference, batch)``."""
         dat = _checks.as_events(batch, "batch", d=self.reference.shape[1])
         if self.shared is None:
-            return self.model.fit(self.reference, dat, n_expected=self.n_expected)
+            return self.model.fit(self.reference, dat, reference_weights=self.w)
         return self.model.fit_with(self.shared, dat)
 
     def test(self, batch) -> dict:

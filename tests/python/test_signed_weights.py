@@ -251,6 +251,57 @@ def test_calibration_test_takes_signed_weights(p1):
     assert out["settings"]["n_expected"] == pytest.approx(w.sum())
 
 
+@pytest.mark.parametrize("fast", [False, True])
+def test_toys_with_signed_reference_weights(p1, fast, tmp_path):
+    """calibrate(reference_weights=w): toy k is a fit of its own data (drawn as toy_rng(seed, k)
+    draws it: Poisson(sum w) events from the pool) against the reference with weights w, on the
+    plain and on the shared-reference path; the store records the weights' hash, so Calibration.test
+    and Monitor take only the same weights."""
+    from fastnplm.calibration._toys import toy_rng
+
+    ref, dat, w = p1["ref"], p1["dat"], p1["w"]
+    pool = np.random.default_rng(9).exponential(size=(5000, 1))
+    model = fastnplm.KernelNPLM(M=12, sigma=0.4, lam=1e-4, **TIGHT)
+    store = tmp_path / "toys.jsonl"
+    cal = fastnplm.calibrate(model, ref, pool, toys=5, reference_weights=w, seed=3, fast=fast, store=store,
+                             batch=2)
+    assert cal.settings["n_expected"] == pytest.approx(w.sum()) and cal.settings["path"] == (
+        "spectral" if fast else "plain")
+    fitter = cal.model()
+    for k in range(5):
+        rng = toy_rng(3, k)
+        x = pool[rng.choice(pool.shape[0], size=int(rng.poisson(w.sum())), replace=False)]
+        assert cal.t[k, 0] == pytest.approx(fitter.fit(ref, x, reference_weights=w).t, rel=1e-9, abs=1e-9)
+    # resuming with other weights is refused; the same weights resume to the same toys
+    with pytest.raises(ValueError, match="store"):
+        fastnplm.calibrate(model, ref, pool, toys=5, reference_weights=np.abs(w) * (w.sum() / np.abs(w).sum()),
+                           seed=3, fast=fast, store=store)
+    again = fastnplm.calibrate(model, ref, pool, toys=5, reference_weights=w, seed=3, fast=fast, store=store)
+    np.testing.assert_array_equal(again.t, cal.t)
+    out = cal.test(ref, dat, reference_weights=w)
+    assert out["per_width"][0]["t"] == fitter.fit(ref, dat, reference_weights=w).t
+    mon = fastnplm.Monitor(cal, ref, reference_weights=w)
+    assert mon.test(dat)["t"] == pytest.approx(out["per_width"][0]["t"], rel=1e-9)
+    for bad in (None, w[::-1].copy()):
+        with pytest.raises(ValueError, match="reference_weights"):
+            cal.test(ref, dat, reference_weights=bad)
+        with pytest.raises(ValueError, match="reference_weights"):
+            fastnplm.Monitor(cal, ref, reference_weights=bad)
+    with pytest.raises(ValueError, match="not both"):
+        fastnplm.calibrate(model, ref, pool, toys=2, reference_weights=w, n_expected=300.0)
+
+
+def test_toys_with_equal_given_weights_are_the_toys_of_n_expected():
+    rng = np.random.default_rng(4)
+    ref, pool = rng.exponential(size=(2000, 1)), rng.exponential(size=(5000, 1))
+    for model in (fastnplm.KernelNPLM(M=10, sigma=0.4, lam=1e-4),
+                  fastnplm.NeuralNPLM(hidden=(2,), clip=3.0, optimizer="lbfgsb", epochs=200, threads=1)):
+        plain = fastnplm.calibrate(model, ref, pool, toys=3, n_expected=150.0, seed=2)
+        given = fastnplm.calibrate(model, ref, pool, toys=3, reference_weights=np.full(2000, 150.0 / 2000), seed=2)
+        np.testing.assert_array_equal(given.t, plain.t)
+        assert "reference_weights_sha256" in given.settings and "reference_weights_sha256" not in plain.settings
+
+
 def test_preprocessing_takes_the_signed_weighted_moments(p1):
     ref, w = p1["ref"], p1["w"]
     pre = fastnplm.preprocessing.Standardize().fit(ref, weights=w)

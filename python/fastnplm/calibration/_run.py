@@ -25,7 +25,8 @@ from scipy import special, stats
 from .. import _checks
 from .._info import BACKENDS, resolve_backend
 from .null import ToyNull, clopper_pearson
-from ._store import NEURAL_KEYS, STORE_VERSION, fingerprint, nuisance_spec, open_store, read_store, store_header  # noqa: F401
+from ._store import (NEURAL_KEYS, STORE_VERSION, fingerprint, nuisance_spec, open_store, read_store,  # noqa: F401
+                     store_header, weights_sha256)
 from ._toys import Toys, choose_path, run_blocks, toy_rng  # noqa: F401  (toy_rng: public here)
 from ..models.kernel import KernelNPLM, sigma_heuristic
 from ..models.neural import NeuralNPLM
@@ -137,6 +138,7 @@ class Calibration:
             :func:`aggregate`), ``verdict`` (:func:`verdict`), ``settings`` and ``fits`` (the
             fit results, one per width).
         """
+        check_weights(self.settings, reference, reference_weights)
         n_exp = n_expected
         if n_exp is None and reference_weights is None:
             n_exp = self.settings.get("n_expected")
@@ -328,7 +330,7 @@ def _progress_bar(progress, total, initial):
 
 def calibrate(model: KernelNPLM | NeuralNPLM, reference, pool, toys: int = 300, n_expected=None, sigmas=None, seed=0,
               store=None, executor=None, progress=None, fast=None, batch: int = 32,
-              n_reference=None, nuisances=None, nu_true=None, backend=None) -> Calibration:
+              n_reference=None, nuisances=None, nu_true=None, backend=None, reference_weights=None) -> Calibration:
     """Null distribution of t from toys.
 
     Parameters
@@ -345,8 +347,9 @@ def calibrate(model: KernelNPLM | NeuralNPLM, reference, pool, toys: int = 300, 
         Reference-distributed events disjoint from ``reference`` (toys draw without
         replacement from it), or a generator.
     toys : int
-    n_expected : float
-        N(R): each toy has Poisson(N(R)) events and reference weights N(R)/N_R.
+    n_expected : float or None
+        N(R): each toy has Poisson(N(R)) events and reference weights N(R)/N_R. None with
+        ``reference_weights``: their sum.
     sigmas : sequence of float or None
         Widths; every toy is fitted at each (same toy data). None: the model's sigma (or
         the heuristic on the reference).
@@ -391,6 +394,11 @@ def calibrate(model: KernelNPLM | NeuralNPLM, reference, pool, toys: int = 300, 
         when the toys ran there, and ``cal.model()`` carries it, so the observed data go
         through the same backend (the two agree to roundoff, not bit for bit). Toys with
         nuisances run on the CPU.
+    reference_weights : array_like (N_R,) or None
+        Per-event weights of the reference (of either sign, a positive total; simulation
+        weights), used by every toy; their sum is N(R), so ``n_expected`` is left out. The store
+        records their hash: observed data must be tested with the same weights
+        (:meth:`Calibration.test`, :class:`fastnplm.Monitor`). Not with a reference generator.
     """
     if not isinstance(model, (KernelNPLM, NeuralNPLM)):
         raise TypeError(f"model must be a fastnplm.KernelNPLM or NeuralNPLM, got {type(model).__name__}")
@@ -421,9 +429,12 @@ def calibrate(model: KernelNPLM | NeuralNPLM, reference, pool, toys: int = 300, 
         raise ValueError("nu_true needs nuisances")
     toys = _checks.positive_int(toys, "toys")
     batch = _checks.positive_int(batch, "batch")
-    if n_expected is None:
+    if n_expected is None and reference_weights is None:
         raise ValueError("n_expected (N(R), the expected number of events) is required for toys")
-    n_exp = _checks.positive_number(n_expected, "n_expected")
+    if reference_weights is not None and n_expected is not None:
+        raise ValueError("give either reference_weights (their sum is N(R)) or n_expected, not both")
+    if reference_weights is not None and callable(reference):
+        raise ValueError("reference_weights need a reference sample, not a generator")
     if fast is not None and not isinstance(fast, bool):
         raise TypeError(f"fast must be None, True or False, got {fast!r}")
     if progress is not None and not isinstance(progress, bool):
@@ -440,6 +451,11 @@ def calibrate(model: KernelNPLM | NeuralNPLM, reference, pool, toys: int = 300, 
         if n_reference is not None:
             raise ValueError("n_reference is only for a reference generator")
         ref = _checks.as_events(reference, "reference")
+    weights = None
+    if reference_weights is not None:
+        weights = _checks.reference_weights(reference_weights, None, ref.shape[0], 1)
+        n_expected = float(weights.sum())
+    n_exp = _checks.positive_number(n_expected, "n_expected")
     d = ref.shape[1]
     pool_arr = None if callable(pool) else _checks.as_events(pool, "pool", d=d)
     models: list
@@ -458,7 +474,7 @@ def calibrate(model: KernelNPLM | NeuralNPLM, reference, pool, toys: int = 300, 
         path = "spectral"  # nuisance fits always work in the spectral features: share them
 
     header = fingerprint(model, reference if generator else ref, pool if callable(pool) else pool_arr, n_exp,
-                          sigmas, seed, path, n_reference, nuisances, nu_true)
+                          sigmas, seed, path, n_reference, nuisances, nu_true, weights)
     stored = store_header(store)
     if stored is not None and fast is None and stored.get("path") != path:
         # resume the way the store was started: the cost model may choose otherwise for another toys count
@@ -471,11 +487,24 @@ def calibrate(model: KernelNPLM | NeuralNPLM, reference, pool, toys: int = 300, 
         models = [_with_sigma(m, m.sigma, hessian=path) for m in models]
     todo = [k for k in range(toys) if k not in done]
     job = Toys(models, reference if generator else ref, n_reference, pool if callable(pool) else pool_arr, n_exp,
-                seed, d, path, nuisances, nu_true)
+                seed, d, path, nuisances, nu_true, weights)
     blocks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
     bar = _progress_bar(progress, toys, toys - len(todo))
     record_blocks(run_blocks(job, blocks, executor), done, store, header, bar)
     return _calibration([done[k] for k in range(toys)], header, models)
+
+
+def check_weights(settings, reference, reference_weights) -> None:
+    """ValueError unless data tested against a calibration whose toys used given reference
+    weights come with the same weights (as recorded by their hash)."""
+    recorded = settings.get("reference_weights_sha256")
+    if recorded is None:
+        return
+    if reference_weights is None:
+        raise ValueError("the calibration's toys used given reference_weights: test with the same weights")
+    n_r = _checks.as_events(reference, "reference").shape[0]
+    if weights_sha256(_checks.reference_weights(reference_weights, None, n_r, 1)) != recorded:
+        raise ValueError("reference_weights differ from those the calibration's toys used (their hash differs)")
 
 
 def record_blocks(groups, done: dict, store, header, bar) -> None:

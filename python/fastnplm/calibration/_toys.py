@@ -28,10 +28,12 @@ def toy_rng(seed: int, k: int) -> np.random.Generator:
 class Toys:
     """Everything a block of toys needs, picklable (it travels to dask workers once)."""
 
-    def __init__(self, models, reference, n_reference, pool, n_exp, seed, d, path, nuisances=None, nu_true=None):
+    def __init__(self, models, reference, n_reference, pool, n_exp, seed, d, path, nuisances=None, nu_true=None,
+                 weights=None):
         self.models, self.reference, self.n_reference = models, reference, n_reference
         self.pool, self.n_exp, self.seed, self.d, self.path = pool, n_exp, seed, d, path
         self.nuisances, self.nu_true = nuisances, nu_true
+        self.weights = weights  # the reference's given weights (summing to n_exp), or None: equal ones
         self._shared, self._lock = {}, threading.Lock()
 
     def __getstate__(self):  # the per-process spectral state is rebuilt where the job lands
@@ -69,14 +71,21 @@ class Toys:
                      for x in self.nuisances}
         return data, ref, extra
 
+    def ref_weights(self, ref) -> np.ndarray:
+        """The reference weights of every toy: the given ones, or N(R)/N_R each."""
+        return self.weights if self.weights is not None else np.full(ref.shape[0], self.n_exp / ref.shape[0])
+
+    def _size(self) -> dict:
+        """How a plain fit is told the reference weights (n_expected alone when they are equal)."""
+        return {"reference_weights": self.weights} if self.weights is not None else {"n_expected": self.n_exp}
+
     def shared(self, j):
         """The shared-reference state of width j (spectral or shared path), built once per process
         that runs this job."""
         with self._lock:
             if j not in self._shared:
                 m, ref = self.models[j], self.reference
-                w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
-                self._shared[j] = m.reference_solver(ref, w, self.path)
+                self._shared[j] = m.reference_solver(ref, self.ref_weights(ref), self.path)
             return self._shared[j]
 
     def groups(self, ks):
@@ -97,7 +106,7 @@ class Toys:
             for k in busy:
                 for j, m in enumerate(self.models):
                     data, ref, aux = drawn[k]
-                    w = np.full(ref.shape[0], self.n_exp / ref.shape[0])
+                    w = self.ref_weights(ref)
                     if isinstance(m, NeuralNPLM):
                         r = fit_neural_with_nuisances(m, ref, data, w, self.nuisances, aux)
                     else:
@@ -119,7 +128,7 @@ class Toys:
                 for j, m in enumerate(self.models):
                     with warnings.catch_warnings():  # recorded per toy instead
                         warnings.simplefilter("ignore", ConvergenceWarning)
-                        r = m.fit(drawn[k][1], drawn[k][0], n_expected=self.n_exp)
+                        r = m.fit(drawn[k][1], drawn[k][0], **self._size())
                     recs[k]["t"][j], recs[k]["converged"][j] = r.t, bool(r.converged)
                     recs[k]["cg_iterations"][j] = int(sum(r.cg_iterations))
                 yield [recs[k]]
@@ -127,7 +136,7 @@ class Toys:
         for j, m in enumerate(self.models):
             if isinstance(m, NeuralNPLM):  # the toys of the block trained together, the reference read once
                 for sub in ([busy] if not callable(self.reference) else [[k] for k in busy]):
-                    res = m.fit_batch(drawn[sub[0]][1], [drawn[k][0] for k in sub], n_expected=self.n_exp,
+                    res = m.fit_batch(drawn[sub[0]][1], [drawn[k][0] for k in sub], **self._size(),
                                       seeds=[drawn[k][2] for k in sub])
                     for k, r in zip(sub, res):
                         recs[k]["t"][j], recs[k]["converged"][j] = float(r.t), bool(r.converged)
