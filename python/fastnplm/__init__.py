@@ -32,6 +32,7 @@ from .calibration import (  # noqa: E402
     Calibration, aggregate, calibrate, load_calibration, permutation_test, power, tune_clip)
 from .io import load, load_model, save_model  # noqa: E402
 from .monitor import Monitor  # noqa: E402
+from .ui.dqm import MonitorService  # noqa: E402
 from .ui import report  # noqa: E402
 from .baselines import compare  # noqa: E402
 
@@ -42,6 +43,7 @@ __all__ = [
     "Calibration",
     "KernelNPLM",
     "Monitor",
+    "MonitorService",
     "NeuralNPLM",
     "Nuisance",
     "aggregate",

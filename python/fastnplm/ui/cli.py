@@ -1,4 +1,4 @@
-"""Command line: ``fastnplm fit | demo | calibrate | test | report | bench``.
+"""Command line: ``fastnplm fit | demo | calibrate | test | report | tune-clip | monitor | bench``.
 
 Exit codes: 0 success; 2 usage error or bad input (unknown option, unreadable file,
 missing column, invalid setting, CUDA requested where there is none); 1 runtime failure
@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import threading
 
 
 from ..calibration._run import AGGREGATIONS, aggregate, calibrate, load_calibration, nuisance_spec, verdict
@@ -33,6 +35,7 @@ MAIN_EPILOG = f"""examples:
   fastnplm calibrate --reference R.npy --pool P.npy --n-expected 2000 --toys 300 --store toys.fnplm
   fastnplm test --reference R.npy --data D.npy --calibration toys.fnplm
   fastnplm report --reference R.parquet --data D.parquet --pool P.parquet --columns pt1,pt2 --out r.html
+  fastnplm monitor dqm.toml --serve               # many channels, a SQLite history, a dashboard
   fastnplm bench --quick
   fastnplm --cite > nplm.bib
 
@@ -95,6 +98,20 @@ For each clip, null toys of the network (optimizer "newton" unless --optimizer s
 otherwise), the fitted chi2 dof and the KS p-value of the toys against chi2(|w|), |w| the
 network's parameters; the best clip is the one whose toys match chi2(|w|) best. --store
 keeps one resumable store per clip in the directory.""",
+    "monitor": """examples:
+  fastnplm monitor dqm.toml                      # poll the source directory until interrupted
+  fastnplm monitor dqm.toml --serve --port 8765  # ... and serve the dashboard on 127.0.0.1:8765
+  fastnplm monitor dqm.toml --once               # test the batch files there now, then exit
+  fastnplm monitor dqm.toml --serve-only         # only serve the dashboard (e.g. next to a running service)
+
+The configuration (TOML, docs/dqm.md) lists the channels (reference file, columns, selection,
+preprocessing, model, calibration store: calibrated on first start when a pool is given), the
+source directory, the alarm thresholds and the dashboard folder. Every batch file is tested on
+every channel it carries and recorded once in the SQLite history (stop and restart at any
+moment: nothing is lost or recorded twice). The dashboard is a static page, rewritten after
+every batch; it opens from its folder (file://) or, with --serve, over HTTP (read-only, on
+127.0.0.1 unless --host says otherwise). Interrupt (Ctrl-C) or SIGTERM: stop after the batch
+in progress.""",
     "bench": """examples:
   fastnplm bench --quick              # a few seconds: the four scenarios at small sizes
   fastnplm bench --json --out bench.json
@@ -271,6 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--epochs", type=int, default=None, help="Adam epochs / iteration limit (default: the model's)")
     tune.add_argument("--store", default=None, help="directory of per-clip toy stores; re-running resumes")
     tune.add_argument("--plot", default=None, help="write the dof-against-clip figure to this file")
+
+    mon = command("monitor", "data-quality monitoring: many channels, a SQLite history, a dashboard")
+    mon.add_argument("config", help="the TOML configuration (docs/dqm.md)")
+    mon.add_argument("--once", action="store_true", help="test the batch files in the source directory now, then exit")
+    mon.add_argument("--max-batches", type=int, default=None, help="exit after recording this many batches")
+    mon.add_argument("--serve", action="store_true", help="serve the dashboard over HTTP while monitoring (read-only)")
+    mon.add_argument("--serve-only", action="store_true", help="serve the dashboard and do nothing else")
+    mon.add_argument("--host", default="127.0.0.1", help="address the dashboard listens on (default 127.0.0.1)")
+    mon.add_argument("--port", type=int, default=8765, help="port of the dashboard (default 8765; 0: any free one)")
 
     bench = command("bench", "time the standard scenarios on this machine (table + JSON)")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -649,8 +675,64 @@ def _tune_clip(args) -> int:
     return EXIT_OK
 
 
+def _monitor(args) -> int:
+    import signal
+
+    from .dqm import ConfigError, MonitorService, load_config, serve
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        raise InputError(str(err)) from err
+    folder = config["dashboard"]["folder"]
+    if (args.serve or args.serve_only) and folder is None:
+        raise InputError(f"{args.config}: [dashboard] folder is empty: there is no dashboard to serve")
+    if args.serve_only:
+        if not os.path.isdir(folder):
+            raise InputError(f"no dashboard in {folder!r} yet: start the service first")
+        server = serve(folder, args.host, args.port, background=True)
+        _say(args, f"dashboard: {server.url} (read-only; Ctrl-C stops)")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.shutdown()
+            server.server_close()
+        return EXIT_OK
+    service = MonitorService(args.config, progress=False if args.quiet else None, threads=args.threads)
+    server = None
+    old = signal.signal(signal.SIGTERM, lambda *_: service.stop())  # finish the batch in progress, then exit
+    try:
+        if args.serve:
+            server = serve(folder, args.host, args.port, background=True)
+            _say(args, f"dashboard: {server.url} (read-only)")
+        elif folder is not None:
+            _say(args, f"dashboard: {os.path.join(folder, 'index.html')}")
+        try:
+            n = service.run(once=args.once, max_batches=args.max_batches)
+        except KeyboardInterrupt:
+            n = None
+        out = {"batches_recorded": n, "batches_in_history": service.history.count(),
+               "channels": sorted(service.channels), "failed_channels": service.failed,
+               "alarms": len(service.history.alarms(10**9)), "database": config["service"]["database"],
+               "dashboard": folder}
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        service.close()
+    _emit(out, args)
+    return EXIT_OK
+
+
+def _say(args, text):
+    if not args.quiet and not args.json:
+        print(text, flush=True)
+
+
 COMMANDS = {"fit": _fit, "demo": _demo, "calibrate": _calibrate, "test": _test, "report": _report_cmd,
-            "tune-clip": _tune_clip, "bench": _bench}
+            "tune-clip": _tune_clip, "monitor": _monitor, "bench": _bench}
 
 
 if __name__ == "__main__":
