@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """The 1D toy of "Learning New Physics from an Imperfect Machine" (D'Agnolo et al. 2022) with
-the kernel model: reference n(x|R_nu) = N(R) exp[-x e^-nu_S - nu_S + nu_N], N(R) = 2000,
+the kernel model (or, ``--model newton``, the neural 1-4-1 network, clip 9, fitted by
+``optimizer="newton"``): reference n(x|R_nu) = N(R) exp[-x e^-nu_S - nu_S + nu_N], N(R) = 2000,
 N_R = 200000, a learnt shape coefficient for nu_S and a normalisation nu_N.
 
-    python bench/nuisance_1d.py [--toys 100] [--width 0.15] [--out FILE]
+    python bench/nuisance_1d.py [--toys 100] [--width 0.15] [--model kernel|newton] [--out FILE]
 
 Prints JSON: (a) toys at nu* = 0 (the null), +sigma and -sigma without signal: the t = tau -
 Delta distributions against the null (two-sample KS p-values), and tau's (shifted);
@@ -34,6 +35,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--toys", type=int, default=100)
     ap.add_argument("--width", type=float, default=0.15, help="sigma_S = sigma_N (default 0.15)")
+    ap.add_argument("--model", default="kernel", choices=["kernel", "newton"])
     ap.add_argument("--out")
     args = ap.parse_args()
     s, rng = args.width, np.random.default_rng(0)
@@ -52,7 +54,11 @@ def main():
 
     ref = rng.exponential(size=(200_000, 1))
     nus = [Nuisance("scale", s, "shape", coef), Nuisance("norm", s)]
-    model = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6, center_pool="reference")
+    if args.model == "kernel":
+        model = fastnplm.KernelNPLM(M=1000, sigma=0.3, lam=1e-6, center_pool="reference")
+    else:
+        model = fastnplm.NeuralNPLM(hidden=(4,), clip=9.0, optimizer="newton", epochs=1000)
+    out["model"] = args.model
 
     def generate(rng, n, nu=None):
         return scaled_exp((nu or {}).get("scale", 0.0), n, rng)
