@@ -6,6 +6,7 @@ The browser is Debian's ``chromium`` (installed by .ci/run). Messages are JSON, 
 Chromium reads commands on its fd 3 and writes on its fd 4.
 """
 import base64
+import fcntl
 import json
 import os
 import select
@@ -34,11 +35,13 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="fastnplm-chromium-")
         to_chrome, self._w = os.pipe()
         self._r, from_chrome = os.pipe()
+        # Chromium's ends at fds >= 10, so that putting them on 3 and 4 cannot overwrite one another
+        to_chrome, from_chrome = (self._high(fd) for fd in (to_chrome, from_chrome))
         args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
                 "--disable-extensions", "--disable-dev-shm-usage", "--remote-debugging-pipe",
                 f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"]
-        # the shell puts our pipe ends on the fds Chromium expects (3: commands in, 4: messages out)
-        self.proc = subprocess.Popen(["sh", "-c", f'exec "$@" 3<&{to_chrome} 4>&{from_chrome}', "sh", *args],
+        # bash (dash allows only fds 0-9) puts our pipe ends on the fds Chromium expects (3: commands in, 4: messages out)
+        self.proc = subprocess.Popen(["bash", "-c", f'exec "$@" 3<&{to_chrome} 4>&{from_chrome}', "bash", *args],
                                      pass_fds=(to_chrome, from_chrome), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_chrome)
@@ -50,6 +53,12 @@ class Browser:
         self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable", session=True)
+
+    @staticmethod
+    def _high(fd):
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+        os.close(fd)
+        return high
 
     def __enter__(self):
         return self

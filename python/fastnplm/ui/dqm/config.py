@@ -33,7 +33,7 @@ CHANNEL = {"name": None, "reference": None, "columns": None, "tree": None, "sele
 MODEL = {"M": 50, "sigma": None, "sigmas": None, "lam": 1e-6, "solver": "newton-step", "center_pool": None,
          "seed": 0, "cg_tol": None, "max_iter": None, "grad_tol": None, "max_newton": None, "spectral_tol": None}
 PREPROCESSING = (None, "standardize", "divide-by-mean")
-SECTIONS = {"service": SERVICE, "source": SOURCE, "alarm": ALARM, "dashboard": DASHBOARD}
+SECTIONS: dict = {"service": SERVICE, "source": SOURCE, "alarm": ALARM, "dashboard": DASHBOARD}
 
 # a channel's name is used in file names, SQL rows, and HTML ids
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -274,7 +274,7 @@ class Selection:
             for a in node.args:
                 self._check(a, label)
             return
-        allowed = (ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.BinOp, ast.Compare,
+        allowed: tuple = (ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.BinOp, ast.Compare,
                    *_BINARY, *_COMPARE)
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
             return

@@ -172,7 +172,7 @@ class DashboardServer(http.server.ThreadingHTTPServer):
     def url(self) -> str:
         """The address to open."""
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/"
 
 
 def serve(folder, host="127.0.0.1", port=8765, background=False):

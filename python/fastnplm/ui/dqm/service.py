@@ -100,6 +100,11 @@ class Channel:
     def events(self, columns: dict) -> np.ndarray:
         """The channel's events of a batch, from ``{name: 1-D array}``: selected, features in order,
         in the original units."""
+        sizes = {c: np.shape(columns[c]) for c in self.needs}
+        bad = {c: s for c, s in sizes.items() if len(s) != 1 or s != sizes[self.needs[0]]}
+        if bad:
+            raise ValueError("columns must be 1-D arrays of one length: "
+                             + ", ".join(f"{c!r} has shape {s}" for c, s in sizes.items()))
         if self.selection is not None:
             mask = self.selection.mask(columns)
             return np.column_stack([np.asarray(columns[c], dtype=np.float64)[mask] for c in self.columns])
@@ -225,7 +230,10 @@ class _Columns:
     pandas DataFrame) or a file read with :func:`fastnplm.load`."""
 
     def __init__(self, data, needs, tree=None):
-        if isinstance(data, (str, os.PathLike)):
+        if isinstance(data, (str, os.PathLike)) and os.fspath(data).lower().endswith(".npz") and tree is None:
+            with np.load(data, allow_pickle=False) as z:  # one array per column, each checked by its channels
+                self.data = {c: z[c] for c in needs if c in z.files}
+        elif isinstance(data, (str, os.PathLike)):
             names = _file_columns(os.fspath(data))
             wanted = list(needs) if names is None else [c for c in needs if c in names]
             arr = load(data, columns=wanted, tree=tree) if wanted else np.empty((0, 0))
@@ -254,9 +262,6 @@ class _Columns:
 def _file_columns(path):
     """The column names of a batch file, read cheaply (None: a format where every column is tried)."""
     low = path.lower()
-    if low.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            return set(z.files)
     if low.endswith(".csv") or low.endswith(".csv.gz") or low.endswith(".txt"):
         import csv
         import gzip
@@ -292,7 +297,7 @@ class MonitorService:
     ...     service.run(iter([("run1-ls5", {"x": x, "y": y})]))   # batches from Python
     """
 
-    def __init__(self, config, progress=None, base=None, threads=None):
+    def __init__(self, config, progress=None, base=None, threads=None) -> None:
         self.config = load_config(config, base=base)
         if threads is not None:
             self.config["service"]["threads"] = threads
