@@ -13,6 +13,10 @@
 
 extern "C" {
 void FASTNPLM_F77(dpotrf_)(const char* uplo, const int* n, double* a, const int* lda, int* info, std::size_t);
+void FASTNPLM_F77(dpotrs_)(const char* uplo, const int* n, const int* nrhs, const double* a, const int* lda, double* b,
+                           const int* ldb, int* info, std::size_t);
+void FASTNPLM_F77(dsyev_)(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
+                          double* work, const int* lwork, int* info, std::size_t, std::size_t);
 void FASTNPLM_F77(dlauum_)(const char* uplo, const int* n, double* a, const int* lda, int* info, std::size_t);
 void FASTNPLM_F77(dtrsm_)(const char* side, const char* uplo, const char* transa, const char* diag, const int* m,
                           const int* n, const double* alpha, const double* a, const int* lda, double* b, const int* ldb,

@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['CudaDeviceFacts', 'CudaEventTimer', 'KernelFitResult', 'MlpTrainResult', 'NotPositiveDefiniteError', 'ResidentFeatures', 'SharedFitResult', 'SharedReference', 'avx512_lanes', 'blas_name', 'cuda_architectures', 'cuda_built', 'cuda_device_available', 'cuda_device_facts', 'cuda_kernel_names', 'default_threads', 'feature_gram', 'feature_project', 'features_expm1_sum', 'features_gram', 'fit_kernel', 'kernel_fused', 'kernel_gram_mm', 'kernel_matrix', 'kernel_mm_expm1_sum', 'kernel_mv', 'kernel_tmv', 'mlp_exp_floor_ms', 'mlp_float32_lanes', 'mlp_init', 'mlp_loss_grad', 'mlp_loss_grad_hess', 'mlp_n_params', 'mlp_predict', 'mlp_train', 'version']
+__all__: list[str] = ['CudaDeviceFacts', 'CudaEventTimer', 'KernelFitResult', 'MlpTrainResult', 'NotPositiveDefiniteError', 'ResidentFeatures', 'SharedFitResult', 'SharedReference', 'avx512_lanes', 'blas_name', 'box_qp', 'cuda_architectures', 'cuda_built', 'cuda_device_available', 'cuda_device_facts', 'cuda_kernel_names', 'default_threads', 'feature_gram', 'feature_project', 'features_expm1_sum', 'features_gram', 'fit_kernel', 'kernel_fused', 'kernel_gram_mm', 'kernel_matrix', 'kernel_mm_expm1_sum', 'kernel_mv', 'kernel_tmv', 'mlp_exp_floor_ms', 'mlp_float32_lanes', 'mlp_init', 'mlp_loss_grad', 'mlp_loss_grad_hess', 'mlp_n_params', 'mlp_predict', 'mlp_train', 'version']
 class NotPositiveDefiniteError(ValueError):
     pass
 class KernelFitResult:
@@ -273,6 +273,10 @@ def avx512_lanes() -> bool:
 def blas_name() -> str:
     """
     The LAPACK/BLAS the core was built with.
+    """
+def box_qp(g: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], H: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], lo: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], hi: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], rtol: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """
+    Approximately minimise g.s + s.H.s / 2 over lo <= s <= hi by projected Newton (fastnplm/box_qp.hpp): (s, q(s)).
     """
 def cuda_architectures() -> str:
     """

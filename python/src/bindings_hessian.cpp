@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "fastnplm/box_qp.hpp"
 #include "fastnplm/mlp_hessian.hpp"
 
 #include "arrays.hpp"
@@ -46,6 +47,28 @@ py::tuple loss_grad_hess(const Array& reference, const Array& weights, const Arr
                           with_hess ? py::object(hess) : py::object(py::none()));
 }
 
+py::tuple box_qp_py(const Array& g, const Array& H, const Array& lo, const Array& hi, double rtol) {
+    if (g.ndim() != 1) throw std::invalid_argument("g must be a 1-D array");
+    const py::ssize_t n = g.shape(0);
+    if (H.ndim() != 2 || H.shape(0) != n || H.shape(1) != n)
+        throw std::invalid_argument("H must be an array of shape (" + std::to_string(n) + ", " + std::to_string(n) +
+                                    ")");
+    for (const Array* b : {&lo, &hi})
+        if (b->ndim() != 1 || b->shape(0) != n)
+            throw std::invalid_argument("lo and hi must be 1-D arrays of length " + std::to_string(n));
+    for (py::ssize_t i = 0; i < n; ++i)
+        if (!(lo.data()[i] <= 0.0 && 0.0 <= hi.data()[i]))
+            throw std::invalid_argument("the box must hold s = 0: lo <= 0 <= hi");
+    py::array_t<double> s(n);
+    double q = 0.0;
+    double* sp = s.mutable_data();
+    {
+        py::gil_scoped_release release;
+        q = box_qp(n, g.data(), H.data(), lo.data(), hi.data(), rtol, sp);
+    }
+    return py::make_tuple(s, q);
+}
+
 }  // namespace
 
 void bind_hessian(py::module_& m) {
@@ -54,4 +77,7 @@ void bind_hessian(py::module_& m) {
           py::arg("with_hess") = true,
           "NPLM loss, gradient (P,) and exact Hessian (P, P) of one network params (P,); grad/hess None when not "
           "asked for. Independent of threads bit for bit.");
+    m.def("box_qp", &box_qp_py, py::arg("g"), py::arg("H"), py::arg("lo"), py::arg("hi"), py::arg("rtol"),
+          "Approximately minimise g.s + s.H.s / 2 over lo <= s <= hi by projected Newton (fastnplm/box_qp.hpp): "
+          "(s, q(s)).");
 }

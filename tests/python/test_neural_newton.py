@@ -117,6 +117,57 @@ def test_reproducible_from_the_seed_for_any_thread_count_and_batch():
     assert one.loss == pytest.approx(batch[0].restart_losses[1], abs=1e-12)
 
 
+def box_minimum(g, H, lo, hi):
+    """The exact minimiser of a strictly convex q over a box, by enumeration: every coordinate
+    at its lower face, its upper face or free (3^n active sets), the free ones solving their
+    Newton system; the feasible candidate of lowest q."""
+    import itertools
+
+    best = (np.inf, None)
+    for faces in itertools.product((0, 1, 2), repeat=g.size):
+        s = np.where(np.array(faces) == 0, lo, np.where(np.array(faces) == 1, hi, 0.0))
+        free = np.array(faces) == 2
+        if free.any():
+            rest = g[free] + H[np.ix_(free, ~free)] @ s[~free]
+            s[free] = np.linalg.solve(H[np.ix_(free, free)], -rest)
+        if np.all(s >= lo - 1e-12) and np.all(s <= hi + 1e-12):
+            q = g @ s + 0.5 * s @ H @ s
+            if q < best[0]:
+                best = (q, s)
+    return best
+
+
+def test_box_qp_against_the_exact_minimum_and_the_numpy_oracle():
+    from box_qp_oracle import box_qp as oracle
+
+    rng = np.random.default_rng(8)
+    for trial in range(60):
+        n = int(rng.integers(1, 5)) if trial < 30 else int(rng.integers(5, 40))
+        a = rng.normal(size=(n, n))
+        convex = trial % 2 == 0
+        H = a @ a.T + 0.1 * np.eye(n) if convex else a + a.T  # odd trials: indefinite
+        g = rng.normal(size=n) * 3
+        lo, hi = -rng.uniform(0.05, 2.0, n), rng.uniform(0.05, 2.0, n)
+        lo[rng.random(n) < 0.2] = 0.0  # coordinates at a face of the outer box
+        s, q = _core.box_qp(g, H, lo, hi, 1e-12)
+        assert np.all(s >= lo) and np.all(s <= hi)
+        assert q == pytest.approx(g @ s + 0.5 * s @ H @ s, abs=1e-12 * (1 + abs(q)))
+        s_np, q_np = oracle(g, H, lo, hi, 1e-12)
+        assert q == pytest.approx(q_np, rel=1e-9, abs=1e-12)
+        if convex and n <= 4:
+            q_min, s_min = box_minimum(g, H, lo, hi)
+            assert q == pytest.approx(q_min, rel=1e-9, abs=1e-12)
+            np.testing.assert_allclose(s, s_min, atol=1e-7)
+        # a loose tolerance stops early, never above the Cauchy step's decrease (q < 0 unless g
+        # points out of the box everywhere)
+        s_l, q_l = _core.box_qp(g, H, lo, hi, 0.5)
+        assert q_l <= 0.0 and q_l >= q - 1e-12
+    with pytest.raises(ValueError, match="lo <= 0 <= hi"):
+        _core.box_qp(np.ones(2), np.eye(2), np.array([0.1, -1.0]), np.ones(2), 1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        _core.box_qp(np.ones(2), np.eye(3), -np.ones(2), np.ones(2), 1e-6)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(optimizer="adam", restarts=2), "restarts is for optimizer='newton'"),
     (dict(optimizer="newton", restarts=0), "restarts"),
