@@ -5,7 +5,7 @@ import importlib
 
 # module -> the fastnplm extra that installs it (pyproject.toml [project.optional-dependencies])
 EXTRAS = {"uproot": "root", "awkward": "root", "h5py": "hdf5", "pyarrow": "parquet", "pyarrow.parquet": "parquet",
-          "matplotlib": "plot", "dask": "dask"}
+          "matplotlib": "plot", "dask": "dask", "torch": "embed", "onnx": "onnx"}
 
 
 def require(module: str, purpose: str):

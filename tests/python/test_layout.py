@@ -71,8 +71,9 @@ def test_the_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
 
-# The rooms, bottom to top: a module may import its own room and the rooms below it.
-ROOMS = ["core", "models", "calibration", "io", "monitor", "baselines", "ui"]
+# The rooms, bottom to top: a module may import its own room and the rooms below it. embed (the
+# learned embeddings, PyTorch optional) is on top: its Pipeline calibrates, monitors and reports.
+ROOMS = ["core", "models", "calibration", "io", "monitor", "baselines", "ui", "embed"]
 
 
 def room(module):
