@@ -22,7 +22,6 @@ from importlib import resources
 
 from scipy import stats
 
-from ..html_report import jsonable
 
 log = logging.getLogger("fastnplm")
 
@@ -64,13 +63,13 @@ def snapshot(history, config: dict) -> dict:
             "latest": res[-1] if res else None,
             "reconstruction": reco})
     batches = history.batches(limit=1)
-    return jsonable({
+    return {
         "generated": time.time(), "config_file": config.get("file"), "database": config["service"]["database"],
         "refresh_seconds": dash["refresh_seconds"],
         "alarm": {**alarm, "z_threshold": float(stats.norm.isf(alarm["p"])),
                   "run_z_threshold": float(stats.norm.isf(alarm["run_p"]))},
         "batches": {"count": history.count(), "latest": batches[-1] if batches else None},
-        "channels": channels, "alarms": history.alarms(100), "errors": history.errors(100)})
+        "channels": channels, "alarms": history.alarms(100), "errors": history.errors(100)}
 
 
 def write_dashboard(history, folder, config: dict) -> None:
@@ -87,6 +86,7 @@ def write_dashboard(history, folder, config: dict) -> None:
         same = False
     if not same:
         _replace(index, page)
+    # JavaScript, not JSON: a non-finite number is written NaN or Infinity, which the page reads
     text = "window.DQM_DATA = " + json.dumps(snapshot(history, config), separators=(",", ":")) + ";\n"
     _replace(os.path.join(folder, "data.js"), text)
 

@@ -20,6 +20,7 @@ import threading
 import time
 
 import numpy as np
+from scipy import stats
 
 from ...calibration._run import aggregate, calibrate, load_calibration, verdict
 from ...io.files import load
@@ -158,7 +159,11 @@ class Channel:
 
     @staticmethod
     def _bin(edges, x):
-        return np.clip(np.searchsorted(edges, x, side="right") - 1, 0, edges.size - 2)
+        """Bin of each value in equal-width ``edges``; the end bins take what lies beyond."""
+        nb = edges.size - 1
+        with np.errstate(invalid="ignore"):
+            idx = np.floor((x - edges[0]) * (nb / (edges[-1] - edges[0])))
+        return np.clip(np.nan_to_num(idx), 0, nb - 1).astype(np.intp)
 
     def settings(self) -> dict:
         """The channel's settings and calibration, JSON-ready (for the history and the dashboard)."""
@@ -186,27 +191,34 @@ class Channel:
             raise ValueError("no events in this batch (after the selection)")
         cal = self.calibration
         x = self._pre(events)
-        outs = [mon.test(x) for mon in self.monitors]
-        widths = []
-        for j, (out, sigma) in enumerate(zip(outs, cal.sigmas)):
-            pv = cal.null(j).p_value(out["t"])
-            widths.append({"width": j, "sigma": None if sigma is None else float(sigma), "t": out["t"], "p": out["p"],
-                           "p_lo": pv["interval"][0], "p_hi": pv["interval"][1], "z": out["z"],
-                           "exceeded": pv["exceeded"], "converged": int(out["converged"]), "seconds": out["seconds"]})
-        agg = aggregate(cal, [o["t"] for o in outs]) if len(outs) > 1 else None
+        widths, fits = [], []
+        for j, (mon, sigma) in enumerate(zip(self.monitors, cal.sigmas)):
+            start = time.perf_counter()
+            if reconstruction:  # the whole fit (f on the reference too), at the cost of a test on this path
+                fit = mon.fit(x)
+                t, converged = float(fit.t), bool(fit.converged)
+                fits.append(fit)
+            else:
+                out = mon.test(x)
+                t, converged = out["t"], out["converged"]
+            seconds = time.perf_counter() - start
+            pv = cal.null(j).p_value(t)  # p = (1 + #{toys >= t}) / (B + 1), as Monitor.test
+            widths.append({"width": j, "sigma": None if sigma is None else float(sigma), "t": t, "p": pv["p"],
+                           "p_lo": pv["interval"][0], "p_hi": pv["interval"][1], "z": float(stats.norm.isf(pv["p"])),
+                           "exceeded": pv["exceeded"], "converged": int(converged), "seconds": seconds})
+        agg = aggregate(cal, [w["t"] for w in widths]) if len(widths) > 1 else None
         rows = [{"sigma": w["sigma"], "p": w["p"], "z": w["z"], "toys_exceeding": w["exceeded"]} for w in widths]
         head = verdict({"settings": {"toys": cal.toys}, "per_width": rows,
                         **({"aggregated": agg} if agg is not None else {})})
         result = {"n_events": int(events.shape[0]), "test": head["test"], "p": head["p"],
                   "p_lo": head["interval"][0], "p_hi": head["interval"][1], "z": head["z"],
-                  "converged": int(all(o["converged"] for o in outs)), "seconds": sum(o["seconds"] for o in outs),
+                  "converged": int(all(w["converged"] for w in widths)), "seconds": sum(w["seconds"] for w in widths),
                   "aggregated": None if agg is None else jsonable({k: v for k, v in agg.items() if k != "per_width"}),
                   "model_fingerprint": self.model_fingerprint, "calibration_fingerprint": self.calibration_fingerprint}
         reco = None
         if reconstruction:
             best = int(np.argmin([w["p"] for w in widths]))
-            fit = self.monitors[best].fit(x)  # the same t as the test, with f on the reference
-            reco = (widths[best]["sigma"], self.reconstruction(events, np.asarray(fit.f_reference)))
+            reco = (widths[best]["sigma"], self.reconstruction(events, np.asarray(fits[best].f_reference)))
         return result, widths, reco
 
     def reconstruction(self, events: np.ndarray, f_reference: np.ndarray) -> dict:
