@@ -110,7 +110,8 @@ def test_history_holds_what_the_monitors_compute(tmp_path, monkeypatch):
     batches = [(f"b{k}", dict(np.load(f))) for k, f in enumerate(sorted((tmp_path / "incoming").iterdir()))]
     with MonitorService(config(), progress=False) as svc:
         assert sorted(svc.channels) == ["pad", "tube"] and svc.failed == {}
-        assert svc.run(iter(batches)) == len(batches)
+        assert svc.run(iter(batches), max_batches=2) == 2
+        assert svc.run(iter(batches)) == len(batches) - 2
         assert svc.process(batches[0][1], batch_id="b0") is None  # recorded once only
     ref = np.load(tmp_path / "reference.npz")
     db = History(tmp_path / "dqm.sqlite", readonly=True)
@@ -219,6 +220,15 @@ def test_cli_monitor(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "dash" / "index.html").exists()
     assert main(["monitor", "dqm.toml", "--once", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["batches_recorded"] == 0
+    np.savez(tmp_path / "incoming" / "batch0100.npz", **columns(np.random.default_rng(9), 400))
+    np.savez(tmp_path / "incoming" / "batch0101.npz", **columns(np.random.default_rng(10), 400))
+    assert main(["monitor", "dqm.toml", "--once", "--max-batches", "1", "--serve", "--port", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "dashboard: http://127.0.0.1:" in out and "batches_recorded    1" in out
+    (tmp_path / "nodash.toml").write_text((tmp_path / "dqm.toml").read_text().replace('folder = "dash"', 'folder = ""'))
+    with pytest.raises(SystemExit) as e:
+        main(["monitor", "nodash.toml", "--serve-only"])
+    assert e.value.code == 2 and "no dashboard to serve" in capsys.readouterr().err
     (tmp_path / "bad.toml").write_text('[[channel]]\nname = "pad"\ncolumns = ["x"]\n')
     with pytest.raises(SystemExit) as e:
         main(["monitor", "bad.toml"])
@@ -300,7 +310,7 @@ def test_kill_and_restart_record_every_batch_exactly_once(tmp_path):
                 return 0
 
     killed_running = 0
-    for target in (1, 8, 17, 29):
+    for target in (1, 8, 16, 24):
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while proc.poll() is None and recorded() < target and time.monotonic() < deadline:
@@ -312,8 +322,17 @@ def test_kill_and_restart_record_every_batch_exactly_once(tmp_path):
         assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()
         proc.stderr.close()
     assert killed_running >= 3  # the kills landed while it was testing batches
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    # the last run polls the directory until SIGTERM, which lets it finish the batch in progress
+    proc = subprocess.Popen(cmd[:-4] + ["--json", "--threads", "1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while recorded() < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert json.loads(stdout)["batches_in_history"] == n
+    assert not [f for f in os.listdir(tmp_path / "dash") if f.endswith(".tmp")]
     db = sqlite3.connect(db_path)
     names = sorted(f.name for f in (tmp_path / "incoming").iterdir())
     assert [r[0] for r in db.execute("SELECT batch FROM batches ORDER BY seq")] == names

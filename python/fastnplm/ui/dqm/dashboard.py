@@ -77,6 +77,13 @@ def write_dashboard(history, folder, config: dict) -> None:
     import json
 
     os.makedirs(folder, exist_ok=True)
+    mine = f".{os.getpid()}.tmp"
+    for name in os.listdir(folder):  # what a killed writer left half-written
+        if name.endswith(".tmp") and not name.endswith(mine):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass
     page = template()
     index = os.path.join(folder, "index.html")
     try:
