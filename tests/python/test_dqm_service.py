@@ -200,6 +200,15 @@ def test_bad_channel_and_bad_files_do_not_stop_the_others(tmp_path, monkeypatch)
         assert {c["name"]: c["status"] for c in h.channels()} == {"ghost": "error", "nostore": "error",
                                                                    "pad": "ok", "tube": "ok"}
         data = json.loads((tmp_path / "dashboard" / "data.js").read_text()[len("window.DQM_DATA = "):-2])
+    # a CSV batch with a header: tested on the channels whose columns it holds
+    with MonitorService(cfg, progress=False) as svc:
+        csv = tmp_path / "extra.csv"
+        np.savetxt(csv, np.column_stack([good["time"], good["charge"], good["x"]]), delimiter=",",
+                   header="time,charge,x", comments="")
+        out = svc.process(csv)
+        assert sorted(out["results"]) == ["tube"]  # pad: only "x" is there, which is an error of pad
+        assert out["errors"] == {"pad": "ValueError: the batch lacks columns 'y', 'q'"}
+        assert out["results"]["tube"]["n_events"] == 300
     assert [c["name"] for c in data["channels"]] == ["tube", "pad", "ghost", "nostore"]
     assert data["channels"][2]["status"] == "error" and data["channels"][0]["reconstruction"] is None
     assert len(data["channels"][0]["history"]["z"]) == 5 and data["batches"]["count"] == 7

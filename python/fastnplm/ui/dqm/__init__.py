@@ -5,7 +5,8 @@ SQLite, and a dashboard in the browser (docs/dqm.md).
   each a calibrated :class:`fastnplm.Monitor`, tested on every batch that lands in a directory
   or comes from a Python iterator;
 - :class:`History`: the SQLite record, one transaction per batch;
-- :func:`write_dashboard`, :func:`serve`: the static dashboard and its read-only server;
+- :func:`write_dashboard`, :func:`serve`: the static dashboard and its read-only server
+  (:mod:`fastnplm.ui.dqm.server`);
 - :func:`load_config`, :class:`ConfigError`, :class:`Selection`: the configuration.
 """
 from .config import ConfigError, Selection, load_config

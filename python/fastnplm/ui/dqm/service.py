@@ -261,13 +261,13 @@ class _Columns:
         self.names = set(names)
 
     def take(self, columns) -> dict | None:
-        """{name: array} of the columns, or None when the batch carries none of them; KeyError
+        """{name: array} of the columns, or None when the batch carries none of them; ValueError
         naming the missing ones when it carries only some."""
         missing = [c for c in columns if c not in self.names]
         if len(missing) == len(columns):
             return None
         if missing:
-            raise KeyError(f"the batch lacks column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+            raise ValueError(f"the batch lacks column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
         return {c: np.asarray(self.data[c]) for c in columns}
 
 
