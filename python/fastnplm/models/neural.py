@@ -475,9 +475,10 @@ class NeuralNPLM:
 
         Start 0 of data set k begins at ``init[k]``, start r > 0 at the initialisation of
         ``restart_seed(seeds[k], r)``; the lowest final loss is kept. ``restarts`` and ``coarse``
-        default to the model's. The starts run side by side, each on its share of the threads
-        (the core's passes release the GIL): a start's result does not depend on its thread
-        count, so neither does the fit.
+        default to the model's. All starts of all data sets are tasks shared by ``threads``
+        workers, each start on its share of the threads (the core's passes and subproblems
+        release the GIL): a start's result does not depend on its thread count or on the other
+        tasks, so neither does the fit.
 
         Returns
         -------
@@ -491,42 +492,47 @@ class NeuralNPLM:
         coarse = self.coarse if coarse is None else bool(coarse)
         hidden = list(self.hidden)
         threads = self.threads or _core.default_threads()
-        workers = min(restarts, threads)
+        tasks = [(i, r) for i in range(len(datasets)) for r in range(restarts)]
+        workers = min(len(tasks), threads)
+        # the coarse stage of data set i runs on 1 in ks[i] reference events (weights times k)
+        ks = [ref.shape[0] // max(COARSE_PER_DATA * x.shape[0], COARSE_MIN) if coarse else 1 for x in datasets]
+        samples = {k: (np.ascontiguousarray(ref[::k]), w[::k] * k) for k in set(ks) if k >= 2}
+
+        def stage(x, rs, ws, p, tol, nt):
+            noise = 1e-13 * (float(ws.sum()) + x.shape[0])  # the rounding of L: ~1e-16 of ~1000 terms' sum
+
+            def fun(q):
+                return _core.mlp_loss_grad_hess(rs, ws, x, hidden, q, nt)
+
+            def loss(q):
+                return _core.mlp_loss_grad_hess(rs, ws, x, hidden, q, nt, False, False)[0]
+
+            return projected_newton(fun, loss, p, self.clip, tol, self.epochs, noise)
+
+        def start(j):
+            i, r = tasks[j]
+            x = datasets[i]
+            nt = threads // workers + (1 if j % workers < threads % workers else 0)
+            p_start = init[i] if r == 0 else self.init_params(ref.shape[1], restart_seed(seeds[i], r))
+            k = ks[i]
+            if k < 2:
+                return stage(x, ref, w, p_start, self.newton_tol, nt)
+            ref_c, w_c = samples[k]
+            first = stage(x, ref_c, w_c, p_start, max(COARSE_TOL, self.newton_tol), nt)
+            run = stage(x, ref, w, first["x"], self.newton_tol, nt)
+            run["message"] = (f"{first['iterations']} coarse steps (1 in {k} reference events), "
+                              f"{run['iterations']} on the full sample: {run['message']}")
+            run["iterations"] += first["iterations"]
+            return run
+
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                done = list(pool.map(start, range(len(tasks))))
+        else:
+            done = [start(j) for j in range(len(tasks))]
         outs = []
-        for x, p0, seed in zip(datasets, init, seeds):
-            k = ref.shape[0] // max(COARSE_PER_DATA * x.shape[0], COARSE_MIN) if coarse else 1
-            # the coarse stage's sample: every k-th reference event, weights times k (same total)
-            ref_c, w_c = (np.ascontiguousarray(ref[::k]), w[::k] * k) if k >= 2 else (None, None)
-
-            def start(r, x=x, p0=p0, seed=seed, k=k, ref_c=ref_c, w_c=w_c):
-                nt = threads // workers + (1 if r % workers < threads % workers else 0)
-
-                def stage(rs, ws, p, tol):
-                    noise = 1e-13 * (float(ws.sum()) + x.shape[0])  # the rounding of L: ~1e-16 of ~1000 terms' sum
-
-                    def fun(q):
-                        return _core.mlp_loss_grad_hess(rs, ws, x, hidden, q, nt)
-
-                    def loss(q):
-                        return _core.mlp_loss_grad_hess(rs, ws, x, hidden, q, nt, False, False)[0]
-
-                    return projected_newton(fun, loss, p, self.clip, tol, self.epochs, noise)
-
-                p_start = p0 if r == 0 else self.init_params(ref.shape[1], restart_seed(seed, r))
-                if ref_c is None:
-                    return stage(ref, w, p_start, self.newton_tol)
-                first = stage(ref_c, w_c, p_start, max(COARSE_TOL, self.newton_tol))
-                run = stage(ref, w, first["x"], self.newton_tol)
-                run["message"] = (f"{first['iterations']} coarse steps (1 in {k} reference events), "
-                                  f"{run['iterations']} on the full sample: {run['message']}")
-                run["iterations"] += first["iterations"]
-                return run
-
-            if workers > 1:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    runs = list(pool.map(start, range(restarts)))
-            else:
-                runs = [start(r) for r in range(restarts)]
+        for i, x in enumerate(datasets):
+            runs = done[i * restarts:(i + 1) * restarts]
             losses = np.array([run["loss"] if np.isfinite(run["loss"]) else np.inf for run in runs])
             best = int(np.argmin(losses))
             run = runs[best]
