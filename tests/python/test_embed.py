@@ -159,7 +159,7 @@ def test_simclr_training_with_an_augmentation():
     def jitter(b, rng):
         return b + rng.normal(scale=0.3, size=b.shape).astype(np.float32)
 
-    emb = Embedder(dim=3, widths=(16,), epochs=4, batch_size=50, seed=0).fit(x, augment=jitter)
+    emb = Embedder(dim=3, widths=(16,), epochs=4, batch_size=50, seed=0, progress=True).fit(x, augment=jitter)
     assert emb.loss_ == "simclr" and emb.history_["train"][-1] < emb.history_["train"][0]
     again = Embedder(dim=3, widths=(16,), epochs=4, batch_size=50, seed=0).fit(x, augment=jitter)
     np.testing.assert_array_equal(again.transform(x), emb.transform(x))
@@ -190,6 +190,9 @@ def test_bad_input_is_refused_before_training():
         Embedder(activation="gelu")
     with pytest.raises(ValueError, match="validation"):
         Embedder(validation=1.0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no usable CUDA"):
+            Embedder(device="cuda")
     emb.fit(x, y)
     with pytest.raises(ValueError, match="has 3 features but the reference has 8"):
         emb.transform(x[:, :3])
