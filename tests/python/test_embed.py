@@ -248,7 +248,9 @@ def test_pipeline_report_and_onnx(pipeline, tmp_path):
     pytest.importorskip("matplotlib")
     ort = pytest.importorskip("onnxruntime")
     pipe, reference, pool, data = pipeline
-    rec = pipe.report(reference, data, names=[f"x{i}" for i in range(8)], path=tmp_path / "r.html", quantile=0.95)
+    # its own toys (pool=), not the calibration another test left on the module's pipeline
+    rec = pipe.report(reference, data, names=[f"x{i}" for i in range(8)], path=tmp_path / "r.html", quantile=0.95,
+                      calibration=None, pool=pool, toys=12, n_expected=150.0, seed=3)
     page = (tmp_path / "r.html").read_text()
     assert "original features of the flagged events" in page.lower() and page.count("data:image/png") == 4
     assert rec["embedding_dim"] == 3 and rec["flagged"]["n_data"] == len(rec["flagged"]["data_events"])

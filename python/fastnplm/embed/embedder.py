@@ -352,19 +352,10 @@ class Embedder:
         onnx.ModelProto
         """
         layers = self.weights()
-        from .._optional import require
-        onnx = require("onnx", "Embedder.export_onnx")
-        helper, numpy_helper = onnx.helper, onnx.numpy_helper
-        nodes, inits = [], []
+        from ..io.onnx_export import GraphBuilder
 
-        def const(name, value):
-            inits.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float64), name))
-            return name
-
-        def node(op, inputs, out, **attrs):
-            nodes.append(helper.make_node(op, inputs, [out], **attrs))
-            return out
-
+        g = GraphBuilder()
+        const, node, onnx = g.const, g.node, g.onnx
         h = "x"
         if preprocessing is not None:
             shift, scale = _affine(preprocessing)
@@ -384,14 +375,8 @@ class Embedder:
         unit = node("Div", [h, node("Max", [norm, const("eps", np.array(EPS))], "norm_floor")], "unit")
         f32 = node("Cast", [unit], "unit_f32", to=onnx.TensorProto.FLOAT)
         node("Cast", [f32], "embedding", to=onnx.TensorProto.DOUBLE)
-        graph = helper.make_graph(
-            nodes, "fastnplm_embedder",
-            [helper.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, ["n", self.n_features_in_])],
-            [helper.make_tensor_value_info("embedding", onnx.TensorProto.DOUBLE, ["n", self.dim])], inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="fastnplm")
-        onnx.checker.check_model(model)
-        onnx.save(model, os.fspath(path))
-        return model
+        return g.save(path, "fastnplm_embedder", [("x", ["n", self.n_features_in_])], [("embedding", ["n", self.dim])],
+                      "fastnplm embedding onto the unit sphere; input: float64 events")
 
     def __repr__(self) -> str:
         state = "unfitted" if self._weights is None else f"{self.n_features_in_} -> {self.dim}, {self.loss_}"

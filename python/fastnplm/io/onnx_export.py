@@ -32,6 +32,39 @@ def _onnx():
     return onnx, helper, numpy_helper
 
 
+class GraphBuilder:
+    """An ONNX graph under construction -- its nodes and float64 initialisers -- and how it is
+    checked and written: the one way fastnplm builds ONNX models (f here, the embedder in
+    fastnplm.embed)."""
+
+    def __init__(self):
+        self.onnx, self.helper, self.numpy_helper = _onnx()
+        self.nodes: list = []
+        self.inits: list = []
+
+    def const(self, name, value) -> str:
+        """A float64 initialiser; returns its name."""
+        self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float64), name))
+        return name
+
+    def node(self, op, inputs, out, **attrs) -> str:
+        """A node of one output; returns the output's name."""
+        self.nodes.append(self.helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+    def save(self, path, name, inputs, outputs, doc=""):
+        """Check the model and write it: ``inputs`` and ``outputs`` are (name, shape) of float64
+        tensors. Returns the onnx.ModelProto."""
+        helper, double = self.helper, self.onnx.TensorProto.DOUBLE
+        graph = helper.make_graph(self.nodes, name, [helper.make_tensor_value_info(n, double, s) for n, s in inputs],
+                                  [helper.make_tensor_value_info(n, double, s) for n, s in outputs], self.inits)
+        model = helper.make_model(graph, producer_name="fastnplm", opset_imports=[helper.make_opsetid("", OPSET)])
+        model.doc_string = doc
+        self.onnx.checker.check_model(model)
+        self.onnx.save(model, os.fspath(path))
+        return model
+
+
 def export_onnx(fit, path, preprocessing=None):
     """Writes f of a kernel or neural fit (or a SavedModel) as an ONNX model.
 
@@ -46,17 +79,9 @@ def export_onnx(fit, path, preprocessing=None):
     -------
     onnx.ModelProto
     """
-    onnx, helper, numpy_helper = _onnx()
+    g = GraphBuilder()
+    const, node = g.const, g.node
     m = as_saved_model(fit, preprocessing)
-    nodes, inits = [], []
-
-    def const(name, value):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float64), name))
-        return name
-
-    def node(op, inputs, out, **attrs):
-        nodes.append(helper.make_node(op, inputs, [out], **attrs))
-        return out
 
     x = "x"
     if m.shift is not None:
@@ -82,14 +107,7 @@ def export_onnx(fit, path, preprocessing=None):
             a = node("Sigmoid", [z], f"h{i}") if i + 1 < len(sizes) else z
             nin = nout
         f = a
-    node("Reshape", [f, numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat").name], "f")
-    inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat"))
-    graph = helper.make_graph(
-        nodes, f"fastnplm_{m.kind}",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, ["n", m.d])],
-        [helper.make_tensor_value_info("f", onnx.TensorProto.DOUBLE, ["n"])], inits)
-    model = helper.make_model(graph, producer_name="fastnplm", opset_imports=[helper.make_opsetid("", OPSET)])
-    model.doc_string = f"NPLM f(x), {m.kind} model; input: float64 (n, {m.d}) events in the original features"
-    onnx.checker.check_model(model)
-    onnx.save(model, os.fspath(path))
-    return model
+    g.inits.append(g.numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat"))
+    node("Reshape", [f, "flat"], "f")
+    return g.save(path, f"fastnplm_{m.kind}", [("x", ["n", m.d])], [("f", ["n"])],
+                  f"NPLM f(x), {m.kind} model; input: float64 (n, {m.d}) events in the original features")
