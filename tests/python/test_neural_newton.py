@@ -201,6 +201,32 @@ def test_coarse_stage_ends_at_a_full_sample_kkt_point():
         fastnplm.NeuralNPLM(optimizer="newton", coarse="yes")
 
 
+def test_joint_nuisance_hessian_against_differences():
+    # the joint (network, nu) problem of a Newton nuisance fit: a shape nuisance with both
+    # coefficient orders and a normalisation; gradient against central differences of L, Hessian
+    # against central differences of the gradient
+    from fastnplm.models import nuisance as N
+
+    rng = np.random.default_rng(3)
+    ref, dat = rng.exponential(size=(3000, 1)), rng.exponential(size=(200, 1))
+    shape = fastnplm.models.ShapeCoefficients(ref[:6], 1.0, rng.normal(size=(2, 6)) * 0.3)
+    nus, sig, aux = N._nuisance_list([fastnplm.Nuisance("s", 0.2, "shape", shape), fastnplm.Nuisance("n", 0.5)],
+                                     {"n": 0.1})
+    model = fastnplm.NeuralNPLM(hidden=(3,), clip=5.0, optimizer="newton", threads=1)
+    fun, loss, bound, n_par = N.joint_problem(model, ref, dat, np.full(3000, 200 / 3000), N._LogRatio(nus, ref),
+                                              N._LogRatio(nus, dat), sig, aux)
+    assert n_par == 10 and np.all(bound[:n_par] == 5.0) and np.all(np.isinf(bound[n_par:]))
+    theta = np.concatenate([model.init_params(1), [0.3, -0.2]])
+    value, g, H = fun(theta)
+    assert value == loss(theta)
+    eps, eye = 1e-6, np.eye(theta.size)
+    g_fd = np.array([(loss(theta + eps * e) - loss(theta - eps * e)) / (2 * eps) for e in eye])
+    H_fd = np.stack([(fun(theta + eps * e)[1] - fun(theta - eps * e)[1]) / (2 * eps) for e in eye], axis=1)
+    np.testing.assert_allclose(g, g_fd, atol=1e-6 * np.abs(g).max())
+    np.testing.assert_allclose(H, H_fd, atol=1e-6 * np.abs(H).max())
+    np.testing.assert_array_equal(H, H.T)
+
+
 def test_newton_fit_with_nuisances_is_a_joint_stationary_point():
     # tau's problem: min over (network, nu) of L_core(weights w r(nu)) + sum_R w (r(nu) - 1)
     # - sum_D log r(nu) + nu^2 / (2 sigma^2), with r = e^nu (a normalisation). At the end of the

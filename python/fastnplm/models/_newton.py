@@ -60,8 +60,8 @@ def projected_newton(fun, loss, x0, bound, tol, max_iter, noise):
         ``loss(x) -> L`` alone (trial points).
     x0 : ndarray
         Starting point.
-    bound : float
-        The box half-width (> 0).
+    bound : float or ndarray
+        The box half-width (> 0), or one per coordinate (np.inf: a free coordinate).
     tol : float
         Stopping tolerance on the projected-gradient norm (max norm).
     max_iter : int
@@ -77,16 +77,17 @@ def projected_newton(fun, loss, x0, bound, tol, max_iter, noise):
         at trial points).
     """
     x = np.clip(np.asarray(x0, dtype=np.float64), -bound, bound)
+    scale = _scale(bound)
     L, g, H = fun(x)
     history = [L]
-    radius, it, trials, message, converged = min(1.0, bound), 0, 0, "", False
+    radius, it, trials, message, converged = min(1.0, float(np.min(bound))), 0, 0, "", False
     if not np.isfinite(L) or not np.all(np.isfinite(g)):
         return dict(x=x, loss=L, grad=g, iterations=0, converged=False, history=np.asarray(history), trials=0,
                     message="the loss or gradient is not finite at the start", pg_norm=np.inf)
     while True:
         pgn = float(np.max(np.abs(x - np.clip(x - g, -bound, bound))))
         if pgn <= tol:
-            moved = _leave_saddle(loss, x, g, H, L, bound, noise)
+            moved = _leave_saddle(loss, x, g, H, L, bound, scale, noise)
             trials += 1 if moved is None else 0
             if moved is None:
                 converged, message = True, f"projected gradient {pgn:.3g} <= tol {tol:.3g}"
@@ -109,9 +110,9 @@ def projected_newton(fun, loss, x0, bound, tol, max_iter, noise):
             if rho < 0.25:
                 radius = 0.25 * sn
             elif rho > 0.75 and sn >= 0.99 * radius:
-                radius = min(2.0 * radius, 2.0 * bound)
+                radius = min(2.0 * radius, 2.0 * scale)
             if not ok:
-                if radius < 1e-15 * max(bound, 1.0):
+                if radius < 1e-15 * max(scale, 1.0):
                     message = f"the trust region collapsed (projected gradient {pgn:.3g} > tol {tol:.3g})"
                     break
                 continue
@@ -127,11 +128,18 @@ def projected_newton(fun, loss, x0, bound, tol, max_iter, noise):
                 history=np.asarray(history), pg_norm=pgn, trials=trials)
 
 
-def _leave_saddle(loss, x, g, H, L, bound, noise):
+def _scale(bound) -> float:
+    """The box's size for the trust region's limits: its largest finite half-width (1 if none)."""
+    b = np.atleast_1d(np.asarray(bound, dtype=np.float64))
+    finite = b[np.isfinite(b)]
+    return float(finite.max()) if finite.size else 1.0
+
+
+def _leave_saddle(loss, x, g, H, L, bound, scale, noise):
     """At a first-order point: a step along the free Hessian's lowest eigenvector, when its
     eigenvalue is clearly negative, that lowers L by at least a quarter of the model's -a^2
     lam / 2 (either sign, backtracking), or None."""
-    eps = 1e-12 * bound
+    eps = 1e-12 * scale
     free = ~(((x <= -bound + eps) & (g > 0)) | ((x >= bound - eps) & (g < 0)))
     if not free.any():
         return None
@@ -140,7 +148,7 @@ def _leave_saddle(loss, x, g, H, L, bound, noise):
         return None
     u = np.zeros_like(x)
     u[free] = V[:, 0]
-    a = bound
+    a = scale
     for _ in range(MAX_HALVINGS):
         for sign in (1.0, -1.0):
             xn = np.clip(x + sign * a * u, -bound, bound)

@@ -32,10 +32,10 @@ import numpy as np
 
 from .. import _checks, _core
 from ._kernel_defs import sigma_heuristic
+from ._newton import projected_newton, restart_seed
 from ._spectral import SpectralReference
 
 KINDS = ("normalization", "shape")
-NU_STEP_TOL = 1e-8  # a Newton nuisance fit stops when a round moves nu by at most this of its width
 
 
 class ShapeCoefficients:
@@ -441,10 +441,9 @@ def fit_neural_with_nuisances(model, ref, dat, w, nuisances, auxiliary, rounds=2
     (free) together, with the core's loss and gradient at weights w r(nu) and d L / d nu from
     f on the events. optimizer="adam": ``rounds`` alternations of Adam on the network at fixed
     nu (epochs / rounds updates each, its moments restarting every round) and the exact nu step
-    at fixed f (Delta's problem with reference weights w e^f). optimizer="newton": the same
-    alternation with each network step a Newton fit to ``newton_tol``, until a round changes
-    neither (at most ``rounds`` rounds; converged only when it stopped that way). tau = -2 L at
-    the end.
+    at fixed f (Delta's problem with reference weights w e^f). optimizer="newton": the
+    projected Newton fit (fastnplm/models/_newton.py) of network and nu together, on the exact
+    joint Hessian (:func:`_newton_joint`). tau = -2 L at the end.
     """
     nus, sig, aux = _nuisance_list(nuisances, auxiliary)
     lr_ref, lr_dat = _LogRatio(nus, ref), _LogRatio(nus, dat)
@@ -472,25 +471,7 @@ def fit_neural_with_nuisances(model, ref, dat, w, nuisances, auxiliary, rounds=2
         params, nu, done = res.x[:n_par], res.x[n_par:] * sig, int(res.nit)
         ok = bool(np.isfinite(res.fun)) and (res.success or "ABNORMAL" in str(res.message))
     elif model.optimizer == "newton":
-        # block coordinate descent, each block solved exactly: the network by Newton at fixed nu
-        # (the model's restarts in the first round, then one start from where it stands), nu by
-        # Delta's Newton step at fixed f; until a round leaves the network where it was and
-        # moves nu by at most NU_STEP_TOL of its width
-        done, ok = 0, False
-        for k in range(max(1, int(rounds))):
-            out = model.train_newton(ref, w * np.exp(lr_ref.value(nu)), [dat], params[None, :], [model.seed],
-                                     restarts=None if k == 0 else 1, coarse=None if k == 0 else False)[0]
-            params, done = out["params"], done + out["epochs_done"]
-            f_ref = _core.mlp_predict(ref, hidden, params, threads)
-            _, nu_new = _delta(lr_ref, lr_dat, w * np.exp(f_ref), sig, aux, tol)
-            still = k > 0 and out["epochs_done"] == 0
-            moved = float(np.max(np.abs(nu_new - nu) / sig))
-            nu = nu_new
-            if not out["converged"]:
-                break
-            if still and moved <= NU_STEP_TOL:
-                ok = True
-                break
+        params, nu, done, ok = _newton_joint(model, ref, dat, w, lr_ref, lr_dat, sig, aux)
     else:
         rounds, epochs, done, ok = max(1, min(int(rounds), model.epochs)), model.epochs, 0, True
         for k in range(rounds):
@@ -509,6 +490,67 @@ def fit_neural_with_nuisances(model, ref, dat, w, nuisances, auxiliary, rounds=2
                              nu_delta=dict(zip(names, nu_d.tolist())), auxiliary=dict(zip(names, aux.tolist())),
                              converged=bool(ok), newton_iterations=int(done), f_reference=fr, f_data=fd,
                              fit=_NeuralF(hidden, params, ref.shape[1]))
+
+
+def _newton_joint(model, ref, dat, w, lr_ref, lr_dat, sig, aux):
+    """tau's minimum over (network, nu) by projected Newton on theta = (network parameters, nu /
+    sigma), the network boxed at the clip and nu free, from the model's ``restarts`` starts (nu =
+    0 in each); the lowest loss kept. With w' = w r(nu), e = w' e^f on the reference and
+    l_i = d log r / d nu_i:
+
+        L       = L_core(w') + sum_R (w' - w) - sum_D log r + C(nu)
+        dL/dnu  = sum_R e l - sum_D l + C'
+        d2L/dnu_i dnu_j = sum_R e (l_i l_j + delta_ij d2_i) - delta_ij sum_D d2_i + C''
+        d2L/dtheta dnu_i = sum_R e l_i grad f
+
+    the last from the core's gradient, linear in the reference weights: the gradient at weights
+    w' (1 + l_i) less the one at w'. Returns (params, nu, steps, converged)."""
+    fun, loss, bound, n_par = joint_problem(model, ref, dat, w, lr_ref, lr_dat, sig, aux)
+    noise = 1e-13 * (float(np.abs(w).sum()) + dat.shape[0])
+    best = None
+    for r in range(model.restarts):
+        start = model.init_params(ref.shape[1], model.seed if r == 0 else restart_seed(model.seed, r))
+        run = projected_newton(fun, loss, np.concatenate([start, np.zeros(sig.size)]), bound, model.newton_tol,
+                               model.epochs, noise)
+        if best is None or run["loss"] < best["loss"]:
+            best = run
+    return best["x"][:n_par], best["x"][n_par:] * sig, int(best["iterations"]), bool(best["converged"])
+
+
+def joint_problem(model, ref, dat, w, lr_ref, lr_dat, sig, aux):
+    """The joint Newton fit's functions of theta = (network parameters, nu / sigma): fun -> (L,
+    gradient, Hessian) and loss -> L (see :func:`_newton_joint`), the box half-widths (the clip,
+    then inf for nu) and the number of network parameters."""
+    hidden, threads = list(model.hidden), model.threads or 0
+    n_par, p = model.n_params(ref.shape[1]), sig.size
+    bound = np.concatenate([np.full(n_par, model.clip), np.full(p, np.inf)])
+
+    def parts(theta):
+        q, v = theta[:n_par], theta[n_par:] * sig
+        return q, v, w * np.exp(lr_ref.value(v))
+
+    def loss(theta):
+        q, v, wr = parts(theta)
+        core = _core.mlp_loss_grad_hess(ref, wr, dat, hidden, q, threads, False, False)[0]
+        return core + float((wr - w).sum()) - float(lr_dat.value(v).sum()) + _constraint(v, sig, aux)[0]
+
+    def fun(theta):
+        q, v, wr = parts(theta)
+        core, g, h = _core.mlp_loss_grad_hess(ref, wr, dat, hidden, q, threads)
+        e = wr * np.exp(_core.mlp_predict(ref, hidden, q, threads))
+        lr, ld = lr_ref.grad(v), lr_dat.grad(v)
+        c, cg, ch = _constraint(v, sig, aux)
+        value = core + float((wr - w).sum()) - float(lr_dat.value(v).sum()) + c
+        g_nu = lr.T @ e - ld.sum(axis=0) + cg
+        h_nn = (lr * e[:, None]).T @ lr
+        h_nn = 0.5 * (h_nn + h_nn.T) + np.diag(lr_ref.d2.T @ e - lr_dat.d2.sum(axis=0) + ch)  # symmetric bits
+        cross = np.stack([_core.mlp_loss_grad_hess(ref, wr * (1.0 + lr[:, i]), dat, hidden, q, threads, True,
+                                                   False)[1] - g for i in range(p)], axis=1)
+        grad = np.concatenate([g, g_nu * sig])
+        hess = np.block([[h, cross * sig], [(cross * sig).T, h_nn * np.outer(sig, sig)]])
+        return value, grad, hess
+
+    return fun, loss, bound, n_par
 
 
 class _NeuralF:
